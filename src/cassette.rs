@@ -1,0 +1,137 @@
+//! The cassette directory: the committed, reviewable form of a recording session.
+//!
+//! One pretty-printed JSON file per interaction at `<dir>/<endpoint with / as _>/<key prefix>.json`.
+//! Files are written atomically (temp file in the same directory, fsync, rename, fsync of the
+//! directory), so a crash leaves either the old file or the new one, never half of one.
+//! This module knows files and [`Interaction`]s, never HTTP.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::interaction::{Interaction, InvalidInteraction};
+use crate::key;
+
+/// A problem with a cassette directory or one of its files.
+#[derive(Debug, thiserror::Error)]
+pub enum CassetteError {
+    #[error("cassette directory {0} does not exist; record into it first (plaid-vcr record --cassette {0}) or pass --cassette DIR")]
+    Missing(PathBuf),
+    #[error("cannot read cassette directory {path}: {source}")]
+    ReadDir { path: PathBuf, source: std::io::Error },
+    #[error("cannot read cassette file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("cassette file {path} is not a valid interaction: {source}; fix or delete the file")]
+    Parse { path: PathBuf, source: serde_json::Error },
+    #[error("cassette file {path} is invalid: {source}")]
+    Invalid { path: PathBuf, source: InvalidInteraction },
+    #[error("cassette files {first} and {second} hold the same key {key}; delete one of them")]
+    Duplicate { key: String, first: PathBuf, second: PathBuf },
+    #[error("cannot write cassette file {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
+/// A cassette directory.
+#[derive(Debug, Clone)]
+pub struct Cassette {
+    root: PathBuf,
+}
+
+impl Cassette {
+    /// A cassette rooted at `root`; nothing is read or created yet.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Cassette { root: root.into() }
+    }
+
+    /// The directory this cassette lives in.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Fails with [`CassetteError::Missing`] unless the directory exists.
+    pub fn require_exists(&self) -> Result<(), CassetteError> {
+        if self.root.is_dir() {
+            Ok(())
+        } else {
+            Err(CassetteError::Missing(self.root.clone()))
+        }
+    }
+
+    /// The file path, relative to the root, that holds the interaction for `endpoint`/`key`.
+    pub fn relative_path(endpoint: &str, key: &str) -> PathBuf {
+        let dir = endpoint.replace('/', "_");
+        PathBuf::from(dir).join(format!("{}.json", key::prefix(key)))
+    }
+
+    /// Every interaction file under the root (relative paths, sorted), skipping hidden
+    /// entries and leftover temp files.
+    pub fn list(&self) -> Result<Vec<PathBuf>, CassetteError> {
+        let mut out = Vec::new();
+        let mut stack = vec![PathBuf::new()];
+        while let Some(rel) = stack.pop() {
+            let dir = self.root.join(&rel);
+            let entries = fs::read_dir(&dir).map_err(|source| CassetteError::ReadDir { path: dir.clone(), source })?;
+            for entry in entries {
+                let entry = entry.map_err(|source| CassetteError::ReadDir { path: dir.clone(), source })?;
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                if name.starts_with('.') {
+                    continue;
+                }
+                let file_type = entry
+                    .file_type()
+                    .map_err(|source| CassetteError::ReadDir { path: dir.clone(), source })?;
+                if file_type.is_dir() {
+                    stack.push(rel.join(name));
+                } else if name.ends_with(".json") {
+                    out.push(rel.join(name));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Reads and validates the interaction in `relative`; errors name the file.
+    pub fn read(&self, relative: &Path) -> Result<Interaction, CassetteError> {
+        let path = self.root.join(relative);
+        let bytes = fs::read(&path).map_err(|source| CassetteError::Read { path: path.clone(), source })?;
+        let interaction =
+            Interaction::from_file_bytes(&bytes).map_err(|source| CassetteError::Parse { path: path.clone(), source })?;
+        interaction.validate().map_err(|source| CassetteError::Invalid { path, source })?;
+        Ok(interaction)
+    }
+
+    /// Writes `interaction` atomically and durably; returns its path relative to the root.
+    pub fn write(&self, interaction: &Interaction) -> Result<PathBuf, CassetteError> {
+        let relative = Self::relative_path(&interaction.endpoint, &interaction.key);
+        write_atomic(&self.root.join(&relative), &interaction.to_file_bytes())?;
+        Ok(relative)
+    }
+}
+
+/// Writes `bytes` to `path` via a temp file in the same directory: fsync the file, rename it
+/// over `path`, fsync the directory so the rename itself survives a power loss.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CassetteError> {
+    let err = |source| CassetteError::Write { path: path.to_owned(), source };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(err)?;
+    // The leading dot keeps a leftover temp file (after a crash) out of `Cassette::list`.
+    let mut tmp = tempfile::Builder::new().prefix(".plaid-vcr-").suffix(".tmp").tempfile_in(dir).map_err(err)?;
+    tmp.write_all(bytes).map_err(err)?;
+    tmp.as_file().sync_all().map_err(err)?;
+    tmp.persist(path).map_err(|e| err(e.error))?;
+    sync_dir(dir).map_err(err)?;
+    Ok(())
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> std::io::Result<()> {
+    // Directories cannot be opened for syncing on this platform; the rename is still atomic.
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! The command line: clap types only, no behaviour.
+//!
+//! Every serving option is `Option` here so that [`crate::config`] can tell "not given" from a
+//! value and layer flags > `PLAID_VCR_*` environment (read by clap) > config file > defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Record the Plaid API over TLS, replay it offline byte for byte.
+///
+/// Point your Plaid client at http://127.0.0.1:8080/plaid-compatible instead of
+/// https://sandbox.plaid.com. `record` forwards every request to Plaid and writes the answers
+/// into a cassette directory you commit; `replay` answers from that cassette without any network.
+#[derive(Debug, Parser)]
+#[command(name = "plaid-vcr", version, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Forward every request upstream and record each 2xx/4xx answer (overwriting earlier ones)
+    Record(ServeArgs),
+    /// Answer from the cassette only, never opening a connection; unrecorded requests get an error
+    Replay(ReplayArgs),
+}
+
+/// Options shared by `record` and `replay`. Defaults are listed in config.example.toml.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// Cassette directory to record into / replay from [default: cassettes/default]
+    #[arg(long, value_name = "DIR", env = "PLAID_VCR_CASSETTE")]
+    pub cassette: Option<PathBuf>,
+
+    /// Plaid base URL requests are forwarded to [default: https://sandbox.plaid.com]
+    #[arg(long, value_name = "URL", env = "PLAID_VCR_UPSTREAM")]
+    pub upstream: Option<String>,
+
+    /// PEM file with extra CA certificates to trust for upstream (a private CA or test proxy)
+    #[arg(long, value_name = "PEM", env = "PLAID_VCR_UPSTREAM_CA")]
+    pub upstream_ca: Option<PathBuf>,
+
+    /// Address to listen on; port 0 picks a free port [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR", env = "PLAID_VCR_LISTEN")]
+    pub listen: Option<SocketAddr>,
+
+    /// Working store directory (sled database and lock), not committed [default: .plaid-vcr]
+    #[arg(long, value_name = "DIR", env = "PLAID_VCR_STORE")]
+    pub store: Option<PathBuf>,
+
+    /// Config file [default: ./plaid-vcr.toml if it exists]
+    #[arg(long, value_name = "FILE", env = "PLAID_VCR_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Log level for plaid-vcr's own logs (error, warn, info, debug, trace); overrides RUST_LOG
+    /// [default: info]
+    #[arg(long, value_name = "LEVEL", env = "PLAID_VCR_LOG_LEVEL")]
+    pub log_level: Option<String>,
+
+    /// Largest request body accepted, in bytes [default: 1048576]
+    #[arg(long, value_name = "BYTES", env = "PLAID_VCR_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+
+    /// Time allowed to connect to upstream, e.g. 10s [default: 10s]
+    #[arg(long, value_name = "DURATION", env = "PLAID_VCR_CONNECT_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Option<Duration>,
+
+    /// Time allowed for upstream's whole answer, e.g. 60s [default: 60s]
+    #[arg(long, value_name = "DURATION", env = "PLAID_VCR_RESPONSE_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub response_timeout: Option<Duration>,
+
+    /// Time in-flight requests get to finish after SIGINT/SIGTERM [default: 10s]
+    #[arg(long, value_name = "DURATION", env = "PLAID_VCR_SHUTDOWN_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Option<Duration>,
+}
+
+/// Options of `replay`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+
+    /// Answer hits from the cassette and forward misses upstream, recording them ("new episodes")
+    #[arg(long, env = "PLAID_VCR_RECORD_MISSING")]
+    pub record_missing: bool,
+}

@@ -1,0 +1,215 @@
+//! One [`Config`] from flags, `PLAID_VCR_*` environment, the config file and defaults.
+//!
+//! Precedence: flags > environment > `--config FILE` (default `./plaid-vcr.toml` if present) >
+//! defaults. clap already folds flags and environment into [`ServeArgs`]; this module adds the
+//! file and the defaults. Relative paths in a config file are relative to that file's directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cli::ServeArgs;
+
+/// The config file read when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "plaid-vcr.toml";
+
+/// A problem with the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is invalid: {message}; see config.example.toml for every key")]
+    Parse { path: PathBuf, message: String },
+    #[error("{key} {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// Everything a serving command needs, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Plaid base URL (a path prefix is kept).
+    pub upstream: String,
+    /// Extra CA certificates (PEM) trusted for upstream.
+    pub upstream_ca: Option<PathBuf>,
+    /// Cassette directory.
+    pub cassette: PathBuf,
+    /// Working store directory.
+    pub store: PathBuf,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Upstream connect timeout.
+    pub connect_timeout: Duration,
+    /// Upstream whole-answer timeout.
+    pub response_timeout: Duration,
+    /// How long in-flight requests may take to finish at shutdown.
+    pub shutdown_timeout: Duration,
+    /// Log level for plaid-vcr's own logs.
+    pub log_level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            upstream: "https://sandbox.plaid.com".into(),
+            upstream_ca: None,
+            cassette: PathBuf::from("cassettes/default"),
+            store: PathBuf::from(".plaid-vcr"),
+            max_body_bytes: 1024 * 1024,
+            connect_timeout: Duration::from_secs(10),
+            response_timeout: Duration::from_secs(60),
+            shutdown_timeout: Duration::from_secs(10),
+            log_level: "info".into(),
+        }
+    }
+}
+
+/// The config file's keys, all optional (see config.example.toml).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    upstream: Option<String>,
+    upstream_ca: Option<PathBuf>,
+    cassette: Option<PathBuf>,
+    store: Option<PathBuf>,
+    max_body_bytes: Option<usize>,
+    connect_timeout: Option<String>,
+    response_timeout: Option<String>,
+    shutdown_timeout: Option<String>,
+    log_level: Option<String>,
+}
+
+impl Config {
+    /// Resolves the configuration for a serving command from its arguments.
+    pub fn resolve(args: &ServeArgs) -> Result<Config, ConfigError> {
+        let (file, base) = match &args.config {
+            Some(path) => (read_file(path)?, parent(path)),
+            None if Path::new(DEFAULT_CONFIG_FILE).is_file() => {
+                (read_file(Path::new(DEFAULT_CONFIG_FILE))?, PathBuf::new())
+            }
+            None => (FileConfig::default(), PathBuf::new()),
+        };
+        let defaults = Config::default();
+        let from_file = |p: Option<PathBuf>| p.map(|p| base.join(p));
+        let config = Config {
+            listen: args.listen.or(file.listen).unwrap_or(defaults.listen),
+            upstream: args.upstream.clone().or(file.upstream).unwrap_or(defaults.upstream),
+            upstream_ca: args.upstream_ca.clone().or(from_file(file.upstream_ca)),
+            cassette: args.cassette.clone().or(from_file(file.cassette)).unwrap_or(defaults.cassette),
+            store: args.store.clone().or(from_file(file.store)).unwrap_or(defaults.store),
+            max_body_bytes: args.max_body_bytes.or(file.max_body_bytes).unwrap_or(defaults.max_body_bytes),
+            connect_timeout: pick_duration(args.connect_timeout, file.connect_timeout, "connect_timeout")?
+                .unwrap_or(defaults.connect_timeout),
+            response_timeout: pick_duration(args.response_timeout, file.response_timeout, "response_timeout")?
+                .unwrap_or(defaults.response_timeout),
+            shutdown_timeout: pick_duration(args.shutdown_timeout, file.shutdown_timeout, "shutdown_timeout")?
+                .unwrap_or(defaults.shutdown_timeout),
+            log_level: args.log_level.clone().or(file.log_level).unwrap_or(defaults.log_level),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_body_bytes == 0 {
+            return Err(ConfigError::Invalid { key: "max_body_bytes", message: "must be greater than 0".into() });
+        }
+        for (key, d) in [
+            ("connect_timeout", self.connect_timeout),
+            ("response_timeout", self.response_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::Invalid { key, message: "must be greater than 0s".into() });
+            }
+        }
+        if !["error", "warn", "info", "debug", "trace", "off"].contains(&self.log_level.as_str()) {
+            return Err(ConfigError::Invalid {
+                key: "log_level",
+                message: format!("{:?} is not one of error, warn, info, debug, trace, off", self.log_level),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        // toml's message spans several lines with a source excerpt; keep the first.
+        message: e.message().lines().next().unwrap_or("").to_owned(),
+    })
+}
+
+fn parent(path: &Path) -> PathBuf {
+    path.parent().map(Path::to_owned).unwrap_or_default()
+}
+
+fn pick_duration(flag: Option<Duration>, file: Option<String>, key: &'static str) -> Result<Option<Duration>, ConfigError> {
+    if flag.is_some() {
+        return Ok(flag);
+    }
+    file.map(|text| {
+        humantime::parse_duration(&text).map_err(|e| ConfigError::Invalid {
+            key,
+            message: format!("{text:?} is not a duration like \"10s\" or \"2m\": {e}"),
+        })
+    })
+    .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_config(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn defaults_apply_without_flags_or_file() {
+        let (_dir, path) = write_config("");
+        let c = Config::resolve(&ServeArgs { config: Some(path), ..Default::default() }).unwrap();
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn file_overrides_defaults_and_flags_override_file() {
+        let (dir, path) = write_config("listen = \"127.0.0.1:9000\"\ncassette = \"cas\"\nconnect_timeout = \"3s\"\n");
+        let args = ServeArgs { config: Some(path.clone()), ..Default::default() };
+        let c = Config::resolve(&args).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.cassette, dir.path().join("cas"));
+        assert_eq!(c.connect_timeout, Duration::from_secs(3));
+        let args = ServeArgs {
+            config: Some(path),
+            listen: Some("127.0.0.1:0".parse().unwrap()),
+            connect_timeout: Some(Duration::from_secs(1)),
+            ..Default::default()
+        };
+        let c = Config::resolve(&args).unwrap();
+        assert_eq!(c.listen.port(), 0);
+        assert_eq!(c.connect_timeout, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let (_d, path) = write_config("lisen = \"127.0.0.1:1\"\n");
+        let err = Config::resolve(&ServeArgs { config: Some(path), ..Default::default() }).unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+        let (_d, path) = write_config("response_timeout = \"soon\"\n");
+        let err = Config::resolve(&ServeArgs { config: Some(path), ..Default::default() }).unwrap_err();
+        assert!(err.to_string().starts_with("response_timeout"), "{err}");
+        let err = Config::resolve(&ServeArgs { config: Some("/nonexistent/x.toml".into()), ..Default::default() })
+            .unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/x.toml"), "{err}");
+    }
+}

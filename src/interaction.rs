@@ -1,0 +1,225 @@
+//! One recorded request/response pair: its on-disk JSON form and its pre-serialized answer.
+//!
+//! An [`Interaction`] only ever holds redacted data (it is built from the output of
+//! [`crate::redact`]). Its file form is pretty-printed with sorted keys, so the same
+//! interaction always serializes to the same bytes. No HTTP and no file I/O here.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::key;
+
+/// Version of the cassette file format.
+pub const FORMAT: u32 = 1;
+
+/// A recorded interaction, exactly as a cassette file holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Interaction {
+    /// Cassette format version ([`FORMAT`]).
+    pub format: u32,
+    /// The matching key (hex SHA-256, see [`crate::key`]).
+    pub key: String,
+    /// The Plaid endpoint without leading slash, e.g. `identity/get`.
+    pub endpoint: String,
+    /// The `Plaid-Version` request header, if the client sent one.
+    pub plaid_version: Option<String>,
+    /// When it was recorded, RFC 3339 UTC, seconds precision.
+    pub recorded_at: String,
+    pub request: RecordedRequest,
+    pub response: RecordedResponse,
+}
+
+/// The stored (redacted) request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordedRequest {
+    pub body: Map<String, Value>,
+}
+
+/// The stored (redacted) response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordedResponse {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Value,
+}
+
+/// What is wrong with an interaction read from a file.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum InvalidInteraction {
+    #[error("unsupported format {0} (this plaid-vcr reads format {FORMAT})")]
+    Format(u32),
+    #[error("endpoint {0:?} is not a Plaid endpoint path like \"identity/get\"")]
+    Endpoint(String),
+    #[error("response status {0} is not an HTTP status")]
+    Status(u16),
+    #[error("key {found} does not match its request (recomputed {expected}); the request was edited by hand, re-record it")]
+    Key { found: String, expected: String },
+}
+
+/// A replayable answer in the form the hot path serves: status, content type, body bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Bytes,
+}
+
+impl Interaction {
+    /// Builds an interaction from a redacted request and response, computing its key.
+    pub fn new(
+        endpoint: &str,
+        plaid_version: Option<&str>,
+        request: Map<String, Value>,
+        status: u16,
+        content_type: &str,
+        response: Value,
+        recorded_at: std::time::SystemTime,
+    ) -> Self {
+        Interaction {
+            format: FORMAT,
+            key: key::compute(endpoint, plaid_version, &request),
+            endpoint: endpoint.to_owned(),
+            plaid_version: plaid_version.map(str::to_owned),
+            recorded_at: humantime::format_rfc3339_seconds(recorded_at).to_string(),
+            request: RecordedRequest { body: request },
+            response: RecordedResponse { status, content_type: content_type.to_owned(), body: response },
+        }
+    }
+
+    /// Parses a cassette file's bytes; [`Interaction::validate`] is separate.
+    pub fn from_file_bytes(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    /// The file form: pretty-printed, keys sorted, trailing newline. Deterministic.
+    pub fn to_file_bytes(&self) -> Vec<u8> {
+        // Going through `Value` sorts the struct's own fields along with the bodies' keys.
+        // Serializing plain data with string keys cannot fail.
+        let value = serde_json::to_value(self).unwrap_or(Value::Null);
+        let mut bytes = serde_json::to_vec_pretty(&value).unwrap_or_default();
+        bytes.push(b'\n');
+        bytes
+    }
+
+    /// Checks what a hand edit could break: format, endpoint, status, and that the key is the
+    /// one its request computes to.
+    pub fn validate(&self) -> Result<(), InvalidInteraction> {
+        if self.format != FORMAT {
+            return Err(InvalidInteraction::Format(self.format));
+        }
+        if !is_endpoint(&self.endpoint) {
+            return Err(InvalidInteraction::Endpoint(self.endpoint.clone()));
+        }
+        if !(100..=599).contains(&self.response.status) {
+            return Err(InvalidInteraction::Status(self.response.status));
+        }
+        let expected = key::compute(&self.endpoint, self.plaid_version.as_deref(), &self.request.body);
+        if expected != self.key {
+            return Err(InvalidInteraction::Key { found: self.key.clone(), expected });
+        }
+        Ok(())
+    }
+
+    /// The answer replay serves: the body pretty-printed with sorted keys, as Plaid does.
+    pub fn answer(&self) -> Answer {
+        let mut body = serde_json::to_vec_pretty(&self.response.body).unwrap_or_default();
+        body.push(b'\n');
+        Answer {
+            status: self.response.status,
+            content_type: self.response.content_type.clone(),
+            body: Bytes::from(body),
+        }
+    }
+}
+
+impl Answer {
+    /// Compact binary form for the sled index: status (2 bytes BE), content-type length
+    /// (2 bytes BE), content type, body.
+    pub fn encode(&self) -> Vec<u8> {
+        let ct = self.content_type.as_bytes();
+        let ct_len = u16::try_from(ct.len()).unwrap_or(u16::MAX);
+        let mut out = Vec::with_capacity(4 + ct.len() + self.body.len());
+        out.extend_from_slice(&self.status.to_be_bytes());
+        out.extend_from_slice(&ct_len.to_be_bytes());
+        out.extend_from_slice(&ct[..usize::from(ct_len)]);
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    /// Inverse of [`Answer::encode`]; `None` if the bytes are not in that form.
+    pub fn decode(bytes: &[u8]) -> Option<Answer> {
+        let status = u16::from_be_bytes(bytes.get(0..2)?.try_into().ok()?);
+        let ct_len = usize::from(u16::from_be_bytes(bytes.get(2..4)?.try_into().ok()?));
+        let content_type = std::str::from_utf8(bytes.get(4..4 + ct_len)?).ok()?.to_owned();
+        let body = Bytes::copy_from_slice(bytes.get(4 + ct_len..)?);
+        Some(Answer { status, content_type, body })
+    }
+}
+
+/// Whether `path` looks like a Plaid endpoint: one or more `/`-separated segments of
+/// ASCII letters, digits, `_` and `-`. Rules out `..`, empty segments and anything that could
+/// escape a cassette directory when used as a path.
+pub fn is_endpoint(path: &str) -> bool {
+    !path.is_empty()
+        && path.len() <= 200
+        && path.split('/').all(|seg| {
+            !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sample() -> Interaction {
+        Interaction::new(
+            "identity/get",
+            Some("2020-09-14"),
+            json!({"access_token": "access-sandbox-x"}).as_object().cloned().unwrap(),
+            200,
+            "application/json",
+            json!({"request_id": "abc", "accounts": []}),
+            std::time::UNIX_EPOCH,
+        )
+    }
+
+    #[test]
+    fn file_bytes_round_trip_and_are_deterministic() {
+        let i = sample();
+        let bytes = i.to_file_bytes();
+        assert_eq!(bytes, i.to_file_bytes());
+        let back = Interaction::from_file_bytes(&bytes).unwrap();
+        assert_eq!(back, i);
+        assert_eq!(back.to_file_bytes(), bytes);
+        back.validate().unwrap();
+        assert_eq!(i.recorded_at, "1970-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn an_edited_request_no_longer_validates() {
+        let mut i = sample();
+        i.request.body.insert("access_token".into(), json!("other"));
+        assert!(matches!(i.validate(), Err(InvalidInteraction::Key { .. })));
+    }
+
+    #[test]
+    fn answers_round_trip_through_the_index_encoding() {
+        let a = sample().answer();
+        assert_eq!(Answer::decode(&a.encode()), Some(a));
+        assert_eq!(Answer::decode(&[0, 200, 0]), None);
+    }
+
+    #[test]
+    fn endpoints_cannot_escape_the_cassette() {
+        assert!(is_endpoint("identity/get"));
+        assert!(is_endpoint("sandbox/public_token/create"));
+        for bad in ["", "..", "a/../b", "a//b", "/a", "a/", "a b", "a.json"] {
+            assert!(!is_endpoint(bad), "{bad}");
+        }
+    }
+}

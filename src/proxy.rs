@@ -1,0 +1,530 @@
+//! The per-request pipeline, the same for every Plaid endpoint, and the [`Mode`]s.
+//!
+//! request → route → limit and parse → check credentials → redact → key → store or upstream →
+//! redact → store → response. A stage never reaches back into an earlier one, and only the
+//! output of [`Redactor`] is keyed or written. Logs carry mode, endpoint, outcome, status,
+//! latency and key prefix; never bodies, credentials or tokens.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use serde_json::{Map, Value};
+
+use crate::cassette::Cassette;
+use crate::config::Config;
+use crate::error::{ApiError, Error, API_ERROR, INVALID_REQUEST};
+use crate::interaction::{is_endpoint, Answer, Interaction};
+use crate::key;
+use crate::redact::Redactor;
+use crate::store::Store;
+use crate::upstream::{Upstream, UpstreamError};
+
+/// Path prefix under which Plaid endpoints are served.
+pub const PREFIX: &str = "/plaid-compatible";
+
+/// Response header naming what plaid-vcr did with a request (hit, miss, recorded, ...).
+pub const OUTCOME_HEADER: &str = "plaid-vcr-outcome";
+/// Response header carrying the full matching key of a request.
+pub const KEY_HEADER: &str = "plaid-vcr-key";
+
+/// What plaid-vcr does with each request. Dispatched on in one place, [`Proxy::dispatch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Reads nothing from the cassette to answer; forwards every request upstream and writes
+    /// each 2xx/4xx answer to the store and the cassette, overwriting the same key.
+    Record,
+    /// Reads the cassette only; never opens a connection; writes nothing; misses are errors.
+    Replay,
+    /// Answers hits from the cassette; forwards misses upstream and records them.
+    ReplayRecordMissing,
+}
+
+impl Mode {
+    /// Whether this mode talks to upstream at all.
+    pub fn uses_upstream(self) -> bool {
+        !matches!(self, Mode::Replay)
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Record => "record",
+            Mode::Replay => "replay",
+            Mode::ReplayRecordMissing => "replay --record-missing",
+        })
+    }
+}
+
+/// What happened to one request; logged and sent back in [`OUTCOME_HEADER`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered from the cassette.
+    Hit,
+    /// Not in the cassette, answered with an error.
+    Miss,
+    /// Forwarded upstream and recorded.
+    Recorded,
+    /// Forwarded upstream, passed through, not recorded (5xx, 429, not JSON).
+    Forwarded,
+    /// Rejected before matching (bad input, unknown path) or failed (upstream down, store).
+    Error,
+    /// A health check; not logged.
+    Health,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Hit => "hit",
+            Outcome::Miss => "miss",
+            Outcome::Recorded => "recorded",
+            Outcome::Forwarded => "forwarded",
+            Outcome::Error => "error",
+            Outcome::Health => "health",
+        }
+    }
+}
+
+/// A parsed, checked Plaid request on its way through the pipeline.
+struct PlaidRequest {
+    endpoint: String,
+    plaid_version: Option<String>,
+    headers: HeaderMap,
+    raw_body: Bytes,
+    /// The body as it is keyed and stored (after [`Redactor::request`]).
+    stored_body: Map<String, Value>,
+    key: String,
+}
+
+/// The answer to one request plus what to log about it.
+struct Handled {
+    outcome: Outcome,
+    endpoint: Option<String>,
+    key: Option<String>,
+    response: Response<Full<Bytes>>,
+}
+
+/// The proxy: mode, cassette, store, upstream and redactor shared by all connections.
+pub struct Proxy {
+    mode: Mode,
+    cassette: Cassette,
+    store: Store,
+    upstream: Option<Upstream>,
+    redactor: Redactor,
+    max_body_bytes: usize,
+    upstream_url: String,
+}
+
+impl fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Proxy").field("mode", &self.mode).field("cassette", &self.cassette).finish_non_exhaustive()
+    }
+}
+
+impl Proxy {
+    /// Opens the store, syncs the cassette into it and, if the mode needs it, builds the
+    /// upstream client. Replay requires the cassette directory to exist; recording creates it.
+    pub fn open(config: &Config, mode: Mode) -> Result<Proxy, Error> {
+        let cassette = Cassette::new(&config.cassette);
+        if mode.uses_upstream() {
+            std::fs::create_dir_all(cassette.root()).map_err(|source| crate::cassette::CassetteError::Write {
+                path: cassette.root().to_owned(),
+                source,
+            })?;
+        } else {
+            cassette.require_exists()?;
+        }
+        let upstream = if mode.uses_upstream() {
+            Some(Upstream::new(
+                &config.upstream,
+                config.upstream_ca.as_deref(),
+                config.connect_timeout,
+                config.response_timeout,
+            )?)
+        } else {
+            None
+        };
+        let store = Store::open(&config.store, cassette.root())?;
+        let report = store.sync_cassette(&cassette)?;
+        tracing::info!(
+            cassette = %cassette.root().display(),
+            interactions = store.len(),
+            files = report.files,
+            parsed = report.loaded,
+            removed = report.removed,
+            "cassette loaded"
+        );
+        Ok(Proxy {
+            mode,
+            cassette,
+            store,
+            upstream,
+            redactor: Redactor::new(),
+            max_body_bytes: config.max_body_bytes,
+            upstream_url: config.upstream.clone(),
+        })
+    }
+
+    /// The mode this proxy runs in.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The cassette this proxy reads and writes.
+    pub fn cassette(&self) -> &Cassette {
+        &self.cassette
+    }
+
+    /// The working store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Answers one HTTP request. Never panics on input and always answers: every failure
+    /// becomes a Plaid-shaped error.
+    pub async fn handle<B>(self: Arc<Self>, request: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let started = Instant::now();
+        let handled = self.route(request).await;
+        let status = handled.response.status().as_u16();
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let endpoint = handled.endpoint.as_deref().unwrap_or("-");
+        let key = handled.key.as_deref().map(key::prefix).unwrap_or("-");
+        let outcome = handled.outcome.as_str();
+        if handled.outcome == Outcome::Health {
+            // Health checks poll; a line each would drown the request log.
+        } else if handled.outcome == Outcome::Forwarded || status >= 500 {
+            tracing::warn!(mode = %self.mode, endpoint, outcome, status, latency_ms, key, "request");
+        } else {
+            tracing::info!(mode = %self.mode, endpoint, outcome, status, latency_ms, key, "request");
+        }
+        let mut response = handled.response;
+        response.headers_mut().insert(OUTCOME_HEADER, HeaderValue::from_static(outcome));
+        if let Some(key) = handled.key.and_then(|k| HeaderValue::from_str(&k).ok()) {
+            response.headers_mut().insert(KEY_HEADER, key);
+        }
+        response
+    }
+
+    async fn route<B>(&self, request: Request<B>) -> Handled
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let path = request.uri().path();
+        if path == "/healthz" {
+            let response = match *request.method() {
+                Method::GET | Method::HEAD => json_response(StatusCode::OK, Bytes::from_static(b"{\"status\":\"ok\"}\n")),
+                _ => method_not_allowed("GET"),
+            };
+            return Handled { outcome: Outcome::Health, endpoint: None, key: None, response };
+        }
+        let Some(endpoint) = endpoint_of(path) else {
+            let err = ApiError::new(StatusCode::NOT_FOUND, INVALID_REQUEST, "NOT_FOUND", "not found").with_hint(
+                format!("plaid-vcr serves Plaid endpoints under {PREFIX}/, e.g. POST {PREFIX}/identity/get"),
+            );
+            return error(err, None, None);
+        };
+        if request.method() != Method::POST {
+            return Handled {
+                outcome: Outcome::Error,
+                endpoint: Some(endpoint),
+                key: None,
+                response: method_not_allowed("POST"),
+            };
+        }
+        match self.parse(endpoint.clone(), request).await {
+            Ok(parsed) => self.dispatch(parsed).await,
+            Err(err) => error(err, Some(endpoint), None),
+        }
+    }
+
+    /// Limits, parses and checks the request, then redacts it and computes its key.
+    async fn parse<B>(&self, endpoint: String, request: Request<B>) -> Result<PlaidRequest, ApiError>
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let (parts, body) = request.into_parts();
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                INVALID_REQUEST,
+                "PLAID_VCR_BODY_TOO_LARGE",
+                format!("request body is larger than {} bytes", self.max_body_bytes),
+            )
+            .with_hint("raise max_body_bytes in the config or --max-body-bytes")
+        };
+        let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > self.max_body_bytes as u64) {
+            return Err(too_large());
+        }
+        let raw_body = match Limited::new(body, self.max_body_bytes).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<LengthLimitError>() => return Err(too_large()),
+            Err(_) => return Err(invalid_body("the request body could not be read")),
+        };
+
+        match parts.headers.get(header::CONTENT_TYPE).map(|v| v.to_str().map(is_json_content_type)) {
+            None => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    INVALID_REQUEST,
+                    "INVALID_HEADERS",
+                    "the Content-Type header is missing; send Content-Type: application/json",
+                ))
+            }
+            Some(Ok(true)) => {}
+            Some(_) => return Err(invalid_body("body could not be parsed as JSON (Content-Type is not application/json)")),
+        }
+        let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&raw_body) else {
+            return Err(invalid_body("body could not be parsed as JSON"));
+        };
+
+        let missing: Vec<&str> = [("client_id", "plaid-client-id"), ("secret", "plaid-secret")]
+            .into_iter()
+            .filter(|(field, header)| !has_text(body.get(*field)) && !header_has_text(&parts.headers, header))
+            .map(|(field, _)| field)
+            .collect();
+        if !missing.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                INVALID_REQUEST,
+                "MISSING_FIELDS",
+                format!("the following required fields are missing: {}", missing.join(", ")),
+            )
+            .with_hint("send PLAID-CLIENT-ID and PLAID-SECRET headers (or client_id and secret in the body)"));
+        }
+
+        let plaid_version = match parts.headers.get("plaid-version").map(|v| v.to_str()) {
+            None => None,
+            Some(Ok(v)) if v.trim().is_empty() => None,
+            Some(Ok(v)) => Some(v.trim().to_owned()),
+            Some(Err(_)) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    INVALID_REQUEST,
+                    "INVALID_HEADERS",
+                    "the Plaid-Version header is not valid text",
+                ))
+            }
+        };
+
+        let stored_body = self.redactor.request(&endpoint, body);
+        let key = key::compute(&endpoint, plaid_version.as_deref(), &stored_body);
+        Ok(PlaidRequest { endpoint, plaid_version, headers: parts.headers, raw_body, stored_body, key })
+    }
+
+    /// The one place the mode decides what happens.
+    async fn dispatch(&self, request: PlaidRequest) -> Handled {
+        match self.mode {
+            Mode::Record => self.record(request).await,
+            Mode::Replay | Mode::ReplayRecordMissing => match self.store.get(&request.key) {
+                Ok(Some(answer)) => Handled {
+                    outcome: Outcome::Hit,
+                    endpoint: Some(request.endpoint),
+                    key: Some(request.key),
+                    response: answer_response(&answer),
+                },
+                Ok(None) if self.mode == Mode::ReplayRecordMissing => self.record(request).await,
+                Ok(None) => {
+                    let err = ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        INVALID_REQUEST,
+                        "PLAID_VCR_NO_RECORDING",
+                        format!(
+                            "no recording for this {} request in cassette {}",
+                            request.endpoint,
+                            self.cassette.root().display()
+                        ),
+                    )
+                    .with_key(request.key.clone())
+                    .with_hint(format!(
+                        "record it with: plaid-vcr replay --record-missing --upstream {} --cassette {}",
+                        self.upstream_url,
+                        self.cassette.root().display()
+                    ));
+                    Handled {
+                        outcome: Outcome::Miss,
+                        response: api_error_response(&err),
+                        endpoint: Some(request.endpoint),
+                        key: Some(request.key),
+                    }
+                }
+                Err(e) => error(store_error(&e), Some(request.endpoint), Some(request.key)),
+            },
+        }
+    }
+
+    /// Forwards upstream; records 2xx/4xx JSON answers durably before answering the client.
+    async fn record(&self, request: PlaidRequest) -> Handled {
+        let PlaidRequest { endpoint, plaid_version, headers, raw_body, stored_body, key } = request;
+        // Only reachable in modes that built an upstream (see `Proxy::open`).
+        let Some(upstream) = &self.upstream else {
+            let err = ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, API_ERROR, "PLAID_VCR_NO_UPSTREAM", "no upstream configured");
+            return error(err, Some(endpoint), Some(key));
+        };
+        let answer = match upstream.forward(&endpoint, &headers, raw_body).await {
+            Ok(answer) => answer,
+            Err(e) => return error(upstream_error(&e), Some(endpoint), Some(key)),
+        };
+        let status = answer.status;
+        let content_type = answer.content_type.clone().unwrap_or_else(|| "application/json".into());
+        let passthrough = Response::builder()
+            .status(status)
+            .header(header::CONTENT_TYPE, content_type.as_str())
+            .body(Full::new(answer.body.clone()))
+            .unwrap_or_else(|_| Response::new(Full::new(answer.body.clone())));
+
+        let recordable = (status.is_success() || status.is_client_error()) && status != StatusCode::TOO_MANY_REQUESTS;
+        let parsed = if recordable { serde_json::from_slice::<Value>(&answer.body).ok() } else { None };
+        let Some(body) = parsed else {
+            if recordable {
+                tracing::warn!(endpoint = %endpoint, status = status.as_u16(), "upstream answer is not JSON; passed through, not recorded");
+            } else {
+                tracing::warn!(endpoint = %endpoint, status = status.as_u16(), "upstream answered 5xx/429; passed through, not recorded");
+            }
+            return Handled { outcome: Outcome::Forwarded, endpoint: Some(endpoint), key: Some(key), response: passthrough };
+        };
+
+        let interaction = Interaction::new(
+            &endpoint,
+            plaid_version.as_deref(),
+            stored_body,
+            status.as_u16(),
+            &content_type,
+            self.redactor.response(&endpoint, body),
+            SystemTime::now(),
+        );
+        if let Err(e) = self.persist(interaction).await {
+            tracing::error!(endpoint = %endpoint, error = %e, "recording failed");
+            return error(store_error(&e), Some(endpoint), Some(key));
+        }
+        Handled { outcome: Outcome::Recorded, endpoint: Some(endpoint), key: Some(key), response: passthrough }
+    }
+
+    /// Cassette file (fsynced, renamed) then store (flushed): both durable before we answer.
+    async fn persist(&self, interaction: Interaction) -> Result<(), crate::store::StoreError> {
+        let cassette = self.cassette.clone();
+        let (interaction, written) = tokio::task::spawn_blocking(move || {
+            let written = cassette.write(&interaction);
+            (interaction, written)
+        })
+        .await
+        // Only a panic inside the write can fail the join; report it as a failed write.
+        .map_err(|e| crate::cassette::CassetteError::Write {
+            path: self.cassette.root().to_owned(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let relative = written?;
+        self.store.record(&self.cassette, &relative, &interaction).await
+    }
+}
+
+/// The endpoint named by a request path, if it is one: `/plaid-compatible/identity/get` and
+/// `/plaid-compatible//identity/get` (clients whose base path ends in `/`) give `identity/get`.
+pub fn endpoint_of(path: &str) -> Option<String> {
+    let rest = path.strip_prefix(PREFIX)?.strip_prefix('/')?;
+    let endpoint = rest.split('/').filter(|s| !s.is_empty()).collect::<Vec<_>>().join("/");
+    is_endpoint(&endpoint).then_some(endpoint)
+}
+
+fn is_json_content_type(value: &str) -> bool {
+    value.split(';').next().is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
+fn has_text(value: Option<&Value>) -> bool {
+    value.and_then(Value::as_str).is_some_and(|s| !s.is_empty())
+}
+
+fn header_has_text(headers: &HeaderMap, name: &str) -> bool {
+    headers.get(name).is_some_and(|v| !v.is_empty())
+}
+
+fn invalid_body(message: &str) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, INVALID_REQUEST, "INVALID_BODY", message)
+}
+
+fn store_error(e: &crate::store::StoreError) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, API_ERROR, "PLAID_VCR_STORE_ERROR", e.to_string())
+}
+
+fn upstream_error(e: &UpstreamError) -> ApiError {
+    match e {
+        UpstreamError::Timeout(_) => {
+            ApiError::new(StatusCode::GATEWAY_TIMEOUT, API_ERROR, "PLAID_VCR_UPSTREAM_TIMEOUT", e.to_string())
+                .with_hint("raise connect_timeout / response_timeout, or check the network path to Plaid")
+        }
+        _ => ApiError::new(StatusCode::BAD_GATEWAY, API_ERROR, "PLAID_VCR_UPSTREAM_UNREACHABLE", e.to_string())
+            .with_hint("check --upstream and --upstream-ca, and that Plaid is reachable from here"),
+    }
+}
+
+fn error(err: ApiError, endpoint: Option<String>, key: Option<String>) -> Handled {
+    Handled { outcome: Outcome::Error, endpoint, key, response: api_error_response(&err) }
+}
+
+fn api_error_response(err: &ApiError) -> Response<Full<Bytes>> {
+    json_response(err.status, err.body())
+}
+
+fn answer_response(answer: &Answer) -> Response<Full<Bytes>> {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = Response::new(Full::new(answer.body.clone()));
+    *response.status_mut() = status;
+    if let Ok(ct) = HeaderValue::from_str(&answer.content_type) {
+        response.headers_mut().insert(header::CONTENT_TYPE, ct);
+    }
+    response
+}
+
+fn json_response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    response
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
+    let err = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        INVALID_REQUEST,
+        "PLAID_VCR_METHOD_NOT_ALLOWED",
+        format!("this path only accepts {allow}"),
+    );
+    let mut response = api_error_response(&err);
+    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_read_from_the_path_generically() {
+        assert_eq!(endpoint_of("/plaid-compatible/identity/get").as_deref(), Some("identity/get"));
+        assert_eq!(endpoint_of("/plaid-compatible//identity/get").as_deref(), Some("identity/get"));
+        assert_eq!(endpoint_of("/plaid-compatible/sandbox/public_token/create").as_deref(), Some("sandbox/public_token/create"));
+        for bad in ["/identity/get", "/plaid-compatible", "/plaid-compatible/", "/plaid-compatible/../x", "/plaid-compatibleX/a"] {
+            assert_eq!(endpoint_of(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn json_content_types_are_recognised() {
+        assert!(is_json_content_type("application/json"));
+        assert!(is_json_content_type("Application/JSON; charset=utf-8"));
+        assert!(!is_json_content_type("application/x-www-form-urlencoded"));
+        assert!(!is_json_content_type("text/plain"));
+    }
+}

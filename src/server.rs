@@ -1,0 +1,156 @@
+//! The listener, connections (HTTP/1.1 and HTTP/2) and graceful shutdown.
+//!
+//! [`Server::run`] takes a shutdown future, mini-redis style: when it completes the server stops
+//! accepting, gives in-flight requests up to the shutdown timeout to finish, then flushes the
+//! store. Tests bind `127.0.0.1:0` and read the real address back from [`Server::local_addr`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::proxy::{Mode, Proxy, PREFIX};
+
+/// A bound, ready server: the cassette is loaded and the port is taken.
+pub struct Server {
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    addr: SocketAddr,
+    shutdown_timeout: Duration,
+}
+
+impl Server {
+    /// Opens the proxy (store, cassette, upstream) for `mode` and binds `config.listen`.
+    pub async fn bind(config: &Config, mode: Mode) -> Result<Server, Error> {
+        let proxy = Proxy::open(config, mode)?;
+        let listener =
+            TcpListener::bind(config.listen).await.map_err(|source| Error::Listen { addr: config.listen, source })?;
+        Server::from_listener(listener, proxy, config.shutdown_timeout)
+    }
+
+    /// A server on an already bound listener.
+    pub fn from_listener(listener: TcpListener, proxy: Proxy, shutdown_timeout: Duration) -> Result<Server, Error> {
+        let addr = listener.local_addr()?;
+        Ok(Server { listener, proxy: Arc::new(proxy), addr, shutdown_timeout })
+    }
+
+    /// The address actually bound (the real port when listening on port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The base URL to give a Plaid client: `http://IP:PORT/plaid-compatible`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}{PREFIX}", self.addr)
+    }
+
+    /// The proxy this server answers with.
+    pub fn proxy(&self) -> &Arc<Proxy> {
+        &self.proxy
+    }
+
+    /// Serves until `shutdown` completes, then drains connections (bounded by the shutdown
+    /// timeout) and flushes the store.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+        let Server { listener, proxy, shutdown_timeout, .. } = self;
+        let builder = auto::Builder::new(TokioExecutor::new());
+        let graceful = GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(conn) => conn,
+                        Err(e) => {
+                            // Out of file descriptors and the like: keep serving, but do not spin.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let proxy = proxy.clone();
+                    let service = service_fn(move |request| {
+                        let proxy = proxy.clone();
+                        async move { Ok::<_, std::convert::Infallible>(proxy.handle(request).await) }
+                    });
+                    let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                    let connection = graceful.watch(connection);
+                    tokio::spawn(async move {
+                        if let Err(e) = connection.await {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        drop(listener);
+        tracing::info!("shutting down: finishing in-flight requests");
+        if tokio::time::timeout(shutdown_timeout, graceful.shutdown()).await.is_err() {
+            tracing::warn!(timeout = ?shutdown_timeout, "in-flight requests did not finish in time; closing them");
+        }
+        proxy.store().flush()?;
+        Ok(())
+    }
+
+    /// Runs the server on a background task; drop or [`RunningServer::stop`] the handle to
+    /// shut it down. This is how Rust tests use plaid-vcr in-process.
+    pub fn spawn(self) -> RunningServer {
+        let addr = self.addr;
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(self.run(async move {
+            let _ = rx.await;
+        }));
+        RunningServer { addr, stop: Some(tx), task: Some(task) }
+    }
+}
+
+/// A server running on a background task.
+pub struct RunningServer {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), Error>>>,
+}
+
+impl RunningServer {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The base URL to give a Plaid client: `http://IP:PORT/plaid-compatible`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}{PREFIX}", self.addr)
+    }
+
+    /// Shuts down gracefully and waits until the store is flushed and released.
+    pub async fn stop(mut self) -> Result<(), Error> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        // Signals shutdown; the task finishes draining on its own.
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}

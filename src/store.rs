@@ -1,0 +1,233 @@
+//! The working store: a sled database under the store directory (default `.plaid-vcr/`).
+//!
+//! It is the index replay answers from (key → pre-serialized [`Answer`]) and the durable
+//! journal of what was recorded. Each cassette directory gets its own pair of trees, so one
+//! store can serve several cassettes without mixing them:
+//! - `index:<cassette>`: key → [`Answer::encode`] bytes;
+//! - `files:<cassette>`: file path relative to the cassette → fingerprint and key, which lets
+//!   [`Store::sync_cassette`] skip unchanged files and drop entries whose file is gone.
+//!
+//! Exclusive use is enforced with an OS lock on `<store>/LOCK`, released by the OS even when
+//! the process is killed. Only redacted data is ever written here.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use crate::cassette::{Cassette, CassetteError};
+use crate::interaction::{Answer, Interaction};
+
+/// A problem opening or using the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path} is in use by another plaid-vcr process{pid}; stop it or pass --store DIR", pid = pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    Locked { path: PathBuf, pid: Option<u32> },
+    #[error("cannot open store {path}: {source}; pass --store DIR to use another directory")]
+    Open { path: PathBuf, source: std::io::Error },
+    #[error("store {path} is unreadable: {source}; delete the directory (it is rebuilt from the cassette) or pass --store DIR")]
+    Db { path: PathBuf, source: sled::Error },
+    #[error(transparent)]
+    Cassette(#[from] CassetteError),
+}
+
+/// What [`Store::sync_cassette`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Interaction files in the cassette.
+    pub files: usize,
+    /// Files parsed because they were new or changed since the last start.
+    pub loaded: usize,
+    /// Index entries dropped because their file was deleted or changed key.
+    pub removed: usize,
+}
+
+/// An open, exclusively locked store.
+pub struct Store {
+    path: PathBuf,
+    db: sled::Db,
+    index: sled::Tree,
+    files: sled::Tree,
+    // Held for the lifetime of the store; dropping it releases the lock.
+    _lock: File,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path` for the cassette rooted at `cassette`.
+    pub fn open(path: &Path, cassette: &Path) -> Result<Store, StoreError> {
+        let open_err = |source| StoreError::Open { path: path.to_owned(), source };
+        fs::create_dir_all(path).map_err(open_err)?;
+        let lock = lock(path)?;
+        let db_err = |source| StoreError::Db { path: path.to_owned(), source };
+        let db = sled::Config::new().path(path.join("db")).open().map_err(db_err)?;
+        // Trees are named after the absolute cassette path so that `cassettes/a` and
+        // `./cassettes/a` share an index and two different cassettes never do.
+        let id = fs::canonicalize(cassette).unwrap_or_else(|_| cassette.to_owned());
+        let id = id.to_string_lossy();
+        let index = db.open_tree(format!("index:{id}")).map_err(db_err)?;
+        let files = db.open_tree(format!("files:{id}")).map_err(db_err)?;
+        Ok(Store { path: path.to_owned(), db, index, files, _lock: lock })
+    }
+
+    /// The store directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Brings the index in line with the cassette files: parses new and changed files (a
+    /// broken one fails the whole sync, naming the file), skips unchanged ones by fingerprint,
+    /// and drops entries whose file is gone. Flushes before returning.
+    pub fn sync_cassette(&self, cassette: &Cassette) -> Result<SyncReport, StoreError> {
+        let mut report = SyncReport::default();
+        let mut owner: HashMap<String, PathBuf> = HashMap::new();
+        let mut seen_files: HashSet<Vec<u8>> = HashSet::new();
+        for relative in cassette.list()? {
+            report.files += 1;
+            let full = cassette.root().join(&relative);
+            let file_key = path_bytes(&relative);
+            let print = fingerprint(&full).map_err(|source| CassetteError::Read { path: full.clone(), source })?;
+            let known = self.files.get(&file_key).map_err(|e| self.db_err(e))?;
+            let key = match known.as_deref().and_then(|v| unchanged_key(v, &print)) {
+                Some(key) if self.index.contains_key(key.as_bytes()).map_err(|e| self.db_err(e))? => key,
+                _ => {
+                    let interaction = cassette.read(&relative)?;
+                    self.insert(&relative, &print, &interaction)?;
+                    report.loaded += 1;
+                    interaction.key
+                }
+            };
+            if let Some(first) = owner.insert(key.clone(), relative.clone()) {
+                return Err(CassetteError::Duplicate {
+                    key,
+                    first: cassette.root().join(first),
+                    second: cassette.root().join(relative),
+                }
+                .into());
+            }
+            seen_files.insert(file_key);
+        }
+        for entry in self.files.iter() {
+            let (file_key, _) = entry.map_err(|e| self.db_err(e))?;
+            if !seen_files.contains(file_key.as_ref()) {
+                self.files.remove(file_key).map_err(|e| self.db_err(e))?;
+            }
+        }
+        for entry in self.index.iter() {
+            let (key, _) = entry.map_err(|e| self.db_err(e))?;
+            let live = std::str::from_utf8(&key).is_ok_and(|k| owner.contains_key(k));
+            if !live {
+                self.index.remove(key).map_err(|e| self.db_err(e))?;
+                report.removed += 1;
+            }
+        }
+        self.flush()?;
+        Ok(report)
+    }
+
+    /// The recorded answer for `key`, if any. The replay hot path: one sled read.
+    pub fn get(&self, key: &str) -> Result<Option<Answer>, StoreError> {
+        let found = self.index.get(key.as_bytes()).map_err(|e| self.db_err(e))?;
+        Ok(found.and_then(|bytes| Answer::decode(&bytes)))
+    }
+
+    /// Records `interaction`, already written to `relative` in `cassette`, and flushes: when
+    /// this returns the interaction survives a crash.
+    pub async fn record(&self, cassette: &Cassette, relative: &Path, interaction: &Interaction) -> Result<(), StoreError> {
+        let full = cassette.root().join(relative);
+        let print = fingerprint(&full).map_err(|source| CassetteError::Read { path: full, source })?;
+        self.insert(relative, &print, interaction)?;
+        self.db.flush_async().await.map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
+    /// Writes everything to disk.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
+    /// Number of interactions in the index.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether the index is empty.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    fn insert(&self, relative: &Path, print: &[u8], interaction: &Interaction) -> Result<(), StoreError> {
+        let mut file_value = print.to_vec();
+        file_value.extend_from_slice(interaction.key.as_bytes());
+        // The index entry goes first: a crash between the two inserts leaves the file record
+        // missing, and the next sync simply re-reads that file.
+        self.index
+            .insert(interaction.key.as_bytes(), interaction.answer().encode())
+            .map_err(|e| self.db_err(e))?;
+        self.files.insert(path_bytes(relative), file_value).map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
+    fn db_err(&self, source: sled::Error) -> StoreError {
+        StoreError::Db { path: self.path.clone(), source }
+    }
+}
+
+/// Takes the store's exclusive lock and writes our pid into the lock file for the next
+/// process's error message.
+fn lock(store: &Path) -> Result<File, StoreError> {
+    let path = store.join("LOCK");
+    let open_err = |source| StoreError::Open { path: store.to_owned(), source };
+    let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(open_err)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            return Err(StoreError::Locked { path: store.to_owned(), pid: text.trim().parse().ok() });
+        }
+        Err(std::fs::TryLockError::Error(source)) => return Err(open_err(source)),
+    }
+    file.set_len(0).map_err(open_err)?;
+    file.rewind().map_err(open_err)?;
+    write!(file, "{}", std::process::id()).map_err(open_err)?;
+    Ok(file)
+}
+
+/// Length, modification time and (on unix) inode: changes whenever a file is rewritten,
+/// including by an atomic rename or a `git checkout`.
+fn fingerprint(path: &Path) -> std::io::Result<Vec<u8>> {
+    let meta = fs::metadata(path)?;
+    let mtime = meta
+        .modified()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0u64;
+    let mut out = Vec::with_capacity(FINGERPRINT_LEN);
+    out.extend_from_slice(&meta.len().to_be_bytes());
+    out.extend_from_slice(&mtime.to_be_bytes());
+    out.extend_from_slice(&inode.to_be_bytes());
+    Ok(out)
+}
+
+const FINGERPRINT_LEN: usize = 8 + 16 + 8;
+
+/// The key recorded for a file if its stored fingerprint equals `print`.
+fn unchanged_key(stored: &[u8], print: &[u8]) -> Option<String> {
+    let (stored_print, key) = stored.split_at_checked(FINGERPRINT_LEN)?;
+    (stored_print == print).then(|| String::from_utf8(key.to_vec()).ok()).flatten()
+}
+
+fn path_bytes(relative: &Path) -> Vec<u8> {
+    relative.to_string_lossy().into_owned().into_bytes()
+}

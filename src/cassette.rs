@@ -26,7 +26,11 @@ pub enum CassetteError {
     #[error("cassette file {path} is invalid: {source}")]
     Invalid { path: PathBuf, source: InvalidInteraction },
     #[error("cassette files {first} and {second} hold the same key {key}; delete one of them")]
-    Duplicate { key: String, first: PathBuf, second: PathBuf },
+    Duplicate {
+        key: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
     #[error("cannot write cassette file {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
 }
@@ -70,17 +74,24 @@ impl Cassette {
         let mut stack = vec![PathBuf::new()];
         while let Some(rel) = stack.pop() {
             let dir = self.root.join(&rel);
-            let entries = fs::read_dir(&dir).map_err(|source| CassetteError::ReadDir { path: dir.clone(), source })?;
+            let entries = fs::read_dir(&dir).map_err(|source| CassetteError::ReadDir {
+                path: dir.clone(),
+                source,
+            })?;
             for entry in entries {
-                let entry = entry.map_err(|source| CassetteError::ReadDir { path: dir.clone(), source })?;
+                let entry = entry.map_err(|source| CassetteError::ReadDir {
+                    path: dir.clone(),
+                    source,
+                })?;
                 let name = entry.file_name();
                 let Some(name) = name.to_str() else { continue };
                 if name.starts_with('.') {
                     continue;
                 }
-                let file_type = entry
-                    .file_type()
-                    .map_err(|source| CassetteError::ReadDir { path: dir.clone(), source })?;
+                let file_type = entry.file_type().map_err(|source| CassetteError::ReadDir {
+                    path: dir.clone(),
+                    source,
+                })?;
                 if file_type.is_dir() {
                     stack.push(rel.join(name));
                 } else if name.ends_with(".json") {
@@ -95,10 +106,17 @@ impl Cassette {
     /// Reads and validates the interaction in `relative`; errors name the file.
     pub fn read(&self, relative: &Path) -> Result<Interaction, CassetteError> {
         let path = self.root.join(relative);
-        let bytes = fs::read(&path).map_err(|source| CassetteError::Read { path: path.clone(), source })?;
-        let interaction =
-            Interaction::from_file_bytes(&bytes).map_err(|source| CassetteError::Parse { path: path.clone(), source })?;
-        interaction.validate().map_err(|source| CassetteError::Invalid { path, source })?;
+        let bytes = fs::read(&path).map_err(|source| CassetteError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let interaction = Interaction::from_file_bytes(&bytes).map_err(|source| CassetteError::Parse {
+            path: path.clone(),
+            source,
+        })?;
+        interaction
+            .validate()
+            .map_err(|source| CassetteError::Invalid { path, source })?;
         Ok(interaction)
     }
 
@@ -113,11 +131,20 @@ impl Cassette {
 /// Writes `bytes` to `path` via a temp file in the same directory: fsync the file, rename it
 /// over `path`, fsync the directory so the rename itself survives a power loss.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CassetteError> {
-    let err = |source| CassetteError::Write { path: path.to_owned(), source };
+    let err = |source| CassetteError::Write {
+        path: path.to_owned(),
+        source,
+    };
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(err)?;
     // The leading dot keeps a leftover temp file (after a crash) out of `Cassette::list`.
-    let mut tmp = tempfile::Builder::new().prefix(".plaid-vcr-").suffix(".tmp").tempfile_in(dir).map_err(err)?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".plaid-vcr-").suffix(".tmp");
+    // tempfile's default 0600 would make committed cassettes unreadable to other users of a
+    // checkout; 0644 (less the umask) is what any editor would have written.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+    let mut tmp = builder.tempfile_in(dir).map_err(err)?;
     tmp.write_all(bytes).map_err(err)?;
     tmp.as_file().sync_all().map_err(err)?;
     tmp.persist(path).map_err(|e| err(e.error))?;

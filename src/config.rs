@@ -100,9 +100,16 @@ impl Config {
             listen: args.listen.or(file.listen).unwrap_or(defaults.listen),
             upstream: args.upstream.clone().or(file.upstream).unwrap_or(defaults.upstream),
             upstream_ca: args.upstream_ca.clone().or(from_file(file.upstream_ca)),
-            cassette: args.cassette.clone().or(from_file(file.cassette)).unwrap_or(defaults.cassette),
+            cassette: args
+                .cassette
+                .clone()
+                .or(from_file(file.cassette))
+                .unwrap_or(defaults.cassette),
             store: args.store.clone().or(from_file(file.store)).unwrap_or(defaults.store),
-            max_body_bytes: args.max_body_bytes.or(file.max_body_bytes).unwrap_or(defaults.max_body_bytes),
+            max_body_bytes: args
+                .max_body_bytes
+                .or(file.max_body_bytes)
+                .unwrap_or(defaults.max_body_bytes),
             connect_timeout: pick_duration(args.connect_timeout, file.connect_timeout, "connect_timeout")?
                 .unwrap_or(defaults.connect_timeout),
             response_timeout: pick_duration(args.response_timeout, file.response_timeout, "response_timeout")?
@@ -117,20 +124,29 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         if self.max_body_bytes == 0 {
-            return Err(ConfigError::Invalid { key: "max_body_bytes", message: "must be greater than 0".into() });
+            return Err(ConfigError::Invalid {
+                key: "max_body_bytes",
+                message: "must be greater than 0".into(),
+            });
         }
         for (key, d) in [
             ("connect_timeout", self.connect_timeout),
             ("response_timeout", self.response_timeout),
         ] {
             if d.is_zero() {
-                return Err(ConfigError::Invalid { key, message: "must be greater than 0s".into() });
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: "must be greater than 0s".into(),
+                });
             }
         }
         if !["error", "warn", "info", "debug", "trace", "off"].contains(&self.log_level.as_str()) {
             return Err(ConfigError::Invalid {
                 key: "log_level",
-                message: format!("{:?} is not one of error, warn, info, debug, trace, off", self.log_level),
+                message: format!(
+                    "{:?} is not one of error, warn, info, debug, trace, off",
+                    self.log_level
+                ),
             });
         }
         Ok(())
@@ -138,11 +154,26 @@ impl Config {
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
-        // toml's message spans several lines with a source excerpt; keep the first.
-        message: e.message().lines().next().unwrap_or("").to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| {
+        // toml's own Display is a multi-line excerpt; we keep one line that still points at
+        // the offending key: its line number and text.
+        let first = e.message().lines().next().unwrap_or("").to_owned();
+        let message = match e.span() {
+            Some(span) => {
+                let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+                format!("line {line_no} ({line}): {first}")
+            }
+            None => first,
+        };
+        ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        }
     })
 }
 
@@ -150,7 +181,11 @@ fn parent(path: &Path) -> PathBuf {
     path.parent().map(Path::to_owned).unwrap_or_default()
 }
 
-fn pick_duration(flag: Option<Duration>, file: Option<String>, key: &'static str) -> Result<Option<Duration>, ConfigError> {
+fn pick_duration(
+    flag: Option<Duration>,
+    file: Option<String>,
+    key: &'static str,
+) -> Result<Option<Duration>, ConfigError> {
     if flag.is_some() {
         return Ok(flag);
     }
@@ -175,16 +210,43 @@ mod tests {
     }
 
     #[test]
+    fn config_example_toml_lists_every_key_with_its_default() {
+        let example = include_str!("../config.example.toml");
+        let (_dir, path) = write_config(&example.replace("# upstream_ca = ", "upstream_ca = "));
+        let c = Config::resolve(&ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        let base = parent(&path);
+        let defaults = Config::default();
+        let expected = Config {
+            upstream_ca: Some(base.join("certs/private-ca.pem")),
+            cassette: base.join(&defaults.cassette),
+            store: base.join(&defaults.store),
+            ..defaults
+        };
+        assert_eq!(c, expected);
+    }
+
+    #[test]
     fn defaults_apply_without_flags_or_file() {
         let (_dir, path) = write_config("");
-        let c = Config::resolve(&ServeArgs { config: Some(path), ..Default::default() }).unwrap();
+        let c = Config::resolve(&ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap();
         assert_eq!(c, Config::default());
     }
 
     #[test]
     fn file_overrides_defaults_and_flags_override_file() {
         let (dir, path) = write_config("listen = \"127.0.0.1:9000\"\ncassette = \"cas\"\nconnect_timeout = \"3s\"\n");
-        let args = ServeArgs { config: Some(path.clone()), ..Default::default() };
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
         let c = Config::resolve(&args).unwrap();
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.cassette, dir.path().join("cas"));
@@ -203,13 +265,24 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_values_are_named() {
         let (_d, path) = write_config("lisen = \"127.0.0.1:1\"\n");
-        let err = Config::resolve(&ServeArgs { config: Some(path), ..Default::default() }).unwrap_err();
+        let err = Config::resolve(&ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
         assert!(err.to_string().contains("lisen"), "{err}");
         let (_d, path) = write_config("response_timeout = \"soon\"\n");
-        let err = Config::resolve(&ServeArgs { config: Some(path), ..Default::default() }).unwrap_err();
+        let err = Config::resolve(&ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
         assert!(err.to_string().starts_with("response_timeout"), "{err}");
-        let err = Config::resolve(&ServeArgs { config: Some("/nonexistent/x.toml".into()), ..Default::default() })
-            .unwrap_err();
+        let err = Config::resolve(&ServeArgs {
+            config: Some("/nonexistent/x.toml".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
         assert!(err.to_string().contains("/nonexistent/x.toml"), "{err}");
     }
 }

@@ -23,7 +23,10 @@ pub enum Error {
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
     #[error("cannot listen on {addr}: {source}; pass --listen 127.0.0.1:0 to pick a free port")]
-    Listen { addr: std::net::SocketAddr, source: std::io::Error },
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -64,7 +67,14 @@ impl ApiError {
         error_code: &'static str,
         error_message: impl Into<String>,
     ) -> Self {
-        ApiError { status, error_type, error_code, error_message: error_message.into(), key: None, hint: None }
+        ApiError {
+            status,
+            error_type,
+            error_code,
+            error_message: error_message.into(),
+            key: None,
+            hint: None,
+        }
     }
 
     /// Attaches the matching key the request was looked up under.
@@ -135,7 +145,9 @@ pub fn request_id() -> String {
             *b = (nanos >> ((i % 16) * 8)) as u8;
         }
     }
-    raw.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
+    raw.iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
 }
 
 #[cfg(test)]
@@ -144,11 +156,24 @@ mod tests {
 
     #[test]
     fn body_has_plaids_fields_and_ours() {
-        let err = ApiError::new(StatusCode::NOT_FOUND, INVALID_REQUEST, "PLAID_VCR_NO_RECORDING", "no recording")
-            .with_key("abc")
-            .with_hint("record it");
+        let err = ApiError::new(
+            StatusCode::NOT_FOUND,
+            INVALID_REQUEST,
+            "PLAID_VCR_NO_RECORDING",
+            "no recording",
+        )
+        .with_key("abc")
+        .with_hint("record it");
         let v: Value = serde_json::from_slice(&err.body()).unwrap();
-        for field in ["error_type", "error_code", "error_message", "display_message", "request_id", "key", "hint"] {
+        for field in [
+            "error_type",
+            "error_code",
+            "error_message",
+            "display_message",
+            "request_id",
+            "key",
+            "hint",
+        ] {
             assert!(v.get(field).is_some(), "missing {field} in {v}");
         }
         assert_eq!(v["error_code"], "PLAID_VCR_NO_RECORDING");

@@ -56,7 +56,9 @@ pub enum InvalidInteraction {
     Endpoint(String),
     #[error("response status {0} is not an HTTP status")]
     Status(u16),
-    #[error("key {found} does not match its request (recomputed {expected}); the request was edited by hand, re-record it")]
+    #[error(
+        "key {found} does not match its request (recomputed {expected}); the request was edited by hand, re-record it"
+    )]
     Key { found: String, expected: String },
 }
 
@@ -86,7 +88,11 @@ impl Interaction {
             plaid_version: plaid_version.map(str::to_owned),
             recorded_at: humantime::format_rfc3339_seconds(recorded_at).to_string(),
             request: RecordedRequest { body: request },
-            response: RecordedResponse { status, content_type: content_type.to_owned(), body: response },
+            response: RecordedResponse {
+                status,
+                content_type: content_type.to_owned(),
+                body: response,
+            },
         }
     }
 
@@ -119,15 +125,18 @@ impl Interaction {
         }
         let expected = key::compute(&self.endpoint, self.plaid_version.as_deref(), &self.request.body);
         if expected != self.key {
-            return Err(InvalidInteraction::Key { found: self.key.clone(), expected });
+            return Err(InvalidInteraction::Key {
+                found: self.key.clone(),
+                expected,
+            });
         }
         Ok(())
     }
 
-    /// The answer replay serves: the body pretty-printed with sorted keys, as Plaid does.
+    /// The answer replay serves: the body pretty-printed (2 spaces, sorted keys, no trailing
+    /// newline), which is how Plaid itself formats its answers.
     pub fn answer(&self) -> Answer {
-        let mut body = serde_json::to_vec_pretty(&self.response.body).unwrap_or_default();
-        body.push(b'\n');
+        let body = serde_json::to_vec_pretty(&self.response.body).unwrap_or_default();
         Answer {
             status: self.response.status,
             content_type: self.response.content_type.clone(),
@@ -156,7 +165,11 @@ impl Answer {
         let ct_len = usize::from(u16::from_be_bytes(bytes.get(2..4)?.try_into().ok()?));
         let content_type = std::str::from_utf8(bytes.get(4..4 + ct_len)?).ok()?.to_owned();
         let body = Bytes::copy_from_slice(bytes.get(4 + ct_len..)?);
-        Some(Answer { status, content_type, body })
+        Some(Answer {
+            status,
+            content_type,
+            body,
+        })
     }
 }
 
@@ -166,9 +179,9 @@ impl Answer {
 pub fn is_endpoint(path: &str) -> bool {
     !path.is_empty()
         && path.len() <= 200
-        && path.split('/').all(|seg| {
-            !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        })
+        && path
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
 }
 
 #[cfg(test)]
@@ -180,7 +193,10 @@ mod tests {
         Interaction::new(
             "identity/get",
             Some("2020-09-14"),
-            json!({"access_token": "access-sandbox-x"}).as_object().cloned().unwrap(),
+            json!({"access_token": "access-sandbox-x"})
+                .as_object()
+                .cloned()
+                .unwrap(),
             200,
             "application/json",
             json!({"request_id": "abc", "accounts": []}),

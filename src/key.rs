@@ -105,7 +105,8 @@ mod tests {
     #[test]
     fn credentials_absent_options_and_account_id_order_do_not_change_the_key() {
         let a = obj(json!({"access_token": "t", "options": {"account_ids": ["b", "a", "b"]}}));
-        let b = obj(json!({"client_id": "c", "secret": "s", "options": {"account_ids": ["a", "b"]}, "access_token": "t"}));
+        let b =
+            obj(json!({"client_id": "c", "secret": "s", "options": {"account_ids": ["a", "b"]}, "access_token": "t"}));
         assert_eq!(compute("identity/get", None, &a), compute("identity/get", None, &b));
         let c = obj(json!({"access_token": "t"}));
         let d = obj(json!({"access_token": "t", "options": {}}));
@@ -121,7 +122,14 @@ mod tests {
         assert_ne!(k, compute("accounts/get", None, &base));
         assert_ne!(k, compute("identity/get", Some("2020-09-14"), &base));
         assert_ne!(k, compute("identity/get", None, &obj(json!({"access_token": "u"}))));
-        assert_ne!(k, compute("identity/get", None, &obj(json!({"access_token": "t", "options": {"account_ids": ["a"]}}))));
+        assert_ne!(
+            k,
+            compute(
+                "identity/get",
+                None,
+                &obj(json!({"access_token": "t", "options": {"account_ids": ["a"]}}))
+            )
+        );
         assert_eq!(k.len(), 64);
         assert_eq!(prefix(&k).len(), PREFIX_LEN);
     }

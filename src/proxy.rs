@@ -123,7 +123,10 @@ pub struct Proxy {
 
 impl fmt::Debug for Proxy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Proxy").field("mode", &self.mode).field("cassette", &self.cassette).finish_non_exhaustive()
+        f.debug_struct("Proxy")
+            .field("mode", &self.mode)
+            .field("cassette", &self.cassette)
+            .finish_non_exhaustive()
     }
 }
 
@@ -208,7 +211,9 @@ impl Proxy {
             tracing::info!(mode = %self.mode, endpoint, outcome, status, latency_ms, key, "request");
         }
         let mut response = handled.response;
-        response.headers_mut().insert(OUTCOME_HEADER, HeaderValue::from_static(outcome));
+        response
+            .headers_mut()
+            .insert(OUTCOME_HEADER, HeaderValue::from_static(outcome));
         if let Some(key) = handled.key.and_then(|k| HeaderValue::from_str(&k).ok()) {
             response.headers_mut().insert(KEY_HEADER, key);
         }
@@ -223,10 +228,17 @@ impl Proxy {
         let path = request.uri().path();
         if path == "/healthz" {
             let response = match *request.method() {
-                Method::GET | Method::HEAD => json_response(StatusCode::OK, Bytes::from_static(b"{\"status\":\"ok\"}\n")),
+                Method::GET | Method::HEAD => {
+                    json_response(StatusCode::OK, Bytes::from_static(b"{\"status\":\"ok\"}\n"))
+                }
                 _ => method_not_allowed("GET"),
             };
-            return Handled { outcome: Outcome::Health, endpoint: None, key: None, response };
+            return Handled {
+                outcome: Outcome::Health,
+                endpoint: None,
+                key: None,
+                response,
+            };
         }
         let Some(endpoint) = endpoint_of(path) else {
             let err = ApiError::new(StatusCode::NOT_FOUND, INVALID_REQUEST, "NOT_FOUND", "not found").with_hint(
@@ -264,7 +276,10 @@ impl Proxy {
             )
             .with_hint("raise max_body_bytes in the config or --max-body-bytes")
         };
-        let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|len| len > self.max_body_bytes as u64) {
             return Err(too_large());
         }
@@ -274,7 +289,11 @@ impl Proxy {
             Err(_) => return Err(invalid_body("the request body could not be read")),
         };
 
-        match parts.headers.get(header::CONTENT_TYPE).map(|v| v.to_str().map(is_json_content_type)) {
+        match parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().map(is_json_content_type))
+        {
             None => {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
@@ -284,7 +303,11 @@ impl Proxy {
                 ))
             }
             Some(Ok(true)) => {}
-            Some(_) => return Err(invalid_body("body could not be parsed as JSON (Content-Type is not application/json)")),
+            Some(_) => {
+                return Err(invalid_body(
+                    "body could not be parsed as JSON (Content-Type is not application/json)",
+                ))
+            }
         }
         let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&raw_body) else {
             return Err(invalid_body("body could not be parsed as JSON"));
@@ -321,7 +344,14 @@ impl Proxy {
 
         let stored_body = self.redactor.request(&endpoint, body);
         let key = key::compute(&endpoint, plaid_version.as_deref(), &stored_body);
-        Ok(PlaidRequest { endpoint, plaid_version, headers: parts.headers, raw_body, stored_body, key })
+        Ok(PlaidRequest {
+            endpoint,
+            plaid_version,
+            headers: parts.headers,
+            raw_body,
+            stored_body,
+            key,
+        })
     }
 
     /// The one place the mode decides what happens.
@@ -367,10 +397,22 @@ impl Proxy {
 
     /// Forwards upstream; records 2xx/4xx JSON answers durably before answering the client.
     async fn record(&self, request: PlaidRequest) -> Handled {
-        let PlaidRequest { endpoint, plaid_version, headers, raw_body, stored_body, key } = request;
+        let PlaidRequest {
+            endpoint,
+            plaid_version,
+            headers,
+            raw_body,
+            stored_body,
+            key,
+        } = request;
         // Only reachable in modes that built an upstream (see `Proxy::open`).
         let Some(upstream) = &self.upstream else {
-            let err = ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, API_ERROR, "PLAID_VCR_NO_UPSTREAM", "no upstream configured");
+            let err = ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                API_ERROR,
+                "PLAID_VCR_NO_UPSTREAM",
+                "no upstream configured",
+            );
             return error(err, Some(endpoint), Some(key));
         };
         let answer = match upstream.forward(&endpoint, &headers, raw_body).await {
@@ -386,14 +428,23 @@ impl Proxy {
             .unwrap_or_else(|_| Response::new(Full::new(answer.body.clone())));
 
         let recordable = (status.is_success() || status.is_client_error()) && status != StatusCode::TOO_MANY_REQUESTS;
-        let parsed = if recordable { serde_json::from_slice::<Value>(&answer.body).ok() } else { None };
+        let parsed = if recordable {
+            serde_json::from_slice::<Value>(&answer.body).ok()
+        } else {
+            None
+        };
         let Some(body) = parsed else {
             if recordable {
                 tracing::warn!(endpoint = %endpoint, status = status.as_u16(), "upstream answer is not JSON; passed through, not recorded");
             } else {
                 tracing::warn!(endpoint = %endpoint, status = status.as_u16(), "upstream answered 5xx/429; passed through, not recorded");
             }
-            return Handled { outcome: Outcome::Forwarded, endpoint: Some(endpoint), key: Some(key), response: passthrough };
+            return Handled {
+                outcome: Outcome::Forwarded,
+                endpoint: Some(endpoint),
+                key: Some(key),
+                response: passthrough,
+            };
         };
 
         let interaction = Interaction::new(
@@ -409,7 +460,12 @@ impl Proxy {
             tracing::error!(endpoint = %endpoint, error = %e, "recording failed");
             return error(store_error(&e), Some(endpoint), Some(key));
         }
-        Handled { outcome: Outcome::Recorded, endpoint: Some(endpoint), key: Some(key), response: passthrough }
+        Handled {
+            outcome: Outcome::Recorded,
+            endpoint: Some(endpoint),
+            key: Some(key),
+            response: passthrough,
+        }
     }
 
     /// Cassette file (fsynced, renamed) then store (flushed): both durable before we answer.
@@ -439,7 +495,10 @@ pub fn endpoint_of(path: &str) -> Option<String> {
 }
 
 fn is_json_content_type(value: &str) -> bool {
-    value.split(';').next().is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+    value
+        .split(';')
+        .next()
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
 fn has_text(value: Option<&Value>) -> bool {
@@ -455,22 +514,40 @@ fn invalid_body(message: &str) -> ApiError {
 }
 
 fn store_error(e: &crate::store::StoreError) -> ApiError {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, API_ERROR, "PLAID_VCR_STORE_ERROR", e.to_string())
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        API_ERROR,
+        "PLAID_VCR_STORE_ERROR",
+        e.to_string(),
+    )
 }
 
 fn upstream_error(e: &UpstreamError) -> ApiError {
     match e {
-        UpstreamError::Timeout(_) => {
-            ApiError::new(StatusCode::GATEWAY_TIMEOUT, API_ERROR, "PLAID_VCR_UPSTREAM_TIMEOUT", e.to_string())
-                .with_hint("raise connect_timeout / response_timeout, or check the network path to Plaid")
-        }
-        _ => ApiError::new(StatusCode::BAD_GATEWAY, API_ERROR, "PLAID_VCR_UPSTREAM_UNREACHABLE", e.to_string())
-            .with_hint("check --upstream and --upstream-ca, and that Plaid is reachable from here"),
+        UpstreamError::Timeout(_) => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            API_ERROR,
+            "PLAID_VCR_UPSTREAM_TIMEOUT",
+            e.to_string(),
+        )
+        .with_hint("raise connect_timeout / response_timeout, or check the network path to Plaid"),
+        _ => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            API_ERROR,
+            "PLAID_VCR_UPSTREAM_UNREACHABLE",
+            e.to_string(),
+        )
+        .with_hint("check --upstream and --upstream-ca, and that Plaid is reachable from here"),
     }
 }
 
 fn error(err: ApiError, endpoint: Option<String>, key: Option<String>) -> Handled {
-    Handled { outcome: Outcome::Error, endpoint, key, response: api_error_response(&err) }
+    Handled {
+        outcome: Outcome::Error,
+        endpoint,
+        key,
+        response: api_error_response(&err),
+    }
 }
 
 fn api_error_response(err: &ApiError) -> Response<Full<Bytes>> {
@@ -490,7 +567,10 @@ fn answer_response(answer: &Answer) -> Response<Full<Bytes>> {
 fn json_response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
     response
 }
 
@@ -502,7 +582,9 @@ fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
         format!("this path only accepts {allow}"),
     );
     let mut response = api_error_response(&err);
-    response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
     response
 }
 
@@ -512,10 +594,25 @@ mod tests {
 
     #[test]
     fn endpoints_are_read_from_the_path_generically() {
-        assert_eq!(endpoint_of("/plaid-compatible/identity/get").as_deref(), Some("identity/get"));
-        assert_eq!(endpoint_of("/plaid-compatible//identity/get").as_deref(), Some("identity/get"));
-        assert_eq!(endpoint_of("/plaid-compatible/sandbox/public_token/create").as_deref(), Some("sandbox/public_token/create"));
-        for bad in ["/identity/get", "/plaid-compatible", "/plaid-compatible/", "/plaid-compatible/../x", "/plaid-compatibleX/a"] {
+        assert_eq!(
+            endpoint_of("/plaid-compatible/identity/get").as_deref(),
+            Some("identity/get")
+        );
+        assert_eq!(
+            endpoint_of("/plaid-compatible//identity/get").as_deref(),
+            Some("identity/get")
+        );
+        assert_eq!(
+            endpoint_of("/plaid-compatible/sandbox/public_token/create").as_deref(),
+            Some("sandbox/public_token/create")
+        );
+        for bad in [
+            "/identity/get",
+            "/plaid-compatible",
+            "/plaid-compatible/",
+            "/plaid-compatible/../x",
+            "/plaid-compatibleX/a",
+        ] {
             assert_eq!(endpoint_of(bad), None, "{bad}");
         }
     }

@@ -33,15 +33,22 @@ impl Server {
     /// Opens the proxy (store, cassette, upstream) for `mode` and binds `config.listen`.
     pub async fn bind(config: &Config, mode: Mode) -> Result<Server, Error> {
         let proxy = Proxy::open(config, mode)?;
-        let listener =
-            TcpListener::bind(config.listen).await.map_err(|source| Error::Listen { addr: config.listen, source })?;
+        let listener = TcpListener::bind(config.listen).await.map_err(|source| Error::Listen {
+            addr: config.listen,
+            source,
+        })?;
         Server::from_listener(listener, proxy, config.shutdown_timeout)
     }
 
     /// A server on an already bound listener.
     pub fn from_listener(listener: TcpListener, proxy: Proxy, shutdown_timeout: Duration) -> Result<Server, Error> {
         let addr = listener.local_addr()?;
-        Ok(Server { listener, proxy: Arc::new(proxy), addr, shutdown_timeout })
+        Ok(Server {
+            listener,
+            proxy: Arc::new(proxy),
+            addr,
+            shutdown_timeout,
+        })
     }
 
     /// The address actually bound (the real port when listening on port 0).
@@ -62,7 +69,12 @@ impl Server {
     /// Serves until `shutdown` completes, then drains connections (bounded by the shutdown
     /// timeout) and flushes the store.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-        let Server { listener, proxy, shutdown_timeout, .. } = self;
+        let Server {
+            listener,
+            proxy,
+            shutdown_timeout,
+            ..
+        } = self;
         let builder = auto::Builder::new(TokioExecutor::new());
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
@@ -97,7 +109,10 @@ impl Server {
         }
         drop(listener);
         tracing::info!("shutting down: finishing in-flight requests");
-        if tokio::time::timeout(shutdown_timeout, graceful.shutdown()).await.is_err() {
+        if tokio::time::timeout(shutdown_timeout, graceful.shutdown())
+            .await
+            .is_err()
+        {
             tracing::warn!(timeout = ?shutdown_timeout, "in-flight requests did not finish in time; closing them");
         }
         proxy.store().flush()?;
@@ -112,7 +127,11 @@ impl Server {
         let task = tokio::spawn(self.run(async move {
             let _ = rx.await;
         }));
-        RunningServer { addr, stop: Some(tx), task: Some(task) }
+        RunningServer {
+            addr,
+            stop: Some(tx),
+            task: Some(task),
+        }
     }
 }
 
@@ -140,7 +159,9 @@ impl RunningServer {
             let _ = tx.send(());
         }
         match self.task.take() {
-            Some(task) => task.await.map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?,
+            Some(task) => task
+                .await
+                .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?,
             None => Ok(()),
         }
     }

@@ -54,17 +54,25 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
 impl Store {
     /// Opens (creating if needed) the store at `path` for the cassette rooted at `cassette`.
     pub fn open(path: &Path, cassette: &Path) -> Result<Store, StoreError> {
-        let open_err = |source| StoreError::Open { path: path.to_owned(), source };
+        let open_err = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
         fs::create_dir_all(path).map_err(open_err)?;
         let lock = lock(path)?;
-        let db_err = |source| StoreError::Db { path: path.to_owned(), source };
+        let db_err = |source| StoreError::Db {
+            path: path.to_owned(),
+            source,
+        };
         let db = sled::Config::new().path(path.join("db")).open().map_err(db_err)?;
         // Trees are named after the absolute cassette path so that `cassettes/a` and
         // `./cassettes/a` share an index and two different cassettes never do.
@@ -72,7 +80,13 @@ impl Store {
         let id = id.to_string_lossy();
         let index = db.open_tree(format!("index:{id}")).map_err(db_err)?;
         let files = db.open_tree(format!("files:{id}")).map_err(db_err)?;
-        Ok(Store { path: path.to_owned(), db, index, files, _lock: lock })
+        Ok(Store {
+            path: path.to_owned(),
+            db,
+            index,
+            files,
+            _lock: lock,
+        })
     }
 
     /// The store directory.
@@ -91,7 +105,10 @@ impl Store {
             report.files += 1;
             let full = cassette.root().join(&relative);
             let file_key = path_bytes(&relative);
-            let print = fingerprint(&full).map_err(|source| CassetteError::Read { path: full.clone(), source })?;
+            let print = fingerprint(&full).map_err(|source| CassetteError::Read {
+                path: full.clone(),
+                source,
+            })?;
             let known = self.files.get(&file_key).map_err(|e| self.db_err(e))?;
             let key = match known.as_deref().and_then(|v| unchanged_key(v, &print)) {
                 Some(key) if self.index.contains_key(key.as_bytes()).map_err(|e| self.db_err(e))? => key,
@@ -138,7 +155,12 @@ impl Store {
 
     /// Records `interaction`, already written to `relative` in `cassette`, and flushes: when
     /// this returns the interaction survives a crash.
-    pub async fn record(&self, cassette: &Cassette, relative: &Path, interaction: &Interaction) -> Result<(), StoreError> {
+    pub async fn record(
+        &self,
+        cassette: &Cassette,
+        relative: &Path,
+        interaction: &Interaction,
+    ) -> Result<(), StoreError> {
         let full = cassette.root().join(relative);
         let print = fingerprint(&full).map_err(|source| CassetteError::Read { path: full, source })?;
         self.insert(relative, &print, interaction)?;
@@ -170,12 +192,17 @@ impl Store {
         self.index
             .insert(interaction.key.as_bytes(), interaction.answer().encode())
             .map_err(|e| self.db_err(e))?;
-        self.files.insert(path_bytes(relative), file_value).map_err(|e| self.db_err(e))?;
+        self.files
+            .insert(path_bytes(relative), file_value)
+            .map_err(|e| self.db_err(e))?;
         Ok(())
     }
 
     fn db_err(&self, source: sled::Error) -> StoreError {
-        StoreError::Db { path: self.path.clone(), source }
+        StoreError::Db {
+            path: self.path.clone(),
+            source,
+        }
     }
 }
 
@@ -183,14 +210,26 @@ impl Store {
 /// process's error message.
 fn lock(store: &Path) -> Result<File, StoreError> {
     let path = store.join("LOCK");
-    let open_err = |source| StoreError::Open { path: store.to_owned(), source };
-    let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(open_err)?;
+    let open_err = |source| StoreError::Open {
+        path: store.to_owned(),
+        source,
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(open_err)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
             let mut text = String::new();
             let _ = file.read_to_string(&mut text);
-            return Err(StoreError::Locked { path: store.to_owned(), pid: text.trim().parse().ok() });
+            return Err(StoreError::Locked {
+                path: store.to_owned(),
+                pid: text.trim().parse().ok(),
+            });
         }
         Err(std::fs::TryLockError::Error(source)) => return Err(open_err(source)),
     }
@@ -225,7 +264,9 @@ const FINGERPRINT_LEN: usize = 8 + 16 + 8;
 /// The key recorded for a file if its stored fingerprint equals `print`.
 fn unchanged_key(stored: &[u8], print: &[u8]) -> Option<String> {
     let (stored_print, key) = stored.split_at_checked(FINGERPRINT_LEN)?;
-    (stored_print == print).then(|| String::from_utf8(key.to_vec()).ok()).flatten()
+    (stored_print == print)
+        .then(|| String::from_utf8(key.to_vec()).ok())
+        .flatten()
 }
 
 fn path_bytes(relative: &Path) -> Vec<u8> {

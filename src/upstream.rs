@@ -76,7 +76,9 @@ pub struct Upstream {
 
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upstream").field("authority", &self.authority).finish_non_exhaustive()
+        f.debug_struct("Upstream")
+            .field("authority", &self.authority)
+            .finish_non_exhaustive()
     }
 }
 
@@ -89,8 +91,13 @@ impl Upstream {
         connect_timeout: Duration,
         response_timeout: Duration,
     ) -> Result<Upstream, UpstreamError> {
-        let url_err = |reason: &str| UpstreamError::Url { url: url.to_owned(), reason: reason.to_owned() };
-        let uri: Uri = url.parse().map_err(|e: http::uri::InvalidUri| url_err(&e.to_string()))?;
+        let url_err = |reason: &str| UpstreamError::Url {
+            url: url.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let uri: Uri = url
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| url_err(&e.to_string()))?;
         let scheme = uri.scheme().cloned().ok_or_else(|| url_err("it has no scheme"))?;
         if scheme != http::uri::Scheme::HTTPS && scheme != http::uri::Scheme::HTTP {
             return Err(url_err("the scheme must be https"));
@@ -101,7 +108,9 @@ impl Upstream {
         }
         let base_path = uri.path().trim_end_matches('/').to_owned();
 
-        let mut roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+        let mut roots = RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
         if let Some(path) = ca {
             add_ca(&mut roots, path)?;
         }
@@ -122,7 +131,14 @@ impl Upstream {
             .enable_all_versions()
             .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new()).build(connector);
-        Ok(Upstream { client, scheme, authority, base_path, connect_timeout, response_timeout })
+        Ok(Upstream {
+            client,
+            scheme,
+            authority,
+            base_path,
+            connect_timeout,
+            response_timeout,
+        })
     }
 
     /// The URL `endpoint` is forwarded to.
@@ -134,7 +150,12 @@ impl Upstream {
     ///
     /// The response timeout covers the whole exchange, body included; connect failures are
     /// [`UpstreamError::Unreachable`] unless they were a connect timeout.
-    pub async fn forward(&self, endpoint: &str, headers: &HeaderMap, body: Bytes) -> Result<UpstreamResponse, UpstreamError> {
+    pub async fn forward(
+        &self,
+        endpoint: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<UpstreamResponse, UpstreamError> {
         let mut request = Request::builder()
             .method(Method::POST)
             .uri(self.url_for(endpoint))
@@ -143,16 +164,27 @@ impl Upstream {
         *request.headers_mut() = forwarded_headers(headers);
 
         let exchange = async {
-            let response = self.client.request(request).await.map_err(|e| classify(e, self.connect_timeout))?;
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| classify(e, self.connect_timeout))?;
             let status = response.status();
-            let content_type =
-                response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let content_type = response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
                 .collect()
                 .await
                 .map_err(|e| UpstreamError::Body(e.to_string()))?
                 .to_bytes();
-            Ok(UpstreamResponse { status, content_type, body })
+            Ok(UpstreamResponse {
+                status,
+                content_type,
+                body,
+            })
         };
         match tokio::time::timeout(self.response_timeout, exchange).await {
             Ok(result) => result,
@@ -189,7 +221,9 @@ fn classify(err: hyper_util::client::legacy::Error, connect_timeout: Duration) -
         let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&err);
         let mut found = false;
         while let Some(e) = source {
-            if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut) {
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+            {
                 found = true;
                 break;
             }
@@ -217,7 +251,10 @@ fn describe(err: &(dyn std::error::Error + 'static)) -> String {
 }
 
 fn add_ca(roots: &mut RootCertStore, path: &Path) -> Result<(), UpstreamError> {
-    let ca_err = |reason: String| UpstreamError::Ca { path: path.to_owned(), reason };
+    let ca_err = |reason: String| UpstreamError::Ca {
+        path: path.to_owned(),
+        reason,
+    };
     let bytes = std::fs::read(path).map_err(|e| ca_err(e.to_string()))?;
     let mut added = 0;
     for cert in CertificateDer::pem_slice_iter(&bytes) {
@@ -248,7 +285,13 @@ mod tests {
         h.insert("host", HeaderValue::from_static("127.0.0.1:8080"));
         h.insert("accept-encoding", HeaderValue::from_static("gzip, br"));
         let out = forwarded_headers(&h);
-        for name in ["content-type", "plaid-client-id", "plaid-secret", "plaid-version", "user-agent"] {
+        for name in [
+            "content-type",
+            "plaid-client-id",
+            "plaid-secret",
+            "plaid-version",
+            "user-agent",
+        ] {
             assert_eq!(out.get(name), h.get(name), "{name}");
         }
         for name in ["connection", "x-private", "host"] {

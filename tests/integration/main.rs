@@ -1,1 +1,11 @@
-fn main(){}
+//! The one integration test binary (each extra binary costs a full link): modules by topic.
+//! Everything runs offline against a fake Plaid on loopback.
+
+mod cli;
+mod demo;
+mod errors;
+mod keys;
+mod record;
+mod replay;
+mod store;
+mod support;

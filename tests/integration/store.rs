@@ -1,0 +1,174 @@
+//! The working store: exclusive use, durability across a crash, and syncing with the cassette.
+
+use plaid_vcr::cassette::Cassette;
+use plaid_vcr::store::Store;
+use plaid_vcr::Mode;
+
+use crate::support::*;
+
+const BODY: &str = r#"{"access_token":"access-sandbox-de3ce8ef-33f8-452c-a685-8671031fc0f6"}"#;
+
+#[tokio::test]
+async fn a_second_plaid_vcr_on_the_same_store_fails_with_a_clear_error() {
+    let dirs = Dirs::new();
+    std::fs::create_dir_all(dirs.cassette()).unwrap();
+    let first = start(&config(&dirs, None), Mode::Replay).await;
+    let err = plaid_vcr::Server::bind(&config(&dirs, None), Mode::Replay)
+        .await
+        .err()
+        .expect("second start fails");
+    let message = err.to_string();
+    assert!(message.contains(&dirs.store().display().to_string()), "{message}");
+    assert!(message.contains("in use by another plaid-vcr process"), "{message}");
+    assert!(message.contains(&format!("pid {}", std::process::id())), "{message}");
+    assert!(message.contains("--store"), "{message}");
+    assert_eq!(err.exit_code(), 2);
+    first.stop().await.unwrap();
+    // Released on shutdown: the store can be opened again.
+    start(&config(&dirs, None), Mode::Replay).await.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_interaction_acknowledged_before_a_crash_survives_it() {
+    let fake = FakePlaid::start().await;
+    let dirs = Dirs::new();
+    let ca = fake.ca_file.display().to_string();
+    let cassette = dirs.cassette().display().to_string();
+    let store = dirs.store().display().to_string();
+    let url = fake.url();
+    let args = [
+        "record",
+        "--listen",
+        "127.0.0.1:0",
+        "--cassette",
+        &cassette,
+        "--store",
+        &store,
+        "--upstream",
+        &url,
+        "--upstream-ca",
+        &ca,
+    ];
+    let mut binary = Binary::start(&args, &[], dirs.root.path());
+    let base = binary.base_url();
+    let resp = send("POST", &format!("{base}/identity/get"), &CLIENT_HEADERS, BODY).await;
+    assert_eq!(resp.outcome(), "recorded", "{:?} {}", resp.body, binary.stderr());
+    // SIGKILL: no shutdown, no flush, nothing runs after the acknowledgement.
+    binary.signal_and_wait("KILL");
+
+    // The sled store alone (not the cassette files) has it.
+    let store = Store::open(&dirs.store(), &dirs.cassette()).unwrap();
+    let answer = store.get(&resp.key()).unwrap().expect("interaction survived the crash");
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body, resp.body);
+    drop(store);
+    // And so do the cassette files: replay from a fresh store answers it.
+    let mut cfg = config(&dirs, None);
+    cfg.store = dirs.root.path().join("other-store");
+    let replay = start(&cfg, Mode::Replay).await;
+    assert_eq!(plaid(&replay, "identity/get", BODY).await.body, resp.body);
+    replay.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_broken_cassette_file_fails_start_naming_the_file_and_the_problem() {
+    let fake = FakePlaid::start().await;
+    let dirs = Dirs::new();
+    let proxy = start(&config(&dirs, Some(&fake)), Mode::Record).await;
+    plaid(&proxy, "identity/get", BODY).await;
+    proxy.stop().await.unwrap();
+    let file = dirs.cassette().join(&dirs.cassette_files()[0]);
+    let original = std::fs::read_to_string(&file).unwrap();
+
+    let cases = [
+        ("{ truncated", "not a valid interaction"),
+        (
+            &*original.replace("access-sandbox-de3ce8ef", "access-sandbox-edited00"),
+            "does not match its request",
+        ),
+        (
+            &*original.replace("\"status\": 200", "\"status\": 1200"),
+            "not an HTTP status",
+        ),
+        (
+            &*original.replace("\"endpoint\": \"identity/get\"", "\"endpoint\": \"../../etc\""),
+            "not a Plaid endpoint",
+        ),
+    ];
+    for (content, problem) in cases {
+        std::fs::write(&file, content).unwrap();
+        let err = plaid_vcr::Server::bind(&config(&dirs, None), Mode::Replay)
+            .await
+            .err()
+            .expect("start fails");
+        let message = err.to_string();
+        assert!(message.contains(&file.display().to_string()), "{message}");
+        assert!(message.contains(problem), "{message}");
+        assert!(!message.contains('\n'), "one line: {message}");
+    }
+}
+
+#[tokio::test]
+async fn unchanged_files_are_not_reparsed_and_deleted_ones_leave_the_index() {
+    let fake = FakePlaid::start().await;
+    let dirs = Dirs::new();
+    let proxy = start(&config(&dirs, Some(&fake)), Mode::Record).await;
+    plaid(&proxy, "identity/get", BODY).await;
+    plaid(&proxy, "identity/get", r#"{"access_token":"access-sandbox-other"}"#).await;
+    proxy.stop().await.unwrap();
+
+    let cassette = Cassette::new(dirs.cassette());
+    let store = Store::open(&dirs.store(), &dirs.cassette()).unwrap();
+    let report = store.sync_cassette(&cassette).unwrap();
+    assert_eq!(
+        (report.files, report.loaded, report.removed),
+        (2, 0, 0),
+        "recorded files are already indexed"
+    );
+
+    let files = dirs.cassette_files();
+    std::fs::remove_file(dirs.cassette().join(&files[0])).unwrap();
+    let report = store.sync_cassette(&cassette).unwrap();
+    assert_eq!((report.files, report.loaded, report.removed), (1, 0, 1));
+    assert_eq!(store.len(), 1);
+
+    // A file copied in by hand (e.g. git pull) is parsed once, then skipped.
+    let copy = dirs.cassette().join("identity_get/copied.json");
+    let remaining = std::fs::read(dirs.cassette().join(&files[1])).unwrap();
+    std::fs::remove_file(dirs.cassette().join(&files[1])).unwrap();
+    std::fs::write(&copy, remaining).unwrap();
+    let report = store.sync_cassette(&cassette).unwrap();
+    assert_eq!((report.files, report.loaded), (1, 1));
+    assert_eq!(store.sync_cassette(&cassette).unwrap().loaded, 0);
+}
+
+#[tokio::test]
+async fn two_files_with_the_same_key_are_refused() {
+    let fake = FakePlaid::start().await;
+    let dirs = Dirs::new();
+    let proxy = start(&config(&dirs, Some(&fake)), Mode::Record).await;
+    plaid(&proxy, "identity/get", BODY).await;
+    proxy.stop().await.unwrap();
+    let file = dirs.cassette().join(&dirs.cassette_files()[0]);
+    std::fs::copy(&file, file.with_file_name("duplicate.json")).unwrap();
+    let err = plaid_vcr::Server::bind(&config(&dirs, None), Mode::Replay)
+        .await
+        .err()
+        .expect("start fails");
+    assert!(err.to_string().contains("hold the same key"), "{err}");
+}
+
+#[tokio::test]
+async fn one_store_keeps_separate_indexes_for_separate_cassettes() {
+    let fake = FakePlaid::start().await;
+    let dirs = Dirs::new();
+    let proxy = start(&config(&dirs, Some(&fake)), Mode::Record).await;
+    plaid(&proxy, "identity/get", BODY).await;
+    proxy.stop().await.unwrap();
+    let mut other = config(&dirs, None);
+    other.cassette = dirs.root.path().join("cassettes/empty");
+    std::fs::create_dir_all(&other.cassette).unwrap();
+    let replay = start(&other, Mode::Replay).await;
+    assert_eq!(plaid(&replay, "identity/get", BODY).await.outcome(), "miss");
+    replay.stop().await.unwrap();
+}

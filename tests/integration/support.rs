@@ -1,0 +1,495 @@
+//! Test support: a fake Plaid upstream over TLS, a plain HTTP client for the proxy, and
+//! helpers to start the proxy in-process or as the real binary. Loopback only; everything
+//! stops by itself (tasks are aborted on drop, waits are bounded).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use plaid_vcr::{Config, Mode, RunningServer, Server};
+use serde_json::{json, Value};
+
+/// The spec's identity/get example (Plaid's own sandbox data), as the fake answers it.
+pub const IDENTITY_RESPONSE: &str = include_str!("fixtures/identity_get.response.json");
+
+/// A canned answer the fake gives for one endpoint instead of its default.
+#[derive(Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+/// What the fake saw of one request.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub path: String,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+#[derive(Default)]
+struct FakeState {
+    calls: HashMap<String, usize>,
+    seen: Vec<Seen>,
+    replies: HashMap<String, Reply>,
+    delay: Option<Duration>,
+}
+
+/// A fake Plaid: TLS with a self-signed rcgen certificate on 127.0.0.1:0, counting calls per
+/// endpoint and answering with a fresh random `request_id` every time.
+pub struct FakePlaid {
+    pub addr: SocketAddr,
+    pub ca_file: PathBuf,
+    state: Arc<Mutex<FakeState>>,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl FakePlaid {
+    /// A fake offering HTTP/2 and HTTP/1.1 by ALPN.
+    pub async fn start() -> FakePlaid {
+        Self::start_with_alpn(vec![b"h2".to_vec(), b"http/1.1".to_vec()]).await
+    }
+
+    /// A fake offering exactly the ALPN protocols given.
+    pub async fn start_with_alpn(alpn: Vec<Vec<u8>>) -> FakePlaid {
+        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .expect("generate cert");
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = dir.path().join("fake-plaid-ca.pem");
+        std::fs::write(&ca_file, certified.cert.pem()).unwrap();
+        let key = rustls_pki_types::PrivateKeyDer::Pkcs8(certified.key_pair.serialize_der().into());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![certified.cert.der().clone()], key)
+            .unwrap();
+        tls.alpn_protocols = alpn;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(FakeState::default()));
+        let task_state = state.clone();
+        let task = tokio::spawn(async move {
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                let state = task_state.clone();
+                let builder = builder.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(stream).await else { return };
+                    let service = service_fn(move |req| fake_answer(state.clone(), req));
+                    let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+                });
+            }
+        });
+        FakePlaid {
+            addr,
+            ca_file,
+            state,
+            task,
+            _dir: dir,
+        }
+    }
+
+    /// The upstream URL to give the proxy.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// Calls received for `endpoint` (e.g. "identity/get"), whatever the path prefix.
+    pub fn calls(&self, endpoint: &str) -> usize {
+        self.state.lock().unwrap().calls.get(endpoint).copied().unwrap_or(0)
+    }
+
+    /// Calls received in all.
+    pub fn total_calls(&self) -> usize {
+        self.state.lock().unwrap().calls.values().sum()
+    }
+
+    /// Every request received, in order.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.lock().unwrap().seen.clone()
+    }
+
+    /// Makes `endpoint` answer `reply` from now on.
+    pub fn reply(&self, endpoint: &str, reply: Reply) {
+        self.state.lock().unwrap().replies.insert(endpoint.to_string(), reply);
+    }
+
+    /// Delays every answer.
+    pub fn delay(&self, delay: Duration) {
+        self.state.lock().unwrap().delay = Some(delay);
+    }
+
+    /// Stops accepting; the port closes.
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for FakePlaid {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn fake_answer(
+    state: Arc<Mutex<FakeState>>,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    let path = req.uri().path().to_string();
+    let version = req.version();
+    let headers = req.headers().clone();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    // The endpoint is the path without any prefix: the fake is reachable under /prefix/... too.
+    let endpoint = [
+        "identity/get",
+        "accounts/get",
+        "sandbox/public_token/create",
+        "item/public_token/exchange",
+    ]
+    .into_iter()
+    .find(|e| path.ends_with(&format!("/{e}")))
+    .map(str::to_string)
+    .unwrap_or_else(|| path.trim_start_matches('/').to_string());
+    let (reply, delay) = {
+        let mut s = state.lock().unwrap();
+        *s.calls.entry(endpoint.clone()).or_default() += 1;
+        s.seen.push(Seen {
+            path,
+            version,
+            headers,
+            body,
+        });
+        (s.replies.get(&endpoint).cloned(), s.delay)
+    };
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
+    let Reply { status, mut body } = reply.unwrap_or_else(|| default_reply(&endpoint));
+    if let Some(obj) = body.as_object_mut() {
+        obj.insert("request_id".into(), Value::String(random_request_id()));
+    }
+    let bytes = serde_json::to_vec_pretty(&body).unwrap();
+    Ok(Response::builder()
+        .status(StatusCode::from_u16(status).unwrap())
+        .header("content-type", "application/json; charset=utf-8")
+        .body(Full::new(Bytes::from(bytes)))
+        .unwrap())
+}
+
+fn default_reply(endpoint: &str) -> Reply {
+    let body = match endpoint {
+        "identity/get" => serde_json::from_str(IDENTITY_RESPONSE).unwrap(),
+        "sandbox/public_token/create" => json!({"public_token": "public-sandbox-b0e2c4ee-a763-4df5-bfe9-46a46bce993d"}),
+        "item/public_token/exchange" => json!({
+            "access_token": "access-sandbox-de3ce8ef-33f8-452c-a685-8671031fc0f6",
+            "item_id": "M5eVJqLnv3tbzdngLDp9FL5OlDNxlNhlE55op"
+        }),
+        _ => json!({}),
+    };
+    Reply { status: 200, body }
+}
+
+fn random_request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(1);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    format!(
+        "{:015x}",
+        (t ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)) & 0x0fff_ffff_ffff_ffff
+    )
+}
+
+/// The spec's `INVALID_ACCESS_TOKEN` error body.
+pub fn invalid_access_token() -> Value {
+    json!({
+        "display_message": null,
+        "documentation_url": "https://plaid.com/docs/?ref=error#invalid-input-errors",
+        "error_code": "INVALID_ACCESS_TOKEN",
+        "error_message": "could not find matching access token",
+        "error_type": "INVALID_INPUT",
+        "request_id": "x",
+        "suggested_action": null
+    })
+}
+
+/// Directories for one proxy: a cassette and a store, cleaned up on drop.
+pub struct Dirs {
+    pub root: tempfile::TempDir,
+}
+
+impl Dirs {
+    pub fn new() -> Dirs {
+        Dirs {
+            root: tempfile::tempdir().unwrap(),
+        }
+    }
+    pub fn cassette(&self) -> PathBuf {
+        self.root.path().join("cassettes/test")
+    }
+    pub fn store(&self) -> PathBuf {
+        self.root.path().join("store")
+    }
+    /// Every cassette file, relative to the cassette root.
+    pub fn cassette_files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        walk(&self.cassette(), &self.cassette(), &mut out);
+        out.sort();
+        out
+    }
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            walk(root, &path, out);
+        } else {
+            out.push(path.strip_prefix(root).unwrap().to_path_buf());
+        }
+    }
+}
+
+/// A config for the proxy on 127.0.0.1:0 with the test's dirs and, if given, the fake upstream.
+pub fn config(dirs: &Dirs, fake: Option<&FakePlaid>) -> Config {
+    let mut config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        cassette: dirs.cassette(),
+        store: dirs.store(),
+        connect_timeout: Duration::from_secs(5),
+        response_timeout: Duration::from_secs(10),
+        shutdown_timeout: Duration::from_secs(5),
+        ..Config::default()
+    };
+    if let Some(fake) = fake {
+        config.upstream = fake.url();
+        config.upstream_ca = Some(fake.ca_file.clone());
+    }
+    config
+}
+
+/// Starts the proxy in-process.
+pub async fn start(config: &Config, mode: Mode) -> RunningServer {
+    Server::bind(config, mode).await.expect("proxy starts").spawn()
+}
+
+/// A response as a test sees it.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+    pub fn outcome(&self) -> &str {
+        self.headers
+            .get("plaid-vcr-outcome")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+    pub fn key(&self) -> String {
+        self.headers
+            .get("plaid-vcr-key")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    }
+}
+
+/// Sends one request; headers are (name, value) pairs.
+pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Resp {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut builder = Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let request = builder.body(Full::new(body.into())).unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(20), client.request(request))
+        .await
+        .expect("proxy answered in time")
+        .expect("request sent");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Resp { status, headers, body }
+}
+
+/// Headers as the official clients send them (credentials in headers).
+pub const CLIENT_HEADERS: [(&str, &str); 5] = [
+    ("content-type", "application/json"),
+    ("plaid-client-id", "0123456789abcdef01234567"),
+    ("plaid-secret", "0123456789abcdef0123456789abcd"),
+    ("plaid-version", "2020-09-14"),
+    ("user-agent", "Plaid Node v47.0.0"),
+];
+
+/// The sandbox token in the spec's examples.
+pub const TOKEN: &str = "access-sandbox-de3ce8ef-33f8-452c-a685-8671031fc0f6";
+
+/// POSTs `body` to `endpoint` on the proxy with the official clients' headers.
+pub async fn plaid(server: &RunningServer, endpoint: &str, body: &str) -> Resp {
+    send(
+        "POST",
+        &format!("{}/{endpoint}", server.base_url()),
+        &CLIENT_HEADERS,
+        body.to_string(),
+    )
+    .await
+}
+
+/// The real `plaid-vcr` binary, started with `args`; reads the first stdout line.
+pub struct Binary {
+    pub child: Child,
+    pub first_line: String,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Binary {
+    pub fn start(args: &[&str], envs: &[(&str, &str)], cwd: &Path) -> Binary {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_plaid-vcr"));
+        command
+            .args(args)
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in envs {
+            command.env(k, v);
+        }
+        command.env_remove("RUST_LOG");
+        let mut child = command.spawn().expect("binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let captured = Arc::new(Mutex::new(String::new()));
+        let sink = captured.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let _ = tx.send(line);
+            // Keep draining so the child never blocks on a full pipe.
+            let mut rest = String::new();
+            while reader.read_line(&mut rest).map(|n| n > 0).unwrap_or(false) {
+                rest.clear();
+            }
+        });
+        let first_line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+        Binary {
+            child,
+            first_line,
+            stderr: captured,
+        }
+    }
+
+    /// The base URL from the first stdout line.
+    pub fn base_url(&self) -> String {
+        let start = self
+            .first_line
+            .find("http://")
+            .unwrap_or_else(|| panic!("no URL in {:?}; stderr: {}", self.first_line, self.stderr()));
+        let rest = &self.first_line[start..];
+        let end = rest.find(' ').unwrap_or(rest.len());
+        format!("{}/plaid-compatible", &rest[..end])
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Sends `signal` (e.g. "TERM", "KILL") and waits (bounded) for the exit code.
+    pub fn signal_and_wait(&mut self, signal: &str) -> Option<i32> {
+        Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        self.wait()
+    }
+
+    /// Waits up to 20 s for exit; kills the process if it does not exit.
+    pub fn wait(&mut self) -> Option<i32> {
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the stderr thread drain the last lines.
+                std::thread::sleep(Duration::from_millis(50));
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        panic!("plaid-vcr did not exit in 20 s; stderr: {}", self.stderr());
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the binary to completion (bounded) and returns (exit code, stdout, stderr).
+pub fn run_binary(args: &[&str], cwd: &Path) -> (i32, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plaid-vcr"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..300 {
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            return (
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    panic!("plaid-vcr {args:?} did not finish in 30 s");
+}

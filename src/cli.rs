@@ -66,11 +66,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BYTES", env = "PLAID_VCR_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
 
-    /// Time allowed to connect to upstream, e.g. 10s [default: 10s]
+    /// Time allowed for the TCP connect to upstream, e.g. 10s [default: 10s]
     #[arg(long, value_name = "DURATION", env = "PLAID_VCR_CONNECT_TIMEOUT", value_parser = humantime::parse_duration)]
     pub connect_timeout: Option<Duration>,
 
-    /// Time allowed for upstream's whole answer, e.g. 60s [default: 60s]
+    /// Time allowed for the whole upstream exchange (connect, TLS, answer), e.g. 60s [default: 60s]
     #[arg(long, value_name = "DURATION", env = "PLAID_VCR_RESPONSE_TIMEOUT", value_parser = humantime::parse_duration)]
     pub response_timeout: Option<Duration>,
 

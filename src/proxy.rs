@@ -199,16 +199,16 @@ impl Proxy {
         let started = Instant::now();
         let handled = self.route(request).await;
         let status = handled.response.status().as_u16();
-        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let latency = started.elapsed();
         let endpoint = handled.endpoint.as_deref().unwrap_or("-");
         let key = handled.key.as_deref().map(key::prefix).unwrap_or("-");
         let outcome = handled.outcome.as_str();
         if handled.outcome == Outcome::Health {
             // Health checks poll; a line each would drown the request log.
         } else if handled.outcome == Outcome::Forwarded || status >= 500 {
-            tracing::warn!(mode = %self.mode, endpoint, outcome, status, latency_ms, key, "request");
+            tracing::warn!(mode = %self.mode, endpoint, outcome, status, ?latency, key, "request");
         } else {
-            tracing::info!(mode = %self.mode, endpoint, outcome, status, latency_ms, key, "request");
+            tracing::info!(mode = %self.mode, endpoint, outcome, status, ?latency, key, "request");
         }
         let mut response = handled.response;
         response

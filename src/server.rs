@@ -116,6 +116,7 @@ impl Server {
             tracing::warn!(timeout = ?shutdown_timeout, "in-flight requests did not finish in time; closing them");
         }
         proxy.store().flush()?;
+        tracing::info!("stopped");
         Ok(())
     }
 

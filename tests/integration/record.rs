@@ -342,3 +342,51 @@ async fn every_endpoint_goes_through_the_same_pipeline() {
     assert!(token.as_str().unwrap().starts_with("access-sandbox-"));
     replay.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn shutdown_lets_an_in_flight_recording_finish_and_keeps_it() {
+    let fake = FakePlaid::start().await;
+    fake.delay(Duration::from_millis(700));
+    let dirs = Dirs::new();
+    let proxy = start(&config(&dirs, Some(&fake)), Mode::Record).await;
+    let base = proxy.base_url();
+    let in_flight =
+        tokio::spawn(async move { send("POST", &format!("{base}/identity/get"), &CLIENT_HEADERS, WITHOUT_IDS).await });
+    // Wait (bounded) until the request reached upstream, then shut down under it.
+    for _ in 0..100 {
+        if fake.total_calls() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(fake.total_calls(), 1);
+    proxy.stop().await.unwrap();
+    let resp = in_flight.await.unwrap();
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.outcome(), "recorded");
+    assert_eq!(dirs.cassette_files().len(), 1);
+}
+
+#[tokio::test]
+async fn an_upstream_that_accepts_but_never_answers_times_out_with_504() {
+    // Accepts TCP and then says nothing: not even a TLS handshake.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    let dirs = Dirs::new();
+    let mut cfg = config(&dirs, None);
+    cfg.upstream = format!("https://{addr}");
+    cfg.response_timeout = Duration::from_millis(300);
+    let proxy = start(&cfg, Mode::Record).await;
+    let resp = plaid(&proxy, "identity/get", WITHOUT_IDS).await;
+    assert_eq!(resp.status, 504);
+    assert_eq!(resp.json()["error_code"], "PLAID_VCR_UPSTREAM_TIMEOUT");
+    proxy.stop().await.unwrap();
+    holder.abort();
+    assert!(dirs.cassette_files().is_empty());
+}

@@ -1,0 +1,7 @@
+-- wrk script: the demo cassette's identity/get, as the official node client sends it.
+wrk.method = "POST"
+wrk.body = '{"access_token":"access-sandbox-de3ce8ef-33f8-452c-a685-8671031fc0f6"}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["PLAID-CLIENT-ID"] = "bench-client-id"
+wrk.headers["PLAID-SECRET"] = "bench-secret"
+wrk.headers["Plaid-Version"] = "2020-09-14"

@@ -29,6 +29,7 @@ pub mod error;
 pub mod interaction;
 pub mod key;
 pub mod proxy;
+pub mod pseudonym;
 pub mod redact;
 pub mod server;
 pub mod store;

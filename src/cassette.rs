@@ -128,6 +128,61 @@ impl Cassette {
     }
 }
 
+/// What [`Cassette::rewrite`] did to one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewrite {
+    /// The file before, relative to the root.
+    pub from: PathBuf,
+    /// The file after (differs from `from` when the key changed).
+    pub to: PathBuf,
+    /// Values the transformation changed.
+    pub changed: usize,
+}
+
+impl Cassette {
+    /// Rewrites every interaction through `transform`, recomputing its key: files whose bytes
+    /// change are rewritten atomically, and renamed (new file written, then the old one removed)
+    /// when the key changes. Returns the files that changed.
+    pub fn rewrite(&self, mut transform: impl FnMut(&mut Interaction) -> usize) -> Result<Vec<Rewrite>, CassetteError> {
+        let mut done = Vec::new();
+        for relative in self.list()? {
+            let path = self.root.join(&relative);
+            let bytes = fs::read(&path).map_err(|source| CassetteError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let mut interaction = Interaction::from_file_bytes(&bytes).map_err(|source| CassetteError::Parse {
+                path: path.clone(),
+                source,
+            })?;
+            let changed = transform(&mut interaction);
+            interaction.key = key::compute(
+                &interaction.endpoint,
+                interaction.plaid_version.as_deref(),
+                &interaction.request.body,
+            );
+            let to = Self::relative_path(&interaction.endpoint, &interaction.key);
+            let new_bytes = interaction.to_file_bytes();
+            if to == relative && new_bytes == bytes {
+                continue;
+            }
+            write_atomic(&self.root.join(&to), &new_bytes)?;
+            if to != relative {
+                fs::remove_file(&path).map_err(|source| CassetteError::Write {
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+            done.push(Rewrite {
+                from: relative,
+                to,
+                changed,
+            });
+        }
+        Ok(done)
+    }
+}
+
 /// Writes `bytes` to `path` via a temp file in the same directory: fsync the file, rename it
 /// over `path`, fsync the directory so the rename itself survives a power loss.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CassetteError> {

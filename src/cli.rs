@@ -28,6 +28,53 @@ pub enum Command {
     Record(ServeArgs),
     /// Answer from the cassette only, never opening a connection; unrecorded requests get an error
     Replay(ReplayArgs),
+    /// Redact an existing cassette directory in place (atomic per file, idempotent)
+    Redact(RedactArgs),
+    /// Look for leaks in cassette files: exit 0 clean, 1 findings, 2 error
+    Scan(ScanArgs),
+}
+
+/// Options of `redact`.
+#[derive(Debug, Clone, Args)]
+pub struct RedactArgs {
+    /// Cassette directory to redact
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// Store directory whose redact.key keys personal-data pseudonyms, unless
+    /// PLAID_VCR_REDACT_KEY is set [default: .plaid-vcr]
+    #[arg(long, value_name = "DIR", env = "PLAID_VCR_STORE")]
+    pub store: Option<PathBuf>,
+
+    /// Config file with [redact] rules [default: ./plaid-vcr.toml if it exists]
+    #[arg(long, value_name = "FILE", env = "PLAID_VCR_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// Output format of `scan`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum Format {
+    /// One line per finding, then a summary
+    #[default]
+    Text,
+    /// One JSON object: files_scanned and findings
+    Json,
+}
+
+/// Options of `scan`.
+#[derive(Debug, Clone, Args)]
+pub struct ScanArgs {
+    /// Cassette directory to scan
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+
+    /// Config file with [redact] rules and the [scan] allowlist [default: ./plaid-vcr.toml if it exists]
+    #[arg(long, value_name = "FILE", env = "PLAID_VCR_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 /// Options shared by `record` and `replay`. Defaults are listed in config.example.toml.
@@ -73,6 +120,11 @@ pub struct ServeArgs {
     /// Time allowed for the whole upstream exchange (connect, TLS, answer), e.g. 60s [default: 60s]
     #[arg(long, value_name = "DURATION", env = "PLAID_VCR_RESPONSE_TIMEOUT", value_parser = humantime::parse_duration)]
     pub response_timeout: Option<Duration>,
+
+    /// Store tokens and personal data as received, for debugging only: warns at start and
+    /// marks every file it writes ("unredacted": true), which `scan` reports
+    #[arg(long, env = "PLAID_VCR_NO_REDACT")]
+    pub no_redact: bool,
 
     /// Time in-flight requests get to finish after SIGINT/SIGTERM [default: 10s]
     #[arg(long, value_name = "DURATION", env = "PLAID_VCR_SHUTDOWN_TIMEOUT", value_parser = humantime::parse_duration)]

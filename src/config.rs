@@ -11,6 +11,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cli::ServeArgs;
+use crate::redact::RedactConfig;
+use crate::scan::ScanConfig;
 
 /// The config file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "plaid-vcr.toml";
@@ -49,6 +51,12 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Log level for plaid-vcr's own logs.
     pub log_level: String,
+    /// `--no-redact`: store tokens and personal data as received (debugging only).
+    pub no_redact: bool,
+    /// Redaction rules and request-PII handling (`[redact]`).
+    pub redact: RedactConfig,
+    /// `scan`'s allowlist (`[scan]`).
+    pub scan: ScanConfig,
 }
 
 impl Default for Config {
@@ -64,6 +72,9 @@ impl Default for Config {
             response_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(10),
             log_level: "info".into(),
+            no_redact: false,
+            redact: RedactConfig::default(),
+            scan: ScanConfig::default(),
         }
     }
 }
@@ -82,6 +93,8 @@ struct FileConfig {
     response_timeout: Option<String>,
     shutdown_timeout: Option<String>,
     log_level: Option<String>,
+    redact: Option<RedactConfig>,
+    scan: Option<ScanConfig>,
 }
 
 impl Config {
@@ -117,6 +130,9 @@ impl Config {
             shutdown_timeout: pick_duration(args.shutdown_timeout, file.shutdown_timeout, "shutdown_timeout")?
                 .unwrap_or(defaults.shutdown_timeout),
             log_level: args.log_level.clone().or(file.log_level).unwrap_or(defaults.log_level),
+            no_redact: args.no_redact,
+            redact: file.redact.unwrap_or_default(),
+            scan: file.scan.unwrap_or_default(),
         };
         config.validate()?;
         Ok(config)

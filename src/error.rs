@@ -9,7 +9,9 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use crate::{cassette::CassetteError, config::ConfigError, store::StoreError, upstream::UpstreamError};
+use crate::{
+    cassette::CassetteError, config::ConfigError, redact::RedactError, store::StoreError, upstream::UpstreamError,
+};
 
 /// A failure of a whole command, mapped to an exit code by `main`.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +24,8 @@ pub enum Error {
     Cassette(#[from] CassetteError),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    #[error(transparent)]
+    Redact(#[from] RedactError),
     #[error("cannot listen on {addr}: {source}; pass --listen 127.0.0.1:0 to pick a free port")]
     Listen {
         addr: std::net::SocketAddr,

@@ -29,6 +29,9 @@ pub struct Interaction {
     pub recorded_at: String,
     pub request: RecordedRequest,
     pub response: RecordedResponse,
+    /// Set when recorded with `--no-redact`: the file may hold tokens and personal data.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unredacted: bool,
 }
 
 /// The stored (redacted) request.
@@ -93,6 +96,7 @@ impl Interaction {
                 content_type: content_type.to_owned(),
                 body: response,
             },
+            unredacted: false,
         }
     }
 

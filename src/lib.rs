@@ -25,12 +25,14 @@
 pub mod cassette;
 pub mod cli;
 pub mod config;
+pub mod detect;
 pub mod error;
 pub mod interaction;
 pub mod key;
 pub mod proxy;
 pub mod pseudonym;
 pub mod redact;
+pub mod scan;
 pub mod server;
 pub mod store;
 pub mod upstream;

@@ -1,14 +1,15 @@
 //! The `plaid-vcr` binary: parse arguments, run the command, map errors to exit codes.
 //!
 //! The only place that prints to stdout or exits the process. Exit codes: 0 ok, 1 the
-//! command's answer is "no", 2 usage, configuration or I/O error.
+//! command's answer is "no" (scan found leaks), 2 usage, configuration or I/O error.
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
-use plaid_vcr::cli::{Cli, Command, ServeArgs};
-use plaid_vcr::{Config, Error, Mode, Server};
+use plaid_vcr::cli::{Cli, Command, Format, RedactArgs, ScanArgs, ServeArgs};
+use plaid_vcr::redact::{self, Redactor};
+use plaid_vcr::{cassette::Cassette, scan, Config, Error, Mode, Server};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -16,9 +17,11 @@ fn main() -> ExitCode {
         Command::Record(args) => serve(Mode::Record, args),
         Command::Replay(args) if args.record_missing => serve(Mode::ReplayRecordMissing, &args.serve),
         Command::Replay(args) => serve(Mode::Replay, &args.serve),
+        Command::Redact(args) => redact_dir(args),
+        Command::Scan(args) => scan_dir(args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("plaid-vcr: {e}");
             ExitCode::from(e.exit_code())
@@ -26,9 +29,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(mode: Mode, args: &ServeArgs) -> Result<(), Error> {
+fn serve(mode: Mode, args: &ServeArgs) -> Result<ExitCode, Error> {
     let config = Config::resolve(args)?;
-    init_logging(args, &config);
+    init_logging(args.log_level.is_some(), &config);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let server = Server::bind(&config, mode).await?;
@@ -42,14 +45,77 @@ fn serve(mode: Mode, args: &ServeArgs) -> Result<(), Error> {
         stdout.flush()?;
         drop(stdout);
         server.run(shutdown_signal()).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn redact_dir(args: &RedactArgs) -> Result<ExitCode, Error> {
+    let config = Config::resolve(&ServeArgs {
+        store: args.store.clone(),
+        config: args.config.clone(),
+        ..Default::default()
+    })?;
+    let cassette = Cassette::new(&args.dir);
+    cassette.require_exists()?;
+    let redactor = Redactor::new(
+        redact::rules(&config.redact)?,
+        config.redact.request_pii,
+        &redact::load_key(&config.store)?,
+    );
+    let rewrites = cassette.rewrite(|interaction| redactor.redact_interaction(interaction))?;
+    let mut stdout = std::io::stdout().lock();
+    for r in &rewrites {
+        if r.from == r.to {
+            writeln!(
+                stdout,
+                "redacted {} ({} values)",
+                args.dir.join(&r.from).display(),
+                r.changed
+            )?;
+        } else {
+            writeln!(
+                stdout,
+                "redacted {} -> {} ({} values, key changed)",
+                args.dir.join(&r.from).display(),
+                args.dir.join(&r.to).display(),
+                r.changed
+            )?;
+        }
+    }
+    let total = cassette.list()?.len();
+    writeln!(
+        stdout,
+        "{} of {total} files changed in {}",
+        rewrites.len(),
+        args.dir.display()
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn scan_dir(args: &ScanArgs) -> Result<ExitCode, Error> {
+    let config = Config::resolve(&ServeArgs {
+        config: args.config.clone(),
+        ..Default::default()
+    })?;
+    let rules = redact::rules(&config.redact)?;
+    let report = scan::scan_dir(&args.dir, &rules, &config.scan)?;
+    let mut stdout = std::io::stdout().lock();
+    match args.format {
+        Format::Text => write!(stdout, "{}", scan::render_text(&args.dir, &report))?,
+        Format::Json => writeln!(stdout, "{}", serde_json::to_string_pretty(&report).unwrap_or_default())?,
+    }
+    Ok(if report.findings.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     })
 }
 
 /// `--log-level` (or `PLAID_VCR_LOG_LEVEL`) wins; otherwise `RUST_LOG`; otherwise the config
 /// file's `log_level`. A bare level applies to plaid-vcr's own logs, others stay at warn.
-fn init_logging(args: &ServeArgs, config: &Config) {
-    let filter = match (&args.log_level, std::env::var("RUST_LOG")) {
-        (None, Ok(rust_log)) if !rust_log.is_empty() => rust_log,
+fn init_logging(level_given: bool, config: &Config) {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(rust_log) if !level_given && !rust_log.is_empty() => rust_log,
         _ => format!("warn,plaid_vcr={}", config.log_level),
     };
     tracing_subscriber::fmt()

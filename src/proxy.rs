@@ -154,6 +154,21 @@ impl Proxy {
             None
         };
         let store = Store::open(&config.store, cassette.root())?;
+        let redactor = if config.no_redact {
+            tracing::warn!(
+                "--no-redact: tokens and personal data will be written to {} as received; do not commit these files \
+                 (plaid-vcr scan reports them, plaid-vcr redact fixes them)",
+                cassette.root().display()
+            );
+            Redactor::raw()
+        } else {
+            let rules = crate::redact::rules(&config.redact)?;
+            Redactor::new(
+                rules,
+                config.redact.request_pii,
+                &crate::redact::load_key(&config.store)?,
+            )
+        };
         let report = store.sync_cassette(&cassette)?;
         tracing::info!(
             cassette = %cassette.root().display(),
@@ -168,7 +183,7 @@ impl Proxy {
             cassette,
             store,
             upstream,
-            redactor: Redactor::new(),
+            redactor,
             max_body_bytes: config.max_body_bytes,
             upstream_url: config.upstream.clone(),
         })
@@ -447,7 +462,7 @@ impl Proxy {
             };
         };
 
-        let interaction = Interaction::new(
+        let mut interaction = Interaction::new(
             &endpoint,
             plaid_version.as_deref(),
             stored_body,
@@ -456,6 +471,7 @@ impl Proxy {
             self.redactor.response(&endpoint, body),
             SystemTime::now(),
         );
+        interaction.unredacted = self.redactor.is_raw();
         if let Err(e) = self.persist(interaction).await {
             tracing::error!(endpoint = %endpoint, error = %e, "recording failed");
             return error(store_error(&e), Some(endpoint), Some(key));

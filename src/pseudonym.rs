@@ -43,6 +43,10 @@ pub enum Kind {
 pub const EMAIL_DOMAIN: &str = "example.net";
 const URL_PREFIX: &str = "https://example.net/webhook/";
 const CHECK_LEN: usize = 6;
+/// Identifiers with fewer letters and digits than this are kept as they are: they cannot hold
+/// a hash and a check without colliding (`acc_1` vs `acc_2`), and they are test fixtures —
+/// Plaid's own tokens and ids have 30 or more.
+pub const MIN_ID_LEN: usize = 12;
 
 const FIRST: [&str; 32] = [
     "Alvane", "Bexley", "Corvin", "Dalvie", "Emrith", "Fennet", "Galwin", "Hestra", "Ilvane", "Jorna", "Kestrel",
@@ -176,7 +180,7 @@ impl Pseudonymizer {
         }
         match kind {
             Kind::Token => token(raw, Bytes::unkeyed("token", raw)),
-            Kind::Id => checked(raw, Bytes::unkeyed("id", raw), ""),
+            Kind::Id => checked(raw, Bytes::unkeyed("id", raw)),
             Kind::Name => name(raw, self.keyed("name", raw)),
             Kind::Email => email(raw, self.keyed("email", raw)),
             Kind::Phone => phone(raw, self.keyed("phone", raw)),
@@ -187,7 +191,8 @@ impl Pseudonymizer {
                 let tail: String = (0..10).map(|_| HEX[usize::from(bytes.next()) % 16] as char).collect();
                 format!("{URL_PREFIX}{tail}")
             }
-            Kind::Text => checked(raw, self.keyed("text", raw), ""),
+            Kind::Text if alnum_count(raw) < MIN_ID_LEN => mask(raw),
+            Kind::Text => checked(raw, self.keyed("text", raw)),
         }
     }
 
@@ -208,8 +213,9 @@ pub fn is_pseudonym(kind: Kind, value: &str) -> bool {
         return true;
     }
     match kind {
-        Kind::Token => is_token_pseudonym(value),
-        Kind::Id | Kind::Text => is_checked(value),
+        Kind::Token => is_id_pseudonym(split_token(value).1),
+        Kind::Id => is_id_pseudonym(value),
+        Kind::Text => alnum_count(value) >= MIN_ID_LEN && is_checked(value),
         Kind::Name => {
             let mut words = value.split_whitespace().peekable();
             words.peek().is_some() && words.all(|w| in_list(&FIRST, w) || in_list(&LAST, w))
@@ -320,13 +326,13 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Replaces each ASCII letter/digit with one of its class from `bytes` (hex strings stay hex),
 /// then overwrites the last [`CHECK_LEN`] of them with a keyless check of everything before.
-fn checked(raw: &str, bytes: Bytes, prefix: &str) -> String {
+fn checked(raw: &str, bytes: Bytes) -> String {
     let hex = raw
         .chars()
         .filter(char::is_ascii_alphanumeric)
         .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
     let mut out: Vec<char> = class_map(raw, bytes, hex).chars().collect();
-    write_check(&mut out, prefix);
+    write_check(&mut out);
     out.into_iter().collect()
 }
 
@@ -347,21 +353,28 @@ fn class_map(raw: &str, mut bytes: Bytes, hex: bool) -> String {
         .collect()
 }
 
-/// Positions of the check characters: the last [`CHECK_LEN`] alphanumerics, or half of them
-/// for short values (which makes short identifiers' marker weaker; real Plaid ids are long).
-fn check_positions(chars: &[char]) -> Vec<usize> {
-    let alnum: Vec<usize> = (0..chars.len()).filter(|&i| chars[i].is_ascii_alphanumeric()).collect();
-    let n = CHECK_LEN.min(alnum.len() / 2);
-    alnum[alnum.len() - n..].to_vec()
+fn alnum_count(value: &str) -> usize {
+    value.chars().filter(char::is_ascii_alphanumeric).count()
 }
 
-fn check_chars(chars: &[char], positions: &[usize], prefix: &str) -> Vec<char> {
+/// Short identifiers are kept (see [`MIN_ID_LEN`]), so they count as already redacted.
+fn is_id_pseudonym(value: &str) -> bool {
+    alnum_count(value) < MIN_ID_LEN || is_checked(value)
+}
+
+/// Positions of the check characters: the last [`CHECK_LEN`] alphanumerics (callers only
+/// check values with at least [`MIN_ID_LEN`] of them).
+fn check_positions(chars: &[char]) -> Vec<usize> {
+    let alnum: Vec<usize> = (0..chars.len()).filter(|&i| chars[i].is_ascii_alphanumeric()).collect();
+    alnum[alnum.len().saturating_sub(CHECK_LEN)..].to_vec()
+}
+
+fn check_chars(chars: &[char], positions: &[usize]) -> Vec<char> {
     let head: String = chars[..positions.first().copied().unwrap_or(chars.len())]
         .iter()
         .collect();
     let digest = Sha256::new()
         .chain_update(b"plaid-vcr/v1/check\0")
-        .chain_update(prefix)
         .chain_update(head)
         .finalize();
     positions
@@ -375,9 +388,9 @@ fn check_chars(chars: &[char], positions: &[usize], prefix: &str) -> Vec<char> {
         .collect()
 }
 
-fn write_check(out: &mut [char], prefix: &str) {
+fn write_check(out: &mut [char]) {
     let positions = check_positions(out);
-    let check = check_chars(out, &positions, prefix);
+    let check = check_chars(out, &positions);
     for (i, c) in positions.into_iter().zip(check) {
         out[i] = c;
     }
@@ -386,11 +399,7 @@ fn write_check(out: &mut [char], prefix: &str) {
 fn is_checked(value: &str) -> bool {
     let chars: Vec<char> = value.chars().collect();
     let positions = check_positions(&chars);
-    !positions.is_empty()
-        && positions
-            .iter()
-            .map(|&i| chars[i])
-            .eq(check_chars(&chars, &positions, ""))
+    !positions.is_empty() && positions.iter().map(|&i| chars[i]).eq(check_chars(&chars, &positions))
 }
 
 /// Splits `access-sandbox-<id>` style tokens into the kept prefix and the identifier.
@@ -410,11 +419,7 @@ fn split_token(value: &str) -> (&str, &str) {
 
 fn token(raw: &str, bytes: Bytes) -> String {
     let (prefix, id) = split_token(raw);
-    format!("{prefix}{}", checked(id, bytes, ""))
-}
-
-fn is_token_pseudonym(value: &str) -> bool {
-    is_checked(split_token(value).1)
+    format!("{prefix}{}", checked(id, bytes))
 }
 
 fn in_list(list: &[&str], word: &str) -> bool {
@@ -470,7 +475,7 @@ fn phone(raw: &str, mut bytes: Bytes) -> String {
                 return '0';
             }
             match from_end {
-                7 | 6 | 5 => '5',
+                5..=7 => '5',
                 4 => '0',
                 3 => '1',
                 _ => (b'0' + b % 10) as char,
@@ -600,6 +605,13 @@ mod tests {
         );
         assert!(p().pseudonymize(Kind::Street, "2992 Cameron Road").ends_with(" Road"));
         assert!(p().pseudonymize(Kind::Email, "a.b@x.com").ends_with("@example.net"));
+    }
+
+    #[test]
+    fn short_test_identifiers_are_kept_and_short_text_is_masked() {
+        assert_eq!(p().pseudonymize(Kind::Id, "acc_1"), "acc_1");
+        assert_eq!(p().pseudonymize(Kind::Token, "access-sandbox-x"), "access-sandbox-x");
+        assert_eq!(p().pseudonymize(Kind::Text, "JQ"), "XX");
     }
 
     #[test]

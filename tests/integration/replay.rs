@@ -29,7 +29,8 @@ async fn reordered_keys_whitespace_account_ids_order_and_credentials_still_hit()
     for body in variants {
         let resp = plaid(&replay, "identity/get", body).await;
         assert_eq!(resp.outcome(), "hit", "{body}: {:?}", resp.body);
-        assert_eq!(resp.body, recorded.body);
+        assert_eq!(resp.key(), recorded.key());
+        assert_eq!(resp.json()["request_id"], recorded.json()["request_id"]);
     }
     // A client whose base path ends in "/" sends //identity/get.
     let resp = send(

@@ -60,13 +60,14 @@ async fn an_interaction_acknowledged_before_a_crash_survives_it() {
     let store = Store::open(&dirs.store(), &dirs.cassette()).unwrap();
     let answer = store.get(&resp.key()).unwrap().expect("interaction survived the crash");
     assert_eq!(answer.status, 200);
-    assert_eq!(answer.body, resp.body);
+    let stored: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+    assert_same_shape(&resp.json(), &stored);
     drop(store);
     // And so do the cassette files: replay from a fresh store answers it.
     let mut cfg = config(&dirs, None);
     cfg.store = dirs.root.path().join("other-store");
     let replay = start(&cfg, Mode::Replay).await;
-    assert_eq!(plaid(&replay, "identity/get", BODY).await.body, resp.body);
+    assert_eq!(plaid(&replay, "identity/get", BODY).await.body, answer.body);
     replay.stop().await.unwrap();
 }
 
@@ -83,7 +84,10 @@ async fn a_broken_cassette_file_fails_start_naming_the_file_and_the_problem() {
     let cases = [
         ("{ truncated", "not a valid interaction"),
         (
-            &*original.replace("access-sandbox-de3ce8ef", "access-sandbox-edited00"),
+            &*original.replace(
+                "\"access_token\": \"access-sandbox-",
+                "\"access_token\": \"access-sandbox-edited",
+            ),
             "does not match its request",
         ),
         (

@@ -493,3 +493,31 @@ pub fn run_binary(args: &[&str], cwd: &Path) -> (i32, String, String) {
     let _ = child.kill();
     panic!("plaid-vcr {args:?} did not finish in 30 s");
 }
+
+/// Asserts that `b` has exactly the JSON shape of `a`: the same keys, JSON types, array
+/// lengths and nulls, and the same booleans and numbers (redaction only rewrites strings).
+pub fn assert_same_shape(a: &Value, b: &Value) {
+    fn walk(a: &Value, b: &Value, path: &str) {
+        match (a, b) {
+            (Value::Object(x), Value::Object(y)) => {
+                assert_eq!(
+                    x.keys().collect::<Vec<_>>(),
+                    y.keys().collect::<Vec<_>>(),
+                    "keys at {path}"
+                );
+                for (k, v) in x {
+                    walk(v, &y[k], &format!("{path}.{k}"));
+                }
+            }
+            (Value::Array(x), Value::Array(y)) => {
+                assert_eq!(x.len(), y.len(), "array length at {path}");
+                for (i, (v, w)) in x.iter().zip(y).enumerate() {
+                    walk(v, w, &format!("{path}[{i}]"));
+                }
+            }
+            (Value::String(_), Value::String(_)) => {}
+            (x, y) => assert_eq!(x, y, "value at {path}"),
+        }
+    }
+    walk(a, b, "");
+}

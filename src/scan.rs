@@ -1,0 +1,306 @@
+//! `scan`: looks for leaks in a cassette directory, fast enough for a pre-commit hook.
+//!
+//! Reports, per file and JSON path: values at known personal-data paths that are not in
+//! pseudonym form, emails/phones/SSN-like/street-like text and Plaid tokens anywhere,
+//! credential fields, high-entropy strings under secret-like keys, and files recorded with
+//! `--no-redact`. Findings show the value masked, never whole. Read-only.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::cassette::{Cassette, CassetteError};
+use crate::detect::{self, Detector};
+use crate::pseudonym::{self, Kind};
+use crate::redact::{path_text, Action, Rule, Seg, Side};
+
+/// The `[scan]` section of the config file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScanConfig {
+    /// Values that are never reported (e.g. a public sandbox test email).
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// JSON paths inside a cassette file that are never reported, e.g.
+    /// `response.body.item.institution_name` (`[]` and `**` work as in redaction rules).
+    #[serde(default)]
+    pub allow_paths: Vec<String>,
+}
+
+/// One suspected leak.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    /// File, relative to the scanned directory.
+    pub file: PathBuf,
+    /// JSON path inside the file.
+    pub path: String,
+    /// What found it: `pii:<kind>`, `email`, `phone`, `ssn`, `street`, `plaid-token`,
+    /// `credential`, `high-entropy`, `unredacted-file` or `not-json`.
+    pub detector: String,
+    /// The value, masked: its first two characters and its length.
+    pub value: String,
+}
+
+/// The result of a scan.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ScanReport {
+    pub files_scanned: usize,
+    pub findings: Vec<Finding>,
+}
+
+/// Field names whose non-empty value is a credential.
+const CREDENTIAL_KEYS: [&str; 5] = [
+    "client_id",
+    "secret",
+    "client_secret",
+    "plaid-client-id",
+    "plaid-secret",
+];
+
+/// Scans every interaction file under `dir`.
+pub fn scan_dir(dir: &Path, rules: &[Rule], config: &ScanConfig) -> Result<ScanReport, CassetteError> {
+    let cassette = Cassette::new(dir);
+    cassette.require_exists()?;
+    let allow_paths: Vec<Rule> = config.allow_paths.iter().map(|p| Rule::matcher(p)).collect();
+    let mut report = ScanReport::default();
+    for relative in cassette.list()? {
+        let path = dir.join(&relative);
+        let bytes = std::fs::read(&path).map_err(|source| CassetteError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        report.files_scanned += 1;
+        let mut scanner = FileScan {
+            file: &relative,
+            rules,
+            config,
+            allow_paths: &allow_paths,
+            findings: Vec::new(),
+        };
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(value) => scanner.scan_file(&value),
+            Err(_) => {
+                let text = String::from_utf8_lossy(&bytes);
+                scanner.report("-", "not-json", &text);
+                scanner.text("-", &text);
+            }
+        }
+        report.findings.extend(scanner.findings);
+    }
+    Ok(report)
+}
+
+struct FileScan<'a> {
+    file: &'a Path,
+    rules: &'a [Rule],
+    config: &'a ScanConfig,
+    allow_paths: &'a [Rule],
+    findings: Vec<Finding>,
+}
+
+impl FileScan<'_> {
+    fn scan_file(&mut self, value: &Value) {
+        if value.get("unredacted").and_then(Value::as_bool) == Some(true) {
+            self.report("unredacted", "unredacted-file", "true");
+        }
+        let endpoint = value.get("endpoint").and_then(Value::as_str).unwrap_or("").to_owned();
+        self.walk(&endpoint, value, &mut Vec::new());
+    }
+
+    fn walk(&mut self, endpoint: &str, value: &Value, path: &mut Vec<Seg>) {
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    path.push(Seg::Key(key.clone()));
+                    self.walk(endpoint, child, path);
+                    path.pop();
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    path.push(Seg::Index(i));
+                    self.walk(endpoint, item, path);
+                    path.pop();
+                }
+            }
+            Value::String(s) => self.leaf(endpoint, s, path),
+            _ => {}
+        }
+    }
+
+    fn leaf(&mut self, endpoint: &str, value: &str, path: &[Seg]) {
+        if value.is_empty()
+            || self.config.allow.iter().any(|a| a == value)
+            || self.allow_paths.iter().any(|r| r.matches(path))
+        {
+            return;
+        }
+        let text = path_text(path);
+        // The file's own matching key is a SHA-256, not a secret.
+        if text == "key" {
+            return;
+        }
+        let field = path.iter().rev().find_map(|s| match s {
+            Seg::Key(k) => Some(k.to_ascii_lowercase()),
+            Seg::Index(_) => None,
+        });
+        let field = field.as_deref().unwrap_or("");
+        if CREDENTIAL_KEYS.contains(&field) {
+            self.report(&text, "credential", value);
+            return;
+        }
+        match self.rule_for(endpoint, path) {
+            Some(Action::Keep) => return,
+            Some(Action::Pseudonymize(kind)) if !pseudonym::is_pseudonym(kind, value) => {
+                self.report(&text, &format!("pii:{}", kind_name(kind)), value);
+                return;
+            }
+            Some(Action::Mask) if pseudonym::mask(value) != value => {
+                self.report(&text, "pii:mask", value);
+                return;
+            }
+            Some(_) => return,
+            None => {}
+        }
+        if is_secret_like(field) && is_high_entropy(value) && !pseudonym::is_any_pseudonym(value) {
+            self.report(&text, "high-entropy", value);
+            return;
+        }
+        self.text(&text, value);
+    }
+
+    /// Runs the pattern detectors over free text.
+    fn text(&mut self, path: &str, value: &str) {
+        for (detector, range) in detect::find(value) {
+            let piece = &value[range];
+            let redacted = match detector {
+                Detector::Email => pseudonym::is_pseudonym(Kind::Email, piece),
+                Detector::Phone => pseudonym::is_pseudonym(Kind::Phone, piece),
+                Detector::Street => pseudonym::is_pseudonym(Kind::Street, piece),
+                Detector::Token => pseudonym::is_pseudonym(Kind::Token, piece),
+                Detector::Ssn => pseudonym::mask(piece) == piece,
+            };
+            if !redacted && !self.config.allow.iter().any(|a| a == piece) {
+                self.report(path, detector.as_str(), piece);
+            }
+        }
+    }
+
+    /// The redaction rule covering a value inside `request.body` or `response.body`.
+    fn rule_for(&self, endpoint: &str, path: &[Seg]) -> Option<Action> {
+        let (side, rest) = match path {
+            [Seg::Key(half), Seg::Key(body), rest @ ..] if body == "body" && half == "request" => (Side::Request, rest),
+            [Seg::Key(half), Seg::Key(body), rest @ ..] if body == "body" && half == "response" => {
+                (Side::Response, rest)
+            }
+            _ => return None,
+        };
+        self.rules
+            .iter()
+            .find(|r| r.applies(endpoint, side) && r.matches(rest))
+            .map(|r| r.action)
+    }
+
+    fn report(&mut self, path: &str, detector: &str, value: &str) {
+        let duplicate = self.findings.iter().any(|f| f.path == path && f.detector == detector);
+        if !duplicate {
+            self.findings.push(Finding {
+                file: self.file.to_owned(),
+                path: path.to_owned(),
+                detector: detector.to_owned(),
+                value: masked(value),
+            });
+        }
+    }
+}
+
+fn kind_name(kind: Kind) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Shows a value without revealing it: its first two characters and its length.
+pub fn masked(value: &str) -> String {
+    let len = value.chars().count();
+    if len <= 4 {
+        return format!("… ({len} chars)");
+    }
+    let head: String = value.chars().take(2).collect();
+    format!("{head}… ({len} chars)")
+}
+
+fn is_secret_like(field: &str) -> bool {
+    ["secret", "token", "password", "passwd", "credential"]
+        .iter()
+        .any(|w| field.contains(w))
+        || field == "key"
+        || field.ends_with("_key")
+        || field.ends_with("apikey")
+}
+
+/// At least 16 characters and about 3.5 bits of entropy per character: a random string.
+fn is_high_entropy(value: &str) -> bool {
+    let len = value.chars().count();
+    if len < 16 {
+        return false;
+    }
+    let mut counts = std::collections::HashMap::new();
+    for c in value.chars() {
+        *counts.entry(c).or_insert(0usize) += 1;
+    }
+    let n = len as f64;
+    let entropy: f64 = counts.values().map(|&c| c as f64 / n).map(|p| -p * p.log2()).sum();
+    entropy >= 3.5
+}
+
+/// Renders a report as text: one line per finding, then a summary line.
+pub fn render_text(dir: &Path, report: &ScanReport) -> String {
+    let mut out = String::new();
+    for f in &report.findings {
+        out.push_str(&format!(
+            "{}: {}: {}: {}\n",
+            dir.join(&f.file).display(),
+            f.path,
+            f.detector,
+            f.value
+        ));
+    }
+    let files: std::collections::BTreeSet<&Path> = report.findings.iter().map(|f| f.file.as_path()).collect();
+    if report.findings.is_empty() {
+        out.push_str(&format!(
+            "clean: {} files scanned, nothing found\n",
+            report.files_scanned
+        ));
+    } else {
+        out.push_str(&format!(
+            "{} findings in {} of {} files; run plaid-vcr redact {} (or allow them in [scan] of the config)\n",
+            report.findings.len(),
+            files.len(),
+            report.files_scanned,
+            dir.display()
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masked_values_never_show_the_whole_value() {
+        assert_eq!(masked("accountholder0@example.com"), "ac… (26 chars)");
+        assert_eq!(masked("abc"), "… (3 chars)");
+    }
+
+    #[test]
+    fn entropy_separates_random_strings_from_words() {
+        assert!(is_high_entropy("0123456789abcdef0123456789abcd"));
+        assert!(is_high_entropy("sk_live_9fK2pQ7xZ1mN4bV8cR3t"));
+        assert!(!is_high_entropy("aaaaaaaaaaaaaaaaaaaaaaaa"));
+        assert!(!is_high_entropy("short"));
+    }
+}

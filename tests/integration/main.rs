@@ -5,6 +5,7 @@ mod cli;
 mod demo;
 mod errors;
 mod keys;
+mod privacy;
 mod record;
 mod replay;
 mod store;

@@ -12,8 +12,14 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let cassette = std::fs::read("cassettes/demo/identity_get/c131e2cd74a5cfd2.json")?;
-    let interaction = plaid_vcr::interaction::Interaction::from_file_bytes(&cassette).map_err(std::io::Error::other)?;
+    let demo = plaid_vcr::cassette::Cassette::new("cassettes/demo");
+    let first = demo
+        .list()
+        .map_err(std::io::Error::other)?
+        .into_iter()
+        .next()
+        .ok_or(std::io::ErrorKind::NotFound)?;
+    let interaction = demo.read(&first).map_err(std::io::Error::other)?;
     let body = interaction.answer().body;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     println!("bare hyper listening on http://{}", listener.local_addr()?);

@@ -5,15 +5,18 @@
 
 use plaid_vcr::cassette::Cassette;
 use plaid_vcr::interaction::Interaction;
+use plaid_vcr::redact::{self, Redactor, RequestPii};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().ok_or("usage: gen_cassette N DIR")?.parse()?;
     let dir = args.next().ok_or("usage: gen_cassette N DIR")?;
-    let demo = std::fs::read("cassettes/demo/identity_get/c131e2cd74a5cfd2.json")?;
-    let demo = Interaction::from_file_bytes(&demo)?;
+    let source = Cassette::new("cassettes/demo");
+    let first = source.list()?.into_iter().next().ok_or("cassettes/demo is empty")?;
+    let demo = source.read(&first)?;
     let cassette = Cassette::new(dir);
     let at = std::time::SystemTime::now();
+    let redactor = Redactor::new(redact::default_rules(), RequestPii::Placeholder, b"gen_cassette");
     for i in 0..n {
         let mut request = serde_json::Map::new();
         request.insert(
@@ -23,7 +26,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let interaction = Interaction::new(
             "identity/get",
             Some("2020-09-14"),
-            request,
+            // As recording does: the stored request is the redacted one.
+            redactor.request("identity/get", request),
             200,
             &demo.response.content_type,
             demo.response.body.clone(),

@@ -22,6 +22,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // A closed stdout (`plaid-vcr scan DIR | head`) is the reader's choice, not an error.
+        Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("plaid-vcr: {e}");
             ExitCode::from(e.exit_code())

@@ -272,9 +272,10 @@ pub fn default_rules() -> Vec<Rule> {
         "accounts[].verification_name",
         Pseudonymize(Kind::Name),
     ));
-    // Account names are usually product names ("Plaid Checking") that tests assert on; a
-    // user-assigned one can hold a name: add a rule `accounts[].name` → pseudonymize/name.
-    rules.push(Rule::new(None, Side::Response, "accounts[].name", Keep));
+    // No rule for `accounts[].name`: account names are usually product names ("Plaid Checking")
+    // that tests assert on, so they are kept, but the generic detectors still run on them and
+    // catch a phone or email typed into a user-assigned name. To pseudonymize them as names,
+    // add a rule `accounts[].name` → pseudonymize/name.
 
     // The user /identity/match and similar endpoints send about the person.
     for (path, kind) in [

@@ -459,3 +459,24 @@ fn the_scan_allowlist_silences_known_values() {
     .unwrap();
     assert_eq!(run_binary(&["scan", &cassette_arg], dirs.root.path()).0, 0);
 }
+
+#[test]
+fn a_phone_typed_into_an_account_name_is_redacted_and_reported() {
+    let r = redactor(b"k");
+    let out = r.response(
+        "identity/get",
+        json!({"accounts": [{"name": "Call 415-867-5309", "owners": []}, {"name": "Plaid Checking", "owners": []}]}),
+    );
+    assert!(!out.to_string().contains("867-5309"), "{out}");
+    assert_eq!(out["accounts"][1]["name"], "Plaid Checking", "product names stay");
+
+    let dirs = Dirs::new();
+    let cassette = demo_copy(&dirs);
+    let file = cassette.join(&dirs.cassette_files()[0]);
+    let mut v: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    v["response"]["body"]["accounts"][0]["name"] = json!("Call 415-867-5309");
+    std::fs::write(&file, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    let (code, stdout, _) = run_binary(&["scan", &cassette.display().to_string()], dirs.root.path());
+    assert_eq!(code, 1);
+    assert!(stdout.contains("accounts[0].name: phone"), "{stdout}");
+}

@@ -246,6 +246,30 @@ mod tests {
     }
 
     #[test]
+    fn config_example_rule_examples_parse_and_compile() {
+        let example = include_str!("../config.example.toml");
+        let mut in_rules = false;
+        let uncommented: String = example
+            .lines()
+            .map(|line| {
+                if line.starts_with("# rules = [") {
+                    in_rules = true;
+                }
+                let out = if in_rules { line.trim_start_matches('#').trim_start().to_owned() } else { line.to_owned() };
+                if line == "# ]" {
+                    in_rules = false;
+                }
+                out + "\n"
+            })
+            .collect();
+        let (_dir, path) = write_config(&uncommented);
+        let c = Config::resolve(&ServeArgs { config: Some(path), ..Default::default() }).unwrap();
+        assert_eq!(c.redact.rules.len(), 3);
+        let compiled = crate::redact::rules(&c.redact).unwrap();
+        assert_eq!(compiled.len(), 3 + crate::redact::default_rules().len());
+    }
+
+    #[test]
     fn defaults_apply_without_flags_or_file() {
         let (_dir, path) = write_config("");
         let c = Config::resolve(&ServeArgs {

@@ -255,7 +255,11 @@ mod tests {
                 if line.starts_with("# rules = [") {
                     in_rules = true;
                 }
-                let out = if in_rules { line.trim_start_matches('#').trim_start().to_owned() } else { line.to_owned() };
+                let out = if in_rules {
+                    line.trim_start_matches('#').trim_start().to_owned()
+                } else {
+                    line.to_owned()
+                };
                 if line == "# ]" {
                     in_rules = false;
                 }
@@ -263,7 +267,11 @@ mod tests {
             })
             .collect();
         let (_dir, path) = write_config(&uncommented);
-        let c = Config::resolve(&ServeArgs { config: Some(path), ..Default::default() }).unwrap();
+        let c = Config::resolve(&ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap();
         assert_eq!(c.redact.rules.len(), 3);
         let compiled = crate::redact::rules(&c.redact).unwrap();
         assert_eq!(compiled.len(), 3 + crate::redact::default_rules().len());

@@ -89,6 +89,31 @@ pub fn find(text: &str) -> Vec<(Detector, Range<usize>)> {
     kept
 }
 
+/// Whether a field name suggests a secret (`client_secret`, `api_key`, `password`, …).
+pub fn is_secret_like(field: &str) -> bool {
+    ["secret", "token", "password", "passwd", "credential"]
+        .iter()
+        .any(|w| field.contains(w))
+        || field == "key"
+        || field.ends_with("_key")
+        || field.ends_with("apikey")
+}
+
+/// At least 16 characters and about 3.5 bits of entropy per character: a random string.
+pub fn is_high_entropy(value: &str) -> bool {
+    let len = value.chars().count();
+    if len < 16 {
+        return false;
+    }
+    let mut counts = std::collections::HashMap::new();
+    for c in value.chars() {
+        *counts.entry(c).or_insert(0usize) += 1;
+    }
+    let n = len as f64;
+    let entropy: f64 = counts.values().map(|&c| c as f64 / n).map(|p| -p * p.log2()).sum();
+    entropy >= 3.5
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,5 +148,13 @@ mod tests {
         ] {
             assert!(kinds(text).is_empty(), "{text}: {:?}", kinds(text));
         }
+    }
+
+    #[test]
+    fn entropy_separates_random_strings_from_words() {
+        assert!(is_high_entropy("0123456789abcdef0123456789abcd"));
+        assert!(is_high_entropy("sk_live_9fK2pQ7xZ1mN4bV8cR3t"));
+        assert!(!is_high_entropy("aaaaaaaaaaaaaaaaaaaaaaaa"));
+        assert!(!is_high_entropy("short"));
     }
 }

@@ -184,6 +184,17 @@ fn match_path(pat: &[Pat], path: &[Seg]) -> bool {
     }
 }
 
+/// The innermost key of a path (`data` for `emails[0].data`, `names` for `names[0]`).
+pub fn last_key(path: &[Seg]) -> &str {
+    path.iter()
+        .rev()
+        .find_map(|s| match s {
+            Seg::Key(k) => Some(k.as_str()),
+            Seg::Index(_) => None,
+        })
+        .unwrap_or("")
+}
+
 /// Renders a path as `accounts[0].owners[0].names[0]`.
 pub fn path_text(path: &[Seg]) -> String {
     let mut out = String::new();
@@ -464,6 +475,12 @@ impl Redactor {
                     Some(Action::Keep | Action::Drop) => None,
                     Some(Action::Mask) => Some(pseudonym::mask(s)),
                     Some(Action::Pseudonymize(kind)) => Some(self.pseudonym(side, kind, s)),
+                    // A random-looking value under a secret-like key (`api_key`): hide it as an id.
+                    None if detect::is_secret_like(&last_key(path).to_ascii_lowercase())
+                        && detect::is_high_entropy(s) =>
+                    {
+                        Some(self.pseudonym(side, Kind::Id, s))
+                    }
                     None => self.detect(side, s),
                 };
                 if let Some(new) = new.filter(|new| new != s) {

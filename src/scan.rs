@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::cassette::{Cassette, CassetteError};
 use crate::detect::{self, Detector};
 use crate::pseudonym::{self, Kind};
-use crate::redact::{path_text, Action, Rule, Seg, Side};
+use crate::redact::{last_key, path_text, Action, Rule, Seg, Side};
 
 /// The `[scan]` section of the config file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -141,11 +141,8 @@ impl FileScan<'_> {
         if text == "key" {
             return;
         }
-        let field = path.iter().rev().find_map(|s| match s {
-            Seg::Key(k) => Some(k.to_ascii_lowercase()),
-            Seg::Index(_) => None,
-        });
-        let field = field.as_deref().unwrap_or("");
+        let field = last_key(path).to_ascii_lowercase();
+        let field = field.as_str();
         if CREDENTIAL_KEYS.contains(&field) {
             self.report(&text, "credential", value);
             return;
@@ -163,7 +160,7 @@ impl FileScan<'_> {
             Some(_) => return,
             None => {}
         }
-        if is_secret_like(field) && is_high_entropy(value) && !pseudonym::is_any_pseudonym(value) {
+        if detect::is_secret_like(field) && detect::is_high_entropy(value) && !pseudonym::is_any_pseudonym(value) {
             self.report(&text, "high-entropy", value);
             return;
         }
@@ -232,30 +229,6 @@ pub fn masked(value: &str) -> String {
     format!("{head}… ({len} chars)")
 }
 
-fn is_secret_like(field: &str) -> bool {
-    ["secret", "token", "password", "passwd", "credential"]
-        .iter()
-        .any(|w| field.contains(w))
-        || field == "key"
-        || field.ends_with("_key")
-        || field.ends_with("apikey")
-}
-
-/// At least 16 characters and about 3.5 bits of entropy per character: a random string.
-fn is_high_entropy(value: &str) -> bool {
-    let len = value.chars().count();
-    if len < 16 {
-        return false;
-    }
-    let mut counts = std::collections::HashMap::new();
-    for c in value.chars() {
-        *counts.entry(c).or_insert(0usize) += 1;
-    }
-    let n = len as f64;
-    let entropy: f64 = counts.values().map(|&c| c as f64 / n).map(|p| -p * p.log2()).sum();
-    entropy >= 3.5
-}
-
 /// Renders a report as text: one line per finding, then a summary line.
 pub fn render_text(dir: &Path, report: &ScanReport) -> String {
     let mut out = String::new();
@@ -294,13 +267,5 @@ mod tests {
     fn masked_values_never_show_the_whole_value() {
         assert_eq!(masked("accountholder0@example.com"), "ac… (26 chars)");
         assert_eq!(masked("abc"), "… (3 chars)");
-    }
-
-    #[test]
-    fn entropy_separates_random_strings_from_words() {
-        assert!(is_high_entropy("0123456789abcdef0123456789abcd"));
-        assert!(is_high_entropy("sk_live_9fK2pQ7xZ1mN4bV8cR3t"));
-        assert!(!is_high_entropy("aaaaaaaaaaaaaaaaaaaaaaaa"));
-        assert!(!is_high_entropy("short"));
     }
 }

@@ -276,6 +276,15 @@ async fn a_record_session_writes_no_canary_to_store_cassette_or_logs_and_replays
     let logs = binary.stderr();
     assert!(logs.contains("outcome=\"recorded\""), "{logs}");
     assert_no_canary("the logs", logs.as_bytes());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dirs.store().join("redact.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the redaction key is private to its owner");
+    }
 
     // Replay: the real token and the pseudonym the replayed exchange hands out both hit.
     let replay = start(&config(&dirs, None), Mode::Replay).await;
@@ -349,8 +358,21 @@ async fn no_redact_warns_and_marks_every_file_which_scan_reports() {
         stdout.contains("unredacted-file") && stdout.contains("pii:token"),
         "{stdout}"
     );
-    let (code, _, _) = run_binary(&["redact", &cassette, "--store", &store], dirs.root.path());
+    let raw_name = dirs.cassette_files()[0].clone();
+    let (code, stdout, _) = run_binary(&["redact", &cassette, "--store", &store], dirs.root.path());
     assert_eq!(code, 0);
+    assert!(
+        stdout.contains("key changed"),
+        "the raw token was keyed; its pseudonym keys differently: {stdout}"
+    );
+    let files = dirs.cassette_files();
+    assert_eq!(files.len(), 1);
+    assert_ne!(files[0], raw_name, "the file is renamed after its new key");
+    let redacted = std::fs::read_to_string(dirs.cassette().join(&files[0])).unwrap();
+    assert!(
+        !redacted.contains("unredacted") && !redacted.contains(TOKEN),
+        "{redacted}"
+    );
     let (code, stdout, _) = run_binary(&["scan", &cassette], dirs.root.path());
     assert_eq!(code, 0, "{stdout}");
 }
@@ -385,6 +407,7 @@ fn scan_names_injected_leaks_and_redact_then_scan_is_clean_and_idempotent() {
     owner["names"][0] = json!("Jane Realperson");
     v["request"]["body"]["secret"] = json!("0123456789abcdef0123456789abcd");
     v["response"]["body"]["item"]["institution_name"] = json!("Call me at (212) 736-5000");
+    v["response"]["body"]["item"]["api_key"] = json!("sk_live_9fK2pQ7xZ1mN4bV8cR3tYw");
     std::fs::write(&file, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
 
     let (code, stdout, _) = run_binary(&["scan", &cassette_arg], dirs.root.path());
@@ -395,6 +418,7 @@ fn scan_names_injected_leaks_and_redact_then_scan_is_clean_and_idempotent() {
         ("owners[0].names[0]", "pii:name"),
         ("request.body.secret", "credential"),
         ("item.institution_name", "phone"),
+        ("item.api_key", "high-entropy"),
     ] {
         assert!(
             stdout.lines().any(|l| l.contains(path) && l.contains(detector)),
@@ -407,19 +431,20 @@ fn scan_names_injected_leaks_and_redact_then_scan_is_clean_and_idempotent() {
         "Jane Realperson",
         "0123456789abcdef0123456789abcd",
         "736-5000",
+        "sk_live_9fK2",
     ] {
         assert!(!stdout.contains(leak), "scan printed the value {leak}:\n{stdout}");
     }
     let (code, json_out, _) = run_binary(&["scan", &cassette_arg, "--format", "json"], dirs.root.path());
     assert_eq!(code, 1);
     let report: Value = serde_json::from_str(&json_out).unwrap();
-    assert_eq!(report["findings"].as_array().unwrap().len(), 5, "{json_out}");
+    assert_eq!(report["findings"].as_array().unwrap().len(), 6, "{json_out}");
     assert_eq!(report["files_scanned"], 2);
 
     let (code, stdout, stderr) = run_binary(&["redact", &cassette_arg, "--store", &store_arg], dirs.root.path());
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains("(5 values)") && stdout.contains("1 of 2 files changed"),
+        stdout.contains("(6 values)") && stdout.contains("1 of 2 files changed"),
         "{stdout}"
     );
     assert!(

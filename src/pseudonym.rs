@@ -276,7 +276,8 @@ pub fn placeholder(kind: Kind) -> String {
     format!("[redacted {name}]")
 }
 
-fn is_placeholder(value: &str) -> bool {
+/// Whether `value` is a request placeholder made by [`placeholder`].
+pub fn is_placeholder(value: &str) -> bool {
     value.starts_with("[redacted ") && value.ends_with(']')
 }
 

@@ -110,8 +110,7 @@ pub struct Rule {
     endpoint: Option<String>,
     side: Side,
     path: Vec<Pat>,
-    /// The path as written, for reports.
-    pub text: String,
+    /// What the rule does to matching values.
     pub action: Action,
 }
 
@@ -135,7 +134,6 @@ impl Rule {
             endpoint: endpoint.map(str::to_owned),
             side,
             path: parse_path(path),
-            text: path.to_owned(),
             action,
         }
     }
@@ -375,11 +373,6 @@ impl Redactor {
         self.raw
     }
 
-    /// The rules, in the order they are checked.
-    pub fn rules(&self) -> &[Rule] {
-        &self.rules
-    }
-
     /// The request body as it is keyed and stored: credentials dropped entirely, the rest
     /// redacted.
     pub fn request(&self, endpoint: &str, mut body: Map<String, Value>) -> Map<String, Value> {
@@ -497,7 +490,7 @@ impl Redactor {
     fn pseudonym(&self, side: Side, kind: Kind, raw: &str) -> String {
         let personal = !matches!(kind, Kind::Token | Kind::Id);
         if side == Side::Request && personal && self.request_pii == RequestPii::Placeholder {
-            if raw.is_empty() || pseudonym::is_pseudonym(kind, raw) && raw.starts_with("[redacted ") {
+            if raw.is_empty() || pseudonym::is_placeholder(raw) {
                 return raw.to_owned();
             }
             return pseudonym::placeholder(kind);

@@ -80,7 +80,9 @@ fn personal_strings(response: &Value) -> Vec<String> {
                 );
             }
             for a in owner["addresses"].as_array().unwrap() {
-                for field in ["street", "city", "postal_code"] {
+                // Postal codes are masked (checked separately): five digits are too short for a
+                // "does not appear anywhere" check, a balance can contain them by chance.
+                for field in ["street", "city"] {
                     out.push(a["data"][field].as_str().unwrap().to_string());
                 }
             }
@@ -114,6 +116,13 @@ proptest! {
                     for (e, f) in x[list].as_array().unwrap().iter().zip(y[list].as_array().unwrap()) {
                         prop_assert_eq!(&e["type"], &f["type"]);
                     }
+                }
+            }
+        }
+        for account in once["accounts"].as_array().unwrap() {
+            for owner in account["owners"].as_array().unwrap() {
+                for a in owner["addresses"].as_array().unwrap() {
+                    prop_assert!(a["data"]["postal_code"].as_str().unwrap().bytes().all(|b| b == b'0'));
                 }
             }
         }

@@ -61,10 +61,20 @@ impl Cassette {
         }
     }
 
-    /// The file path, relative to the root, that holds the interaction for `endpoint`/`key`.
-    pub fn relative_path(endpoint: &str, key: &str) -> PathBuf {
+    /// The file path, relative to the root, that holds step `step` of `endpoint`/`key`:
+    /// `identity_get/<key prefix>.json`, or `<key prefix>-<step>.json` for steps 2 and on.
+    pub fn relative_path(endpoint: &str, key: &str, step: u32) -> PathBuf {
         let dir = endpoint.replace('/', "_");
-        PathBuf::from(dir).join(format!("{}.json", key::prefix(key)))
+        let name = match step {
+            0 | 1 => format!("{}.json", key::prefix(key)),
+            n => format!("{}-{n}.json", key::prefix(key)),
+        };
+        PathBuf::from(dir).join(name)
+    }
+
+    /// Where `interaction` belongs.
+    pub fn path_of(interaction: &Interaction) -> PathBuf {
+        Self::relative_path(&interaction.endpoint, &interaction.key, interaction.step())
     }
 
     /// Every interaction file under the root (relative paths, sorted), skipping hidden
@@ -122,7 +132,7 @@ impl Cassette {
 
     /// Writes `interaction` atomically and durably; returns its path relative to the root.
     pub fn write(&self, interaction: &Interaction) -> Result<PathBuf, CassetteError> {
-        let relative = Self::relative_path(&interaction.endpoint, &interaction.key);
+        let relative = Self::path_of(interaction);
         write_atomic(&self.root.join(&relative), &interaction.to_file_bytes())?;
         Ok(relative)
     }
@@ -161,7 +171,7 @@ impl Cassette {
                 interaction.plaid_version.as_deref(),
                 &interaction.request.body,
             );
-            let to = Self::relative_path(&interaction.endpoint, &interaction.key);
+            let to = Self::path_of(&interaction);
             let new_bytes = interaction.to_file_bytes();
             if to == relative && new_bytes == bytes {
                 continue;

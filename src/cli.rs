@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use crate::config::SequenceEnd;
+
 /// Record the Plaid API over TLS, replay it offline byte for byte.
 ///
 /// Point your Plaid client at http://127.0.0.1:8080/plaid-compatible instead of
@@ -126,6 +128,23 @@ pub struct ServeArgs {
     #[arg(long, env = "PLAID_VCR_NO_REDACT")]
     pub no_redact: bool,
 
+    /// Record the n-th identical request as its own step and replay the steps in order
+    /// (polling flows); without it each request has one answer
+    #[arg(long, env = "PLAID_VCR_SEQUENCES")]
+    pub sequences: bool,
+
+    /// With --sequences, what replay answers after the last recorded step [default: repeat-last]
+    #[arg(long, value_enum, value_name = "WHAT", env = "PLAID_VCR_SEQUENCE_EXHAUSTED")]
+    pub sequence_exhausted: Option<SequenceEnd>,
+
+    /// Warn at start about recordings older than this, e.g. 30d; with --strict they fail the run
+    #[arg(long, value_name = "DURATION", env = "PLAID_VCR_MAX_AGE", value_parser = humantime::parse_duration)]
+    pub max_age: Option<Duration>,
+
+    /// At shutdown, also write the session summary as JSON to FILE
+    #[arg(long, value_name = "FILE", env = "PLAID_VCR_REPORT")]
+    pub report: Option<PathBuf>,
+
     /// Time in-flight requests get to finish after SIGINT/SIGTERM [default: 10s]
     #[arg(long, value_name = "DURATION", env = "PLAID_VCR_SHUTDOWN_TIMEOUT", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Option<Duration>,
@@ -140,4 +159,12 @@ pub struct ReplayArgs {
     /// Answer hits from the cassette and forward misses upstream, recording them ("new episodes")
     #[arg(long, env = "PLAID_VCR_RECORD_MISSING")]
     pub record_missing: bool,
+
+    /// Exit 1 at shutdown if any request had no recording, or (with max_age) a recording is too old
+    #[arg(long, env = "PLAID_VCR_STRICT")]
+    pub strict: bool,
+
+    /// Exit 1 at shutdown if any recording in the cassette was never used
+    #[arg(long, env = "PLAID_VCR_FAIL_ON_UNUSED")]
+    pub fail_on_unused: bool,
 }

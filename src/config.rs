@@ -28,6 +28,17 @@ pub enum ConfigError {
     Invalid { key: &'static str, message: String },
 }
 
+/// What replay answers, with sequences, after the last recorded step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum SequenceEnd {
+    /// Keep answering the last step (a poll that stays "ready").
+    #[default]
+    RepeatLast,
+    /// Answer a PLAID_VCR_SEQUENCE_EXHAUSTED error.
+    Error,
+}
+
 /// Everything a serving command needs, resolved.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -57,6 +68,12 @@ pub struct Config {
     pub redact: RedactConfig,
     /// `scan`'s allowlist (`[scan]`).
     pub scan: ScanConfig,
+    /// Record repeated identical requests as steps and replay them in order.
+    pub sequences: bool,
+    /// What replay answers after the last step.
+    pub sequence_exhausted: SequenceEnd,
+    /// Recordings older than this are reported (and fail `--strict`).
+    pub max_age: Option<Duration>,
 }
 
 impl Default for Config {
@@ -75,6 +92,9 @@ impl Default for Config {
             no_redact: false,
             redact: RedactConfig::default(),
             scan: ScanConfig::default(),
+            sequences: false,
+            sequence_exhausted: SequenceEnd::RepeatLast,
+            max_age: None,
         }
     }
 }
@@ -95,6 +115,9 @@ struct FileConfig {
     log_level: Option<String>,
     redact: Option<RedactConfig>,
     scan: Option<ScanConfig>,
+    sequences: Option<bool>,
+    sequence_exhausted: Option<SequenceEnd>,
+    max_age: Option<String>,
 }
 
 impl Config {
@@ -133,6 +156,9 @@ impl Config {
             no_redact: args.no_redact,
             redact: file.redact.unwrap_or_default(),
             scan: file.scan.unwrap_or_default(),
+            sequences: args.sequences || file.sequences.unwrap_or(defaults.sequences),
+            sequence_exhausted: args.sequence_exhausted.or(file.sequence_exhausted).unwrap_or_default(),
+            max_age: pick_duration(args.max_age, file.max_age, "max_age")?,
         };
         config.validate()?;
         Ok(config)

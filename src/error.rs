@@ -61,6 +61,8 @@ pub struct ApiError {
     pub error_message: String,
     pub key: Option<String>,
     pub hint: Option<String>,
+    /// Further fields of plaid-vcr's own (a miss's `request`, `closest`, …).
+    pub fields: Vec<(&'static str, Value)>,
 }
 
 impl ApiError {
@@ -78,6 +80,7 @@ impl ApiError {
             error_message: error_message.into(),
             key: None,
             hint: None,
+            fields: Vec::new(),
         }
     }
 
@@ -90,6 +93,12 @@ impl ApiError {
     /// Attaches a one-line hint on what to do next.
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self
+    }
+
+    /// Adds a field of plaid-vcr's own to the body.
+    pub fn with_field(mut self, name: &'static str, value: Value) -> Self {
+        self.fields.push((name, value));
         self
     }
 
@@ -112,6 +121,9 @@ impl ApiError {
             }
             if let Some(hint) = &self.hint {
                 map.insert("hint".into(), Value::String(hint.clone()));
+            }
+            for (name, value) in &self.fields {
+                map.insert((*name).into(), value.clone());
             }
         }
         let mut bytes = serde_json::to_vec_pretty(&body).unwrap_or_default();

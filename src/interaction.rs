@@ -32,6 +32,19 @@ pub struct Interaction {
     /// Set when recorded with `--no-redact`: the file may hold tokens and personal data.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unredacted: bool,
+    /// With `--sequences`: the n-th (2, 3, …) answer recorded for the same key. Absent for the
+    /// first, so cassettes recorded without sequences are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u32>,
+}
+
+/// The store's name for step `step` of `key`: the key itself for step 1, `key#n` after.
+pub fn index_key(key: &str, step: u32) -> String {
+    if step <= 1 {
+        key.to_owned()
+    } else {
+        format!("{key}#{step}")
+    }
 }
 
 /// The stored (redacted) request.
@@ -59,6 +72,8 @@ pub enum InvalidInteraction {
     Endpoint(String),
     #[error("response status {0} is not an HTTP status")]
     Status(u16),
+    #[error("step {0} is not a sequence step (2 or more; the first step has none)")]
+    Step(u32),
     #[error(
         "key {found} does not match its request (recomputed {expected}); the request was edited by hand, re-record it"
     )]
@@ -97,7 +112,18 @@ impl Interaction {
                 body: response,
             },
             unredacted: false,
+            step: None,
         }
+    }
+
+    /// The step of a sequence this answer is (1 unless recorded with `--sequences`).
+    pub fn step(&self) -> u32 {
+        self.step.unwrap_or(1)
+    }
+
+    /// The store's name for this interaction ([`index_key`] of its key and step).
+    pub fn index_key(&self) -> String {
+        index_key(&self.key, self.step())
     }
 
     /// Parses a cassette file's bytes; [`Interaction::validate`] is separate.
@@ -126,6 +152,9 @@ impl Interaction {
         }
         if !(100..=599).contains(&self.response.status) {
             return Err(InvalidInteraction::Status(self.response.status));
+        }
+        if let Some(step) = self.step.filter(|s| *s < 2) {
+            return Err(InvalidInteraction::Step(step));
         }
         let expected = key::compute(&self.endpoint, self.plaid_version.as_deref(), &self.request.body);
         if expected != self.key {

@@ -26,6 +26,7 @@ pub mod cassette;
 pub mod cli;
 pub mod config;
 pub mod detect;
+pub mod diff;
 pub mod error;
 pub mod interaction;
 pub mod key;
@@ -34,6 +35,7 @@ pub mod pseudonym;
 pub mod redact;
 pub mod scan;
 pub mod server;
+pub mod session;
 pub mod store;
 pub mod upstream;
 

@@ -14,9 +14,15 @@ use plaid_vcr::{cassette::Cassette, scan, Config, Error, Mode, Server};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Record(args) => serve(Mode::Record, args),
-        Command::Replay(args) if args.record_missing => serve(Mode::ReplayRecordMissing, &args.serve),
-        Command::Replay(args) => serve(Mode::Replay, &args.serve),
+        Command::Record(args) => serve(Mode::Record, args, false, false),
+        Command::Replay(args) => {
+            let mode = if args.record_missing {
+                Mode::ReplayRecordMissing
+            } else {
+                Mode::Replay
+            };
+            serve(mode, &args.serve, args.strict, args.fail_on_unused)
+        }
         Command::Redact(args) => redact_dir(args),
         Command::Scan(args) => scan_dir(args),
     };
@@ -31,11 +37,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(mode: Mode, args: &ServeArgs) -> Result<ExitCode, Error> {
+fn serve(mode: Mode, args: &ServeArgs, strict: bool, fail_on_unused: bool) -> Result<ExitCode, Error> {
     let config = Config::resolve(args)?;
     init_logging(args.log_level.is_some(), &config);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async {
+    let summary = runtime.block_on(async {
         let server = Server::bind(&config, mode).await?;
         let mut stdout = std::io::stdout().lock();
         writeln!(
@@ -48,7 +54,24 @@ fn serve(mode: Mode, args: &ServeArgs) -> Result<ExitCode, Error> {
         drop(stdout);
         server.run(shutdown_signal()).await
     })?;
-    Ok(ExitCode::SUCCESS)
+    eprint!("{}", summary.render());
+    if let Some(path) = &args.report {
+        std::fs::write(path, summary.to_json() + "\n").map_err(|e| {
+            Error::Io(std::io::Error::new(
+                e.kind(),
+                format!("cannot write report {}: {e}", path.display()),
+            ))
+        })?;
+    }
+    let failures = summary.failures(strict, fail_on_unused);
+    for failure in &failures {
+        eprintln!("plaid-vcr: failing: {failure}");
+    }
+    Ok(if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn redact_dir(args: &RedactArgs) -> Result<ExitCode, Error> {

@@ -17,10 +17,13 @@ use serde_json::{Map, Value};
 
 use crate::cassette::Cassette;
 use crate::config::Config;
+use crate::config::SequenceEnd;
+use crate::diff;
 use crate::error::{ApiError, Error, API_ERROR, INVALID_REQUEST};
-use crate::interaction::{is_endpoint, Answer, Interaction};
+use crate::interaction::{index_key, is_endpoint, Answer, Interaction};
 use crate::key;
 use crate::redact::Redactor;
+use crate::session::{Summary, Tally};
 use crate::store::Store;
 use crate::upstream::{Upstream, UpstreamError};
 
@@ -107,6 +110,8 @@ struct Handled {
     outcome: Outcome,
     endpoint: Option<String>,
     key: Option<String>,
+    /// The recording answered from or written (its index key), for the session tally.
+    used: Option<String>,
     response: Response<Full<Bytes>>,
 }
 
@@ -119,6 +124,10 @@ pub struct Proxy {
     redactor: Redactor,
     max_body_bytes: usize,
     upstream_url: String,
+    sequences: bool,
+    sequence_end: SequenceEnd,
+    max_age: Option<std::time::Duration>,
+    tally: std::sync::Mutex<Tally>,
 }
 
 impl fmt::Debug for Proxy {
@@ -178,6 +187,18 @@ impl Proxy {
             removed = report.removed,
             "cassette loaded"
         );
+        if let Some(max_age) = config.max_age {
+            let recordings = store.recorded()?;
+            let stale = crate::session::stale(&recordings, Some(max_age), SystemTime::now());
+            if let Some(oldest) = stale.iter().map(|r| r.recorded_at.as_str()).min() {
+                tracing::warn!(
+                    stale = stale.len(),
+                    oldest,
+                    max_age = %humantime::format_duration(max_age),
+                    "recordings are older than max_age; re-record them (replay --strict fails on this)"
+                );
+            }
+        }
         Ok(Proxy {
             mode,
             cassette,
@@ -186,6 +207,10 @@ impl Proxy {
             redactor,
             max_body_bytes: config.max_body_bytes,
             upstream_url: config.upstream.clone(),
+            sequences: config.sequences,
+            sequence_end: config.sequence_exhausted,
+            max_age: config.max_age,
+            tally: std::sync::Mutex::new(Tally::default()),
         })
     }
 
@@ -218,6 +243,17 @@ impl Proxy {
         let endpoint = handled.endpoint.as_deref().unwrap_or("-");
         let key = handled.key.as_deref().map(key::prefix).unwrap_or("-");
         let outcome = handled.outcome.as_str();
+        if handled.outcome != Outcome::Health {
+            let mut tally = self.tally();
+            tally.request();
+            match (handled.outcome, &handled.used) {
+                (Outcome::Hit, Some(used)) => tally.hit(used),
+                (Outcome::Recorded, Some(used)) => tally.recorded(endpoint, used),
+                (Outcome::Miss, _) => tally.miss(endpoint, handled.key.as_deref().unwrap_or("")),
+                (Outcome::Forwarded, _) => tally.forwarded(),
+                _ => tally.error(),
+            }
+        }
         if handled.outcome == Outcome::Health {
             // Health checks poll; a line each would drown the request log.
         } else if handled.outcome == Outcome::Forwarded || status >= 500 {
@@ -249,6 +285,7 @@ impl Proxy {
                 _ => method_not_allowed("GET"),
             };
             return Handled {
+                used: None,
                 outcome: Outcome::Health,
                 endpoint: None,
                 key: None,
@@ -263,6 +300,7 @@ impl Proxy {
         };
         if request.method() != Method::POST {
             return Handled {
+                used: None,
                 outcome: Outcome::Error,
                 endpoint: Some(endpoint),
                 key: None,
@@ -371,47 +409,157 @@ impl Proxy {
 
     /// The one place the mode decides what happens.
     async fn dispatch(&self, request: PlaidRequest) -> Handled {
-        match self.mode {
-            Mode::Record => self.record(request).await,
-            Mode::Replay | Mode::ReplayRecordMissing => match self.store.get(&request.key) {
-                Ok(Some(answer)) => Handled {
-                    outcome: Outcome::Hit,
-                    endpoint: Some(request.endpoint),
-                    key: Some(request.key),
-                    response: answer_response(&answer),
-                },
-                Ok(None) if self.mode == Mode::ReplayRecordMissing => self.record(request).await,
-                Ok(None) => {
-                    let err = ApiError::new(
-                        StatusCode::NOT_FOUND,
-                        INVALID_REQUEST,
-                        "PLAID_VCR_NO_RECORDING",
-                        format!(
-                            "no recording for this {} request in cassette {}",
-                            request.endpoint,
-                            self.cassette.root().display()
-                        ),
-                    )
-                    .with_key(request.key.clone())
-                    .with_hint(format!(
-                        "record it with: plaid-vcr replay --record-missing --upstream {} --cassette {}",
-                        self.upstream_url,
-                        self.cassette.root().display()
-                    ));
-                    Handled {
-                        outcome: Outcome::Miss,
-                        response: api_error_response(&err),
-                        endpoint: Some(request.endpoint),
-                        key: Some(request.key),
+        // Without --sequences every occurrence of a request is step 1: one answer per key.
+        let step = if self.sequences {
+            self.tally().next_step(&request.key)
+        } else {
+            1
+        };
+        if self.mode == Mode::Record {
+            return self.record(request, step).await;
+        }
+        let found = match self.store.get(&index_key(&request.key, step)) {
+            Ok(Some(answer)) => Some((answer, step)),
+            Ok(None) => match self.store.last_step(&request.key) {
+                // Past the last recorded step of a sequence.
+                Ok(Some(last)) if step > last && self.mode == Mode::Replay => {
+                    if self.sequence_end == SequenceEnd::Error {
+                        let err = ApiError::new(
+                            StatusCode::NOT_FOUND,
+                            INVALID_REQUEST,
+                            "PLAID_VCR_SEQUENCE_EXHAUSTED",
+                            format!(
+                                "this {} request was recorded {last} times; this is call {step}",
+                                request.endpoint
+                            ),
+                        )
+                        .with_key(request.key.clone())
+                        .with_hint("record more steps with --sequences, or set sequence_exhausted = \"repeat-last\"");
+                        return Handled {
+                            outcome: Outcome::Miss,
+                            response: api_error_response(&err),
+                            endpoint: Some(request.endpoint),
+                            key: Some(request.key),
+                            used: None,
+                        };
+                    }
+                    match self.store.get(&index_key(&request.key, last)) {
+                        Ok(answer) => answer.map(|a| (a, last)),
+                        Err(e) => return error(store_error(&e), Some(request.endpoint), Some(request.key)),
                     }
                 }
-                Err(e) => error(store_error(&e), Some(request.endpoint), Some(request.key)),
+                Ok(_) => None,
+                Err(e) => return error(store_error(&e), Some(request.endpoint), Some(request.key)),
             },
+            Err(e) => return error(store_error(&e), Some(request.endpoint), Some(request.key)),
+        };
+        match found {
+            Some((answer, step)) => Handled {
+                outcome: Outcome::Hit,
+                used: Some(index_key(&request.key, step)),
+                endpoint: Some(request.endpoint),
+                key: Some(request.key),
+                response: answer_response(&answer),
+            },
+            None if self.mode == Mode::ReplayRecordMissing => self.record(request, step).await,
+            None => self.miss(request),
         }
     }
 
+    /// The error for a request with no recording: what was looked up, the closest recording
+    /// of the same endpoint and how it differs, and the command that records it.
+    fn miss(&self, request: PlaidRequest) -> Handled {
+        let canonical = key::canonical(
+            &request.endpoint,
+            request.plaid_version.as_deref(),
+            &request.stored_body,
+        );
+        let recordings = self.store.recorded().unwrap_or_default();
+        let closest = diff::closest(
+            &recordings,
+            &request.endpoint,
+            request.plaid_version.as_deref(),
+            &request.stored_body,
+        );
+        let hint = format!(
+            "record it with: plaid-vcr replay --record-missing --upstream {} --cassette {}",
+            self.upstream_url,
+            self.cassette.root().display()
+        );
+        let (message, closest_json) = match &closest {
+            Some((recorded, differences)) => {
+                let lines: Vec<String> = differences.iter().map(ToString::to_string).collect();
+                tracing::warn!(
+                    endpoint = %request.endpoint,
+                    key = key::prefix(&request.key),
+                    closest = key::prefix(&recorded.index_key),
+                    // Field names only: values stay out of the logs.
+                    differing = %differences.iter().map(|d| d.field.as_str()).collect::<Vec<_>>().join(", "),
+                    "no recording; closest recording differs"
+                );
+                (
+                    format!(
+                        "no recording for this {} request in cassette {}; the closest ({}) differs in {}",
+                        request.endpoint,
+                        self.cassette.root().display(),
+                        recorded.file,
+                        lines.join("; ")
+                    ),
+                    serde_json::json!({
+                        "key": recorded.index_key,
+                        "file": recorded.file,
+                        "recorded_at": recorded.recorded_at,
+                        "differences": differences,
+                        "summary": lines,
+                    }),
+                )
+            }
+            None => {
+                tracing::warn!(endpoint = %request.endpoint, key = key::prefix(&request.key), "no recording; nothing recorded for this endpoint");
+                (
+                    format!(
+                        "no recording for this {} request in cassette {}, which has nothing recorded for {}",
+                        request.endpoint,
+                        self.cassette.root().display(),
+                        request.endpoint
+                    ),
+                    Value::Null,
+                )
+            }
+        };
+        let err = ApiError::new(
+            StatusCode::NOT_FOUND,
+            INVALID_REQUEST,
+            "PLAID_VCR_NO_RECORDING",
+            message,
+        )
+        .with_key(request.key.clone())
+        .with_hint(hint)
+        .with_field("endpoint", Value::String(request.endpoint.clone()))
+        .with_field("request", canonical)
+        .with_field("closest", closest_json);
+        Handled {
+            outcome: Outcome::Miss,
+            response: api_error_response(&err),
+            endpoint: Some(request.endpoint),
+            key: Some(request.key),
+            used: None,
+        }
+    }
+
+    /// This run's tally; a poisoned lock (a panic elsewhere mid-update) still holds counts.
+    fn tally(&self) -> std::sync::MutexGuard<'_, Tally> {
+        self.tally.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The session summary so far: counts, misses, new recordings, unused and stale ones.
+    pub fn summary(&self) -> Summary {
+        let recordings = self.store.recorded().unwrap_or_default();
+        self.tally().summary(&self.mode.to_string(), &recordings, self.max_age)
+    }
+
     /// Forwards upstream; records 2xx/4xx JSON answers durably before answering the client.
-    async fn record(&self, request: PlaidRequest) -> Handled {
+    async fn record(&self, request: PlaidRequest, step: u32) -> Handled {
         let PlaidRequest {
             endpoint,
             plaid_version,
@@ -455,6 +603,7 @@ impl Proxy {
                 tracing::warn!(endpoint = %endpoint, status = status.as_u16(), "upstream answered 5xx/429; passed through, not recorded");
             }
             return Handled {
+                used: None,
                 outcome: Outcome::Forwarded,
                 endpoint: Some(endpoint),
                 key: Some(key),
@@ -472,11 +621,14 @@ impl Proxy {
             SystemTime::now(),
         );
         interaction.unredacted = self.redactor.is_raw();
+        interaction.step = (step > 1).then_some(step);
+        let used = interaction.index_key();
         if let Err(e) = self.persist(interaction).await {
             tracing::error!(endpoint = %endpoint, error = %e, "recording failed");
             return error(store_error(&e), Some(endpoint), Some(key));
         }
         Handled {
+            used: Some(used),
             outcome: Outcome::Recorded,
             endpoint: Some(endpoint),
             key: Some(key),
@@ -559,6 +711,7 @@ fn upstream_error(e: &UpstreamError) -> ApiError {
 
 fn error(err: ApiError, endpoint: Option<String>, key: Option<String>) -> Handled {
     Handled {
+        used: None,
         outcome: Outcome::Error,
         endpoint,
         key,

@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::error::Error;
 use crate::proxy::{Mode, Proxy, PREFIX};
+use crate::session::Summary;
 
 /// A bound, ready server: the cassette is loaded and the port is taken.
 pub struct Server {
@@ -67,8 +68,8 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then drains connections (bounded by the shutdown
-    /// timeout) and flushes the store.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    /// timeout), flushes the store and returns the session summary.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<Summary, Error> {
         let Server {
             listener,
             proxy,
@@ -117,7 +118,7 @@ impl Server {
         }
         proxy.store().flush()?;
         tracing::info!("stopped");
-        Ok(())
+        Ok(proxy.summary())
     }
 
     /// Runs the server on a background task; drop or [`RunningServer::stop`] the handle to
@@ -140,7 +141,7 @@ impl Server {
 pub struct RunningServer {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), Error>>>,
+    task: Option<JoinHandle<Result<Summary, Error>>>,
 }
 
 impl RunningServer {
@@ -154,8 +155,9 @@ impl RunningServer {
         format!("http://{}{PREFIX}", self.addr)
     }
 
-    /// Shuts down gracefully and waits until the store is flushed and released.
-    pub async fn stop(mut self) -> Result<(), Error> {
+    /// Shuts down gracefully, waits until the store is flushed and released, and returns the
+    /// session summary.
+    pub async fn stop(mut self) -> Result<Summary, Error> {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
@@ -163,7 +165,8 @@ impl RunningServer {
             Some(task) => task
                 .await
                 .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?,
-            None => Ok(()),
+            // Only `stop` takes the task, and it consumes the handle.
+            None => Err(Error::Io(std::io::Error::other("the server was already stopped"))),
         }
     }
 }

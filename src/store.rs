@@ -4,8 +4,13 @@
 //! journal of what was recorded. Each cassette directory gets its own pair of trees, so one
 //! store can serve several cassettes without mixing them:
 //! - `index:<cassette>`: key → [`Answer::encode`] bytes;
+//! - `meta:<cassette>`: key → [`Recorded`] (endpoint, version, stored request, time, file),
+//!   what miss diagnosis, unused-recording reports and expiry read instead of the files;
 //! - `files:<cassette>`: file path relative to the cassette → fingerprint and key, which lets
 //!   [`Store::sync_cassette`] skip unchanged files and drop entries whose file is gone.
+//!
+//! Keys here are [`crate::interaction::index_key`]s: the matching key, or `key#n` for step n
+//! of a sequence.
 //!
 //! Exclusive use is enforced with an OS lock on `<store>/LOCK`, released by the OS even when
 //! the process is killed. Only redacted data is ever written here.
@@ -42,11 +47,28 @@ pub struct SyncReport {
     pub removed: usize,
 }
 
+/// What the store remembers of a recording besides its answer.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Recorded {
+    /// The matching key, `#n` suffixed for step n of a sequence.
+    #[serde(skip)]
+    pub index_key: String,
+    pub endpoint: String,
+    pub plaid_version: Option<String>,
+    /// The stored (redacted) request body.
+    pub request: serde_json::Map<String, serde_json::Value>,
+    pub recorded_at: String,
+    pub status: u16,
+    /// The cassette file, relative to the cassette directory.
+    pub file: String,
+}
+
 /// An open, exclusively locked store.
 pub struct Store {
     path: PathBuf,
     db: sled::Db,
     index: sled::Tree,
+    meta: sled::Tree,
     files: sled::Tree,
     // Held for the lifetime of the store; dropping it releases the lock.
     _lock: File,
@@ -79,11 +101,13 @@ impl Store {
         let id = fs::canonicalize(cassette).unwrap_or_else(|_| cassette.to_owned());
         let id = id.to_string_lossy();
         let index = db.open_tree(format!("index:{id}")).map_err(db_err)?;
+        let meta = db.open_tree(format!("meta:{id}")).map_err(db_err)?;
         let files = db.open_tree(format!("files:{id}")).map_err(db_err)?;
         Ok(Store {
             path: path.to_owned(),
             db,
             index,
+            meta,
             files,
             _lock: lock,
         })
@@ -111,12 +135,13 @@ impl Store {
             })?;
             let known = self.files.get(&file_key).map_err(|e| self.db_err(e))?;
             let key = match known.as_deref().and_then(|v| unchanged_key(v, &print)) {
-                Some(key) if self.index.contains_key(key.as_bytes()).map_err(|e| self.db_err(e))? => key,
+                // The meta entry is written last, so its presence means the file is fully indexed.
+                Some(key) if self.meta.contains_key(key.as_bytes()).map_err(|e| self.db_err(e))? => key,
                 _ => {
                     let interaction = cassette.read(&relative)?;
                     self.insert(&relative, &print, &interaction)?;
                     report.loaded += 1;
-                    interaction.key
+                    interaction.index_key()
                 }
             };
             if let Some(first) = owner.insert(key.clone(), relative.clone()) {
@@ -139,7 +164,8 @@ impl Store {
             let (key, _) = entry.map_err(|e| self.db_err(e))?;
             let live = std::str::from_utf8(&key).is_ok_and(|k| owner.contains_key(k));
             if !live {
-                self.index.remove(key).map_err(|e| self.db_err(e))?;
+                self.index.remove(&key).map_err(|e| self.db_err(e))?;
+                self.meta.remove(&key).map_err(|e| self.db_err(e))?;
                 report.removed += 1;
             }
         }
@@ -147,7 +173,37 @@ impl Store {
         Ok(report)
     }
 
-    /// The recorded answer for `key`, if any. The replay hot path: one sled read.
+    /// Every recording of this cassette, in key order.
+    pub fn recorded(&self) -> Result<Vec<Recorded>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.meta.iter() {
+            let (key, value) = entry.map_err(|e| self.db_err(e))?;
+            // Written by `insert` from a `Recorded`; an entry that does not parse back is a
+            // store from another version and is skipped rather than failing the session.
+            if let Ok(mut recorded) = serde_json::from_slice::<Recorded>(&value) {
+                recorded.index_key = String::from_utf8_lossy(&key).into_owned();
+                out.push(recorded);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The highest sequence step recorded for `key` (1 if only the plain key), if any.
+    pub fn last_step(&self, key: &str) -> Result<Option<u32>, StoreError> {
+        let mut last = None;
+        for entry in self.index.scan_prefix(key.as_bytes()) {
+            let (k, _) = entry.map_err(|e| self.db_err(e))?;
+            let step = match k.get(key.len()..) {
+                Some([]) => 1,
+                Some([b'#', rest @ ..]) => std::str::from_utf8(rest).ok().and_then(|s| s.parse().ok()).unwrap_or(0),
+                _ => 0,
+            };
+            last = last.max(Some(step).filter(|s| *s > 0));
+        }
+        Ok(last)
+    }
+
+    /// The recorded answer for `key` (an index key), if any. The replay hot path: one sled read.
     pub fn get(&self, key: &str) -> Result<Option<Answer>, StoreError> {
         let found = self.index.get(key.as_bytes()).map_err(|e| self.db_err(e))?;
         Ok(found.and_then(|bytes| Answer::decode(&bytes)))
@@ -185,12 +241,27 @@ impl Store {
     }
 
     fn insert(&self, relative: &Path, print: &[u8], interaction: &Interaction) -> Result<(), StoreError> {
+        let index_key = interaction.index_key();
         let mut file_value = print.to_vec();
-        file_value.extend_from_slice(interaction.key.as_bytes());
-        // The index entry goes first: a crash between the two inserts leaves the file record
+        file_value.extend_from_slice(index_key.as_bytes());
+        let recorded = Recorded {
+            index_key: index_key.clone(),
+            endpoint: interaction.endpoint.clone(),
+            plaid_version: interaction.plaid_version.clone(),
+            request: interaction.request.body.clone(),
+            recorded_at: interaction.recorded_at.clone(),
+            status: interaction.response.status,
+            file: relative.to_string_lossy().into_owned(),
+        };
+        // Serializing plain data to JSON cannot fail.
+        let meta = serde_json::to_vec(&recorded).unwrap_or_default();
+        // The index entry goes first: a crash between the inserts leaves the file record
         // missing, and the next sync simply re-reads that file.
         self.index
-            .insert(interaction.key.as_bytes(), interaction.answer().encode())
+            .insert(index_key.as_bytes(), interaction.answer().encode())
+            .map_err(|e| self.db_err(e))?;
+        self.meta
+            .insert(index_key.as_bytes(), meta)
             .map_err(|e| self.db_err(e))?;
         self.files
             .insert(path_bytes(relative), file_value)

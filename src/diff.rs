@@ -1,0 +1,171 @@
+//! Why a request missed: the recording closest to it and the fields that differ.
+//!
+//! Both sides are compared in the canonical form the key is computed over
+//! ([`crate::key::canonical`]), so only differences that change the key are reported. Values are
+//! the stored, redacted ones: a diff never shows a raw token or personal data.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::key;
+use crate::store::Recorded;
+
+/// One field whose value differs between a recording and a request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FieldDiff {
+    /// `Plaid-Version`, or a dotted body path such as `options.account_ids`.
+    pub field: String,
+    /// The recorded value (`null` when the recording lacks the field).
+    pub recorded: Value,
+    /// The request's value (`null` when the request lacks the field).
+    pub got: Value,
+}
+
+impl std::fmt::Display for FieldDiff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let show = |v: &Value| match v {
+            Value::Null => "none".to_owned(),
+            // Plaid-Version reads best bare; body values are shown as JSON.
+            Value::String(s) if self.field == "Plaid-Version" => s.clone(),
+            other => other.to_string(),
+        };
+        write!(
+            f,
+            "{}: recorded {}, got {}",
+            self.field,
+            show(&self.recorded),
+            show(&self.got)
+        )
+    }
+}
+
+/// The differences between two requests to the same endpoint.
+pub fn diff(
+    recorded_version: Option<&str>,
+    recorded: &Map<String, Value>,
+    version: Option<&str>,
+    request: &Map<String, Value>,
+) -> Vec<FieldDiff> {
+    let mut out = Vec::new();
+    if recorded_version != version {
+        out.push(FieldDiff {
+            field: "Plaid-Version".into(),
+            recorded: recorded_version.map_or(Value::Null, Value::from),
+            got: version.map_or(Value::Null, Value::from),
+        });
+    }
+    let a = flatten(&key::canonical("", None, recorded)["body"]);
+    let b = flatten(&key::canonical("", None, request)["body"]);
+    let mut fields: Vec<&String> = a.keys().chain(b.keys()).collect();
+    fields.sort();
+    fields.dedup();
+    for field in fields {
+        let (x, y) = (a.get(field), b.get(field));
+        if x != y {
+            out.push(FieldDiff {
+                field: field.clone(),
+                recorded: x.cloned().unwrap_or(Value::Null),
+                got: y.cloned().unwrap_or(Value::Null),
+            });
+        }
+    }
+    out
+}
+
+/// The recording of `endpoint` closest to the request (fewest differing fields; the newest
+/// wins a tie), with its differences. `None` when nothing is recorded for the endpoint.
+pub fn closest<'a>(
+    recordings: &'a [Recorded],
+    endpoint: &str,
+    version: Option<&str>,
+    request: &Map<String, Value>,
+) -> Option<(&'a Recorded, Vec<FieldDiff>)> {
+    recordings
+        .iter()
+        .filter(|r| r.endpoint == endpoint)
+        .map(|r| (r, diff(r.plaid_version.as_deref(), &r.request, version, request)))
+        .min_by(|(r1, d1), (r2, d2)| {
+            d1.len()
+                .cmp(&d2.len())
+                .then_with(|| r2.recorded_at.cmp(&r1.recorded_at))
+        })
+}
+
+/// Objects flattened to dotted paths; arrays and scalars are leaves, empty objects vanish.
+fn flatten(value: &Value) -> Map<String, Value> {
+    fn walk(value: &Value, prefix: &str, out: &mut Map<String, Value>) {
+        match value {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    let path = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(v, &path, out);
+                }
+            }
+            // An empty object adds no field: `options: {}` and no options read the same.
+            other if !prefix.is_empty() => {
+                out.insert(prefix.to_owned(), other.clone());
+            }
+            _ => {}
+        }
+    }
+    let mut out = Map::new();
+    walk(value, "", &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn differences_name_the_field_and_both_values() {
+        let recorded = obj(json!({"access_token": "t", "options": {"account_ids": ["acc_2", "acc_1"]}}));
+        let got = obj(json!({"access_token": "t", "options": {"account_ids": ["acc_1", "acc_3"]}}));
+        let d = diff(Some("2020-09-14"), &recorded, None, &got);
+        let lines: Vec<String> = d.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            [
+                "Plaid-Version: recorded 2020-09-14, got none",
+                r#"options.account_ids: recorded ["acc_1","acc_2"], got ["acc_1","acc_3"]"#,
+            ]
+        );
+        assert!(diff(
+            None,
+            &recorded,
+            None,
+            &obj(json!({"options": {"account_ids": ["acc_1", "acc_2"]}, "access_token": "t"}))
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn the_closest_recording_has_the_fewest_differences() {
+        let rec = |key: &str, body: Value| Recorded {
+            index_key: key.into(),
+            endpoint: "identity/get".into(),
+            plaid_version: None,
+            request: obj(body),
+            recorded_at: "2026-01-01T00:00:00Z".into(),
+            status: 200,
+            file: format!("{key}.json"),
+        };
+        let all = [
+            rec("far", json!({"access_token": "u", "options": {"account_ids": ["x"]}})),
+            rec("near", json!({"access_token": "t", "options": {"account_ids": ["x"]}})),
+        ];
+        let (best, d) = closest(&all, "identity/get", None, &obj(json!({"access_token": "t"}))).unwrap();
+        assert_eq!(best.index_key, "near");
+        assert_eq!(d.len(), 1);
+        assert!(closest(&all, "accounts/get", None, &Map::new()).is_none());
+    }
+}

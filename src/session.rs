@@ -1,0 +1,266 @@
+//! One run of the proxy: what happened to each request, and the summary printed at shutdown.
+//!
+//! The [`Tally`] is updated by the proxy as requests are answered; [`Summary`] adds what only
+//! the store knows (recordings never used, recordings older than `max_age`) and renders the
+//! text for stderr and the JSON for `--report`. Keys and endpoints only: never a body.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::key;
+use crate::store::Recorded;
+
+/// What the proxy did in this run so far.
+#[derive(Debug, Default)]
+pub struct Tally {
+    requests: u64,
+    hits: u64,
+    errors: u64,
+    forwarded: u64,
+    misses: Vec<Entry>,
+    recorded: Vec<Entry>,
+    used: HashSet<String>,
+    /// Occurrences of each key so far, for sequences.
+    seen: HashMap<String, u32>,
+}
+
+/// A request or recording named by endpoint and key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Entry {
+    pub endpoint: String,
+    /// The index key: the matching key, `#n` suffixed for step n of a sequence.
+    pub key: String,
+    /// The cassette file, when the entry is a recording.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// When it was recorded, for recordings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorded_at: Option<String>,
+}
+
+impl Tally {
+    /// Counts the next occurrence of `key` and returns its number (1 for the first).
+    pub fn next_step(&mut self, key: &str) -> u32 {
+        let n = self.seen.entry(key.to_owned()).or_insert(0);
+        *n += 1;
+        *n
+    }
+
+    /// Any request, whatever its outcome.
+    pub fn request(&mut self) {
+        self.requests += 1;
+    }
+
+    /// A request answered from the recording `index_key`.
+    pub fn hit(&mut self, index_key: &str) {
+        self.hits += 1;
+        self.used.insert(index_key.to_owned());
+    }
+
+    /// A request with no recording.
+    pub fn miss(&mut self, endpoint: &str, key: &str) {
+        self.misses.push(Entry {
+            endpoint: endpoint.into(),
+            key: key.into(),
+            file: None,
+            recorded_at: None,
+        });
+    }
+
+    /// A request forwarded and recorded as `index_key`.
+    pub fn recorded(&mut self, endpoint: &str, index_key: &str) {
+        self.used.insert(index_key.to_owned());
+        let entry = Entry {
+            endpoint: endpoint.into(),
+            key: index_key.into(),
+            file: None,
+            recorded_at: None,
+        };
+        if !self.recorded.contains(&entry) {
+            self.recorded.push(entry);
+        }
+    }
+
+    /// A request forwarded but not recorded (5xx, 429, not JSON).
+    pub fn forwarded(&mut self) {
+        self.forwarded += 1;
+    }
+
+    /// A request rejected or failed.
+    pub fn error(&mut self) {
+        self.errors += 1;
+    }
+
+    /// The summary of this run, given every recording in the cassette.
+    pub fn summary(&self, mode: &str, recordings: &[Recorded], max_age: Option<Duration>) -> Summary {
+        let entry = |r: &Recorded| Entry {
+            endpoint: r.endpoint.clone(),
+            key: r.index_key.clone(),
+            file: Some(r.file.clone()),
+            recorded_at: Some(r.recorded_at.clone()),
+        };
+        Summary {
+            mode: mode.to_owned(),
+            requests: self.requests,
+            hits: self.hits,
+            misses: self.misses.clone(),
+            recorded: self.recorded.clone(),
+            forwarded: self.forwarded,
+            errors: self.errors,
+            recordings: recordings.len(),
+            unused: recordings
+                .iter()
+                .filter(|r| !self.used.contains(&r.index_key))
+                .map(entry)
+                .collect(),
+            max_age: max_age.map(|d| humantime::format_duration(d).to_string()),
+            stale: stale(recordings, max_age, SystemTime::now())
+                .into_iter()
+                .map(entry)
+                .collect(),
+        }
+    }
+}
+
+/// Recordings older than `max_age` at `now` (none without a `max_age`).
+pub fn stale(recordings: &[Recorded], max_age: Option<Duration>, now: SystemTime) -> Vec<&Recorded> {
+    let Some(max_age) = max_age else { return Vec::new() };
+    recordings
+        .iter()
+        .filter(|r| {
+            humantime::parse_rfc3339(&r.recorded_at)
+                .ok()
+                .and_then(|at| now.duration_since(at).ok())
+                .is_some_and(|age| age > max_age)
+        })
+        .collect()
+}
+
+/// What a run did, printed to stderr at shutdown and written by `--report FILE`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub mode: String,
+    pub requests: u64,
+    pub hits: u64,
+    pub misses: Vec<Entry>,
+    /// Newly recorded in this run.
+    pub recorded: Vec<Entry>,
+    /// Forwarded but not recorded (5xx, 429, not JSON).
+    pub forwarded: u64,
+    /// Rejected requests and failures (bad input, upstream down).
+    pub errors: u64,
+    /// Recordings in the cassette.
+    pub recordings: usize,
+    /// Recordings in the cassette that no request used in this run.
+    pub unused: Vec<Entry>,
+    /// The configured `max_age`, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<String>,
+    /// Recordings older than `max_age`.
+    pub stale: Vec<Entry>,
+}
+
+impl Summary {
+    /// Why `--strict` / `--fail-on-unused` fail this run; empty when they do not.
+    pub fn failures(&self, strict: bool, fail_on_unused: bool) -> Vec<String> {
+        let mut out = Vec::new();
+        if strict && !self.misses.is_empty() {
+            out.push(format!("{} requests had no recording (--strict)", self.misses.len()));
+        }
+        if strict && !self.stale.is_empty() {
+            let age = self.max_age.as_deref().unwrap_or("max_age");
+            out.push(format!(
+                "{} recordings are older than {age} (--strict)",
+                self.stale.len()
+            ));
+        }
+        if fail_on_unused && !self.unused.is_empty() {
+            out.push(format!(
+                "{} recordings were never used (--fail-on-unused)",
+                self.unused.len()
+            ));
+        }
+        out
+    }
+
+    /// The summary as text, a few lines for stderr.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "plaid-vcr summary ({}): {} requests, {} hits, {} misses, {} recorded, {} forwarded, {} errors; {} of {} recordings unused\n",
+            self.mode,
+            self.requests,
+            self.hits,
+            self.misses.len(),
+            self.recorded.len(),
+            self.forwarded,
+            self.errors,
+            self.unused.len(),
+            self.recordings,
+        );
+        let list = |out: &mut String, title: &str, entries: &[Entry]| {
+            for e in entries.iter().take(20) {
+                let file = e.file.as_deref().map(|f| format!(" ({f})")).unwrap_or_default();
+                out.push_str(&format!("  {title} {} {}{file}\n", e.endpoint, key::prefix(&e.key)));
+            }
+            if entries.len() > 20 {
+                out.push_str(&format!(
+                    "  … and {} more {title} (see --report FILE)\n",
+                    entries.len() - 20
+                ));
+            }
+        };
+        list(&mut out, "miss", &self.misses);
+        list(&mut out, "recorded", &self.recorded);
+        list(&mut out, "unused", &self.unused);
+        list(&mut out, "stale", &self.stale);
+        out
+    }
+
+    /// The summary as pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(key: &str, at: &str) -> Recorded {
+        Recorded {
+            index_key: key.into(),
+            endpoint: "identity/get".into(),
+            plaid_version: None,
+            request: Default::default(),
+            recorded_at: at.into(),
+            status: 200,
+            file: format!("identity_get/{key}.json"),
+        }
+    }
+
+    #[test]
+    fn summaries_count_and_list_unused_and_stale_recordings() {
+        let mut t = Tally::default();
+        t.request();
+        t.hit("a");
+        t.request();
+        t.miss("identity/get", "zzz");
+        let all = [rec("a", "2020-01-01T00:00:00Z"), rec("b", "2999-01-01T00:00:00Z")];
+        let s = t.summary("replay", &all, Some(Duration::from_secs(30 * 86400)));
+        assert_eq!((s.requests, s.hits, s.misses.len()), (2, 1, 1));
+        assert_eq!(s.unused.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(), ["b"]);
+        assert_eq!(s.stale.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(), ["a"]);
+        assert_eq!(s.failures(false, false).len(), 0);
+        assert_eq!(s.failures(true, false).len(), 2);
+        assert_eq!(s.failures(false, true).len(), 1);
+        assert!(s.render().contains("  miss identity/get zzz"));
+    }
+
+    #[test]
+    fn steps_count_per_key() {
+        let mut t = Tally::default();
+        assert_eq!((t.next_step("k"), t.next_step("k"), t.next_step("j")), (1, 2, 1));
+    }
+}

@@ -80,31 +80,34 @@ impl Cassette {
     /// Every interaction file under the root (relative paths, sorted), skipping hidden
     /// entries and leftover temp files.
     pub fn list(&self) -> Result<Vec<PathBuf>, CassetteError> {
+        self.walk(false)
+    }
+
+    /// Every file under the root, hidden and non-JSON ones included (for `check`).
+    pub fn list_all(&self) -> Result<Vec<PathBuf>, CassetteError> {
+        self.walk(true)
+    }
+
+    fn walk(&self, all: bool) -> Result<Vec<PathBuf>, CassetteError> {
         let mut out = Vec::new();
         let mut stack = vec![PathBuf::new()];
         while let Some(rel) = stack.pop() {
             let dir = self.root.join(&rel);
-            let entries = fs::read_dir(&dir).map_err(|source| CassetteError::ReadDir {
+            let read_err = |source| CassetteError::ReadDir {
                 path: dir.clone(),
                 source,
-            })?;
-            for entry in entries {
-                let entry = entry.map_err(|source| CassetteError::ReadDir {
-                    path: dir.clone(),
-                    source,
-                })?;
+            };
+            for entry in fs::read_dir(&dir).map_err(read_err)? {
+                let entry = entry.map_err(read_err)?;
                 let name = entry.file_name();
                 let Some(name) = name.to_str() else { continue };
-                if name.starts_with('.') {
+                let is_dir = entry.file_type().map_err(read_err)?.is_dir();
+                if name.starts_with('.') && !all {
                     continue;
                 }
-                let file_type = entry.file_type().map_err(|source| CassetteError::ReadDir {
-                    path: dir.clone(),
-                    source,
-                })?;
-                if file_type.is_dir() {
+                if is_dir {
                     stack.push(rel.join(name));
-                } else if name.ends_with(".json") {
+                } else if all || name.ends_with(".json") {
                     out.push(rel.join(name));
                 }
             }

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::FalseyValueParser;
 use clap::{Args, Parser, Subcommand};
 
 pub use crate::config::SequenceEnd;
@@ -34,6 +35,18 @@ pub enum Command {
     Redact(RedactArgs),
     /// Look for leaks in cassette files: exit 0 clean, 1 findings, 2 error
     Scan(ScanArgs),
+    /// List a cassette's interactions: endpoint, key, step, status, recorded at, size
+    Ls(LsArgs),
+    /// Validate a cassette for CI (parses, keys, duplicates, orphans, leaks): exit 0, 1 or 2
+    Check(ScanArgs),
+}
+
+/// Options of `ls`.
+#[derive(Debug, Clone, Args)]
+pub struct LsArgs {
+    /// Cassette directory to list
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 /// Options of `redact`.
@@ -70,7 +83,7 @@ pub struct ScanArgs {
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
 
-    /// Output format
+    /// Output format (scan only)
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 
@@ -125,12 +138,12 @@ pub struct ServeArgs {
 
     /// Store tokens and personal data as received, for debugging only: warns at start and
     /// marks every file it writes ("unredacted": true), which `scan` reports
-    #[arg(long, env = "PLAID_VCR_NO_REDACT")]
+    #[arg(long, env = "PLAID_VCR_NO_REDACT", value_parser = FalseyValueParser::new())]
     pub no_redact: bool,
 
     /// Record the n-th identical request as its own step and replay the steps in order
     /// (polling flows); without it each request has one answer
-    #[arg(long, env = "PLAID_VCR_SEQUENCES")]
+    #[arg(long, env = "PLAID_VCR_SEQUENCES", value_parser = FalseyValueParser::new())]
     pub sequences: bool,
 
     /// With --sequences, what replay answers after the last recorded step [default: repeat-last]
@@ -157,14 +170,14 @@ pub struct ReplayArgs {
     pub serve: ServeArgs,
 
     /// Answer hits from the cassette and forward misses upstream, recording them ("new episodes")
-    #[arg(long, env = "PLAID_VCR_RECORD_MISSING")]
+    #[arg(long, env = "PLAID_VCR_RECORD_MISSING", value_parser = FalseyValueParser::new())]
     pub record_missing: bool,
 
     /// Exit 1 at shutdown if any request had no recording, or (with max_age) a recording is too old
-    #[arg(long, env = "PLAID_VCR_STRICT")]
+    #[arg(long, env = "PLAID_VCR_STRICT", value_parser = FalseyValueParser::new())]
     pub strict: bool,
 
     /// Exit 1 at shutdown if any recording in the cassette was never used
-    #[arg(long, env = "PLAID_VCR_FAIL_ON_UNUSED")]
+    #[arg(long, env = "PLAID_VCR_FAIL_ON_UNUSED", value_parser = FalseyValueParser::new())]
     pub fail_on_unused: bool,
 }

@@ -6,20 +6,36 @@
 //! [`Mode::Replay`] the same requests are answered from the cassette without any network.
 //!
 //! The library is the whole product; the `plaid-vcr` binary only parses arguments, starts a
-//! [`Server`] and maps errors to exit codes. Tests drive the library directly:
+//! [`Server`] and maps errors to exit codes.
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), plaid_vcr::Error> {
-//! use plaid_vcr::{Config, Mode, Server};
-//! let config = Config {
-//!     listen: "127.0.0.1:0".parse().unwrap(),
-//!     cassette: "cassettes/demo".into(),
-//!     ..Config::default()
-//! };
-//! let server = Server::bind(&config, Mode::Replay).await?.spawn();
-//! println!("point your Plaid client at {}", server.base_url());
-//! server.stop().await?;
-//! # Ok(()) }
+//! Rust tests can replay a cassette in-process, the way `httpmock` or `wiremock` are used:
+//! start a [`ReplayServer`] on a free port, point the code under test at its base URL, and
+//! drop it (or [`ReplayServer::stop`] it to read the session summary).
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! let server = plaid_vcr::ReplayServer::start("cassettes/demo").await.unwrap();
+//! assert!(server.base_url().starts_with("http://127.0.0.1:"));
+//!
+//! // Any HTTP client works; here a raw request, as a Plaid client would send it.
+//! let body = r#"{"access_token":"access-sandbox-de3ce8ef-33f8-452c-a685-8671031fc0f6"}"#;
+//! let request = format!(
+//!     "POST /plaid-compatible/identity/get HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+//!      PLAID-CLIENT-ID: id\r\nPLAID-SECRET: secret\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+//!     body.len()
+//! );
+//! let mut stream = tokio::net::TcpStream::connect(server.local_addr()).await.unwrap();
+//! stream.write_all(request.as_bytes()).await.unwrap();
+//! let mut response = String::new();
+//! stream.read_to_string(&mut response).await.unwrap();
+//! assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+//! assert!(response.contains("\"accounts\""));
+//!
+//! let summary = server.stop().await.unwrap();
+//! assert_eq!((summary.hits, summary.misses.len()), (1, 0));
+//! # });
 //! ```
 
 pub mod cassette;
@@ -28,6 +44,7 @@ pub mod config;
 pub mod detect;
 pub mod diff;
 pub mod error;
+pub mod inspect;
 pub mod interaction;
 pub mod key;
 pub mod proxy;
@@ -42,4 +59,5 @@ pub mod upstream;
 pub use config::Config;
 pub use error::Error;
 pub use proxy::Mode;
-pub use server::{RunningServer, Server};
+pub use server::{ReplayServer, RunningServer, Server};
+pub use session::Summary;

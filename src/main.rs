@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use plaid_vcr::cli::{Cli, Command, Format, RedactArgs, ScanArgs, ServeArgs};
 use plaid_vcr::redact::{self, Redactor};
-use plaid_vcr::{cassette::Cassette, scan, Config, Error, Mode, Server};
+use plaid_vcr::{cassette::Cassette, inspect, scan, Config, Error, Mode, Server};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -25,6 +25,8 @@ fn main() -> ExitCode {
         }
         Command::Redact(args) => redact_dir(args),
         Command::Scan(args) => scan_dir(args),
+        Command::Ls(args) => list_dir(&args.dir),
+        Command::Check(args) => check_dir(args),
     };
     match result {
         Ok(code) => code,
@@ -115,6 +117,31 @@ fn redact_dir(args: &RedactArgs) -> Result<ExitCode, Error> {
         args.dir.display()
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn list_dir(dir: &std::path::Path) -> Result<ExitCode, Error> {
+    write!(std::io::stdout().lock(), "{}", inspect::ls(dir)?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_dir(args: &ScanArgs) -> Result<ExitCode, Error> {
+    let config = Config::resolve(&ServeArgs {
+        config: args.config.clone(),
+        ..Default::default()
+    })?;
+    let rules = redact::rules(&config.redact)?;
+    let problems = inspect::check(&args.dir, &rules, &config.scan)?;
+    let files = Cassette::new(&args.dir).list_all()?.len();
+    write!(
+        std::io::stdout().lock(),
+        "{}",
+        inspect::render_check(&args.dir, &problems, files)
+    )?;
+    Ok(if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn scan_dir(args: &ScanArgs) -> Result<ExitCode, Error> {

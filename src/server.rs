@@ -179,3 +179,48 @@ impl Drop for RunningServer {
         }
     }
 }
+
+/// A replay server for Rust tests, in-process: replays `cassette` on a free loopback port with
+/// a private temporary store, so tests can run in parallel. Drop it or call
+/// [`ReplayServer::stop`] (which also returns the session summary) to shut it down.
+pub struct ReplayServer {
+    server: RunningServer,
+    // Dropped after `server`, so the store outlives the shutdown signal.
+    _store: tempfile::TempDir,
+}
+
+impl ReplayServer {
+    /// Starts replaying `cassette` (a directory of recorded interactions).
+    pub async fn start(cassette: impl Into<std::path::PathBuf>) -> Result<ReplayServer, Error> {
+        Self::start_with(Config {
+            cassette: cassette.into(),
+            ..Config::default()
+        })
+        .await
+    }
+
+    /// Starts replaying with `config`; its `listen` and `store` are replaced by a free loopback
+    /// port and a temporary store.
+    pub async fn start_with(mut config: Config) -> Result<ReplayServer, Error> {
+        let store = tempfile::Builder::new().prefix("plaid-vcr-store-").tempdir()?;
+        config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        config.store = store.path().to_owned();
+        let server = Server::bind(&config, Mode::Replay).await?.spawn();
+        Ok(ReplayServer { server, _store: store })
+    }
+
+    /// The base URL to give a Plaid client: `http://127.0.0.1:PORT/plaid-compatible`.
+    pub fn base_url(&self) -> String {
+        self.server.base_url()
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// Shuts down and returns the session summary (hits, misses, unused recordings).
+    pub async fn stop(self) -> Result<Summary, Error> {
+        self.server.stop().await
+    }
+}

@@ -10,3 +10,4 @@ mod record;
 mod replay;
 mod store;
 mod support;
+mod workflow;

@@ -1,0 +1,176 @@
+//! `ls` and `check`: a cassette directory read for people and for CI. Read-only.
+//!
+//! `check` finds what would make replay fail or surprise: files that do not parse or whose key
+//! does not match their request, duplicates, orphans (stray files, misnamed files, sequence
+//! steps without their predecessor), and everything `scan` reports.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use crate::cassette::{Cassette, CassetteError};
+use crate::interaction::{index_key, Interaction};
+use crate::key;
+use crate::redact::Rule;
+use crate::scan::{self, ScanConfig};
+
+/// One problem `check` found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    /// The file, relative to the cassette directory.
+    pub file: PathBuf,
+    /// What is wrong, one line.
+    pub problem: String,
+}
+
+/// The table `ls` prints: one row per interaction, then counts per endpoint.
+pub fn ls(dir: &Path) -> Result<String, CassetteError> {
+    let cassette = Cassette::new(dir);
+    cassette.require_exists()?;
+    let mut rows = Vec::new();
+    let mut per_endpoint: BTreeMap<String, usize> = BTreeMap::new();
+    for relative in cassette.list()? {
+        let size = std::fs::metadata(dir.join(&relative)).map(|m| m.len()).unwrap_or(0);
+        match cassette.read(&relative) {
+            Ok(i) => {
+                *per_endpoint.entry(i.endpoint.clone()).or_default() += 1;
+                rows.push([
+                    i.endpoint.clone(),
+                    key::prefix(&i.key).to_owned(),
+                    i.step().to_string(),
+                    i.response.status.to_string(),
+                    i.recorded_at.clone(),
+                    human_size(size),
+                ]);
+            }
+            Err(_) => rows.push([
+                format!("{} (invalid: run plaid-vcr check)", relative.display()),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                human_size(size),
+            ]),
+        }
+    }
+    rows.sort();
+    let header = ["ENDPOINT", "KEY", "STEP", "STATUS", "RECORDED AT", "SIZE"].map(str::to_owned);
+    let mut widths = header.clone().map(|h| h.len());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .enumerate()
+            .map(|(i, (cell, w))| {
+                if (2..=3).contains(&i) || i == 5 {
+                    format!("{cell:>w$}")
+                } else {
+                    format!("{cell:<w$}")
+                }
+            })
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out.push('\n');
+    for (endpoint, count) in &per_endpoint {
+        out.push_str(&format!("{endpoint}: {count}\n"));
+    }
+    out.push_str(&format!(
+        "{} interactions, {} endpoints in {}\n",
+        per_endpoint.values().sum::<usize>(),
+        per_endpoint.len(),
+        dir.display()
+    ));
+    Ok(out)
+}
+
+/// Everything wrong with a cassette directory; empty when it is fit for CI.
+pub fn check(dir: &Path, rules: &[Rule], scan_config: &ScanConfig) -> Result<Vec<Problem>, CassetteError> {
+    let cassette = Cassette::new(dir);
+    cassette.require_exists()?;
+    let mut problems = Vec::new();
+    let mut owners: HashMap<String, PathBuf> = HashMap::new();
+    let mut interactions: Vec<(PathBuf, Interaction)> = Vec::new();
+    for relative in cassette.list_all()? {
+        let problem = |p: String| Problem {
+            file: relative.clone(),
+            problem: p,
+        };
+        let name = relative.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with('.') || !name.ends_with(".json") {
+            problems.push(problem(
+                "orphan: not an interaction file (a leftover or stray file)".into(),
+            ));
+            continue;
+        }
+        match cassette.read(&relative) {
+            Err(e) => problems.push(problem(invalid_reason(&e))),
+            Ok(i) => {
+                let expected = Cassette::path_of(&i);
+                if expected != relative {
+                    problems.push(problem(format!(
+                        "orphan: misnamed, it should be {}",
+                        expected.display()
+                    )));
+                }
+                if let Some(first) = owners.insert(i.index_key(), relative.clone()) {
+                    problems.push(problem(format!("duplicate: same key and step as {}", first.display())));
+                }
+                interactions.push((relative, i));
+            }
+        }
+    }
+    for (relative, i) in &interactions {
+        if i.step() > 1 && !owners.contains_key(&index_key(&i.key, i.step() - 1)) {
+            problems.push(Problem {
+                file: relative.clone(),
+                problem: format!("orphan: sequence step {} without step {}", i.step(), i.step() - 1),
+            });
+        }
+    }
+    for finding in scan::scan_dir(dir, rules, scan_config)?.findings {
+        problems.push(Problem {
+            file: finding.file,
+            problem: format!("leak: {}: {}: {}", finding.path, finding.detector, finding.value),
+        });
+    }
+    problems.sort_by(|a, b| a.file.cmp(&b.file));
+    Ok(problems)
+}
+
+/// The reason a file did not read, without repeating its path (the report line names it).
+fn invalid_reason(err: &CassetteError) -> String {
+    match err {
+        CassetteError::Parse { source, .. } => format!("invalid: not a valid interaction: {source}"),
+        CassetteError::Invalid { source, .. } => format!("invalid: {source}"),
+        other => format!("invalid: {other}"),
+    }
+}
+
+fn human_size(bytes: u64) -> String {
+    if bytes < 1024 {
+        format!("{bytes} B")
+    } else {
+        format!("{:.1} KiB", bytes as f64 / 1024.0)
+    }
+}
+
+/// Renders `check`'s problems and a summary line.
+pub fn render_check(dir: &Path, problems: &[Problem], files: usize) -> String {
+    let mut out = String::new();
+    for p in problems {
+        out.push_str(&format!("{}: {}\n", dir.join(&p.file).display(), p.problem));
+    }
+    if problems.is_empty() {
+        out.push_str(&format!("ok: {files} files in {}, no problems\n", dir.display()));
+    } else {
+        out.push_str(&format!("{} problems in {}\n", problems.len(), dir.display()));
+    }
+    out
+}

@@ -39,6 +39,24 @@ pub enum Command {
     Ls(LsArgs),
     /// Validate a cassette for CI (parses, keys, duplicates, orphans, leaks): exit 0, 1 or 2
     Check(ScanArgs),
+    /// Create a sandbox item and get its access token through plaid-vcr (records the flow);
+    /// uses PLAID_CLIENT_ID and PLAID_SECRET
+    SandboxToken(SandboxTokenArgs),
+}
+
+/// Options of `sandbox-token`.
+#[derive(Debug, Clone, Args)]
+pub struct SandboxTokenArgs {
+    /// Sandbox institution (ins_109508 is First Platypus Bank)
+    #[arg(long, value_name = "ID", default_value = "ins_109508")]
+    pub institution: String,
+
+    /// Products to initialize the item with, comma-separated
+    #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "identity,auth")]
+    pub products: Vec<String>,
+
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 /// Options of `ls`.

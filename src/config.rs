@@ -28,6 +28,35 @@ pub enum ConfigError {
     Invalid { key: &'static str, message: String },
 }
 
+/// A credential: compared and cloned like a string, but never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a credential.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The credential itself, for the one place that sends it upstream.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// Environment variables holding the Plaid credentials plaid-vcr adds to requests that carry
+/// none (the names Plaid's own quickstarts use).
+pub const CLIENT_ID_ENV: &str = "PLAID_CLIENT_ID";
+/// See [`CLIENT_ID_ENV`].
+pub const SECRET_ENV: &str = "PLAID_SECRET";
+
 /// What replay answers, with sequences, after the last recorded step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -74,6 +103,10 @@ pub struct Config {
     pub sequence_exhausted: SequenceEnd,
     /// Recordings older than this are reported (and fail `--strict`).
     pub max_age: Option<Duration>,
+    /// Plaid client id added to requests without one (`PLAID_CLIENT_ID`, `plaid_client_id`).
+    pub client_id: Option<Secret>,
+    /// Plaid secret added to requests without one (`PLAID_SECRET`, `plaid_secret`).
+    pub secret: Option<Secret>,
 }
 
 impl Default for Config {
@@ -95,6 +128,8 @@ impl Default for Config {
             sequences: false,
             sequence_exhausted: SequenceEnd::RepeatLast,
             max_age: None,
+            client_id: None,
+            secret: None,
         }
     }
 }
@@ -118,6 +153,8 @@ struct FileConfig {
     sequences: Option<bool>,
     sequence_exhausted: Option<SequenceEnd>,
     max_age: Option<String>,
+    plaid_client_id: Option<Secret>,
+    plaid_secret: Option<Secret>,
 }
 
 impl Config {
@@ -159,6 +196,8 @@ impl Config {
             sequences: args.sequences || file.sequences.unwrap_or(defaults.sequences),
             sequence_exhausted: args.sequence_exhausted.or(file.sequence_exhausted).unwrap_or_default(),
             max_age: pick_duration(args.max_age, file.max_age, "max_age")?,
+            client_id: env_secret(CLIENT_ID_ENV).or(file.plaid_client_id),
+            secret: env_secret(SECRET_ENV).or(file.plaid_secret),
         };
         config.validate()?;
         Ok(config)
@@ -217,6 +256,10 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
             message,
         }
     })
+}
+
+fn env_secret(name: &str) -> Option<Secret> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty()).map(Secret)
 }
 
 fn parent(path: &Path) -> PathBuf {

@@ -26,6 +26,8 @@ pub enum Error {
     Upstream(#[from] UpstreamError),
     #[error(transparent)]
     Redact(#[from] RedactError),
+    #[error(transparent)]
+    Sandbox(#[from] crate::sandbox::SandboxError),
     #[error("cannot listen on {addr}: {source}; pass --listen 127.0.0.1:0 to pick a free port")]
     Listen {
         addr: std::net::SocketAddr,

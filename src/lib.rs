@@ -50,6 +50,7 @@ pub mod key;
 pub mod proxy;
 pub mod pseudonym;
 pub mod redact;
+pub mod sandbox;
 pub mod scan;
 pub mod server;
 pub mod session;

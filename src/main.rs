@@ -7,7 +7,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
-use plaid_vcr::cli::{Cli, Command, Format, RedactArgs, ScanArgs, ServeArgs};
+use plaid_vcr::cli::{Cli, Command, Format, RedactArgs, SandboxTokenArgs, ScanArgs, ServeArgs};
 use plaid_vcr::redact::{self, Redactor};
 use plaid_vcr::{cassette::Cassette, inspect, scan, Config, Error, Mode, Server};
 
@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         Command::Scan(args) => scan_dir(args),
         Command::Ls(args) => list_dir(&args.dir),
         Command::Check(args) => check_dir(args),
+        Command::SandboxToken(args) => sandbox_token(args),
     };
     match result {
         Ok(code) => code,
@@ -115,6 +116,42 @@ fn redact_dir(args: &RedactArgs) -> Result<ExitCode, Error> {
         "{} of {total} files changed in {}",
         rewrites.len(),
         args.dir.display()
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sandbox_token(args: &SandboxTokenArgs) -> Result<ExitCode, Error> {
+    let config = Config::resolve(&args.serve)?;
+    init_logging(args.serve.log_level.is_some(), &config);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let token = runtime.block_on(plaid_vcr::sandbox::sandbox_token(
+        &config,
+        &args.institution,
+        &args.products,
+    ))?;
+    let cassette = config.cassette.display();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "access token:          {}", token.access_token.expose())?;
+    writeln!(out, "as stored (pseudonym): {}", token.pseudonym)?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "The real token is shown here only: plaid-vcr never stores or logs it. Record with it:"
+    )?;
+    writeln!(out, "  plaid-vcr record --cassette {cassette} &")?;
+    writeln!(
+        out,
+        "  curl -X POST http://{}/plaid-compatible/identity/get -H 'Content-Type: application/json' \\",
+        config.listen
+    )?;
+    writeln!(
+        out,
+        "       -d '{{\"access_token\": \"{}\"}}'",
+        token.access_token.expose()
+    )?;
+    writeln!(
+        out,
+        "When replaying, tests may send either the real token or the pseudonym."
     )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 
 use crate::cassette::Cassette;
 use crate::config::Config;
-use crate::config::SequenceEnd;
+use crate::config::{Secret, SequenceEnd};
 use crate::diff;
 use crate::error::{ApiError, Error, API_ERROR, INVALID_REQUEST};
 use crate::interaction::{index_key, is_endpoint, Answer, Interaction};
@@ -128,6 +128,8 @@ pub struct Proxy {
     sequence_end: SequenceEnd,
     max_age: Option<std::time::Duration>,
     tally: std::sync::Mutex<Tally>,
+    client_id: Option<Secret>,
+    secret: Option<Secret>,
 }
 
 impl fmt::Debug for Proxy {
@@ -211,6 +213,8 @@ impl Proxy {
             sequence_end: config.sequence_exhausted,
             max_age: config.max_age,
             tally: std::sync::Mutex::new(Tally::default()),
+            client_id: config.client_id.clone(),
+            secret: config.secret.clone(),
         })
     }
 
@@ -366,11 +370,25 @@ impl Proxy {
             return Err(invalid_body("body could not be parsed as JSON"));
         };
 
-        let missing: Vec<&str> = [("client_id", "plaid-client-id"), ("secret", "plaid-secret")]
-            .into_iter()
-            .filter(|(field, header)| !has_text(body.get(*field)) && !header_has_text(&parts.headers, header))
-            .map(|(field, _)| field)
-            .collect();
+        let mut headers = parts.headers;
+        let mut missing = Vec::new();
+        for (field, header, configured) in [
+            ("client_id", "plaid-client-id", &self.client_id),
+            ("secret", "plaid-secret", &self.secret),
+        ] {
+            if has_text(body.get(field)) || header_has_text(&headers, header) {
+                continue;
+            }
+            // A configured credential stands in for a missing one, as a header: never added to
+            // the body (Plaid rejects unknown fields) and never stored or logged.
+            match configured.as_ref().and_then(|c| HeaderValue::from_str(c.expose()).ok()) {
+                Some(mut value) => {
+                    value.set_sensitive(true);
+                    headers.insert(header, value);
+                }
+                None => missing.push(field),
+            }
+        }
         if !missing.is_empty() {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -378,10 +396,13 @@ impl Proxy {
                 "MISSING_FIELDS",
                 format!("the following required fields are missing: {}", missing.join(", ")),
             )
-            .with_hint("send PLAID-CLIENT-ID and PLAID-SECRET headers (or client_id and secret in the body)"));
+            .with_hint(
+                "send PLAID-CLIENT-ID and PLAID-SECRET headers (or client_id and secret in the body), \
+                 or give plaid-vcr PLAID_CLIENT_ID and PLAID_SECRET",
+            ));
         }
 
-        let plaid_version = match parts.headers.get("plaid-version").map(|v| v.to_str()) {
+        let plaid_version = match headers.get("plaid-version").map(|v| v.to_str()) {
             None => None,
             Some(Ok(v)) if v.trim().is_empty() => None,
             Some(Ok(v)) => Some(v.trim().to_owned()),
@@ -400,7 +421,7 @@ impl Proxy {
         Ok(PlaidRequest {
             endpoint,
             plaid_version,
-            headers: parts.headers,
+            headers,
             raw_body,
             stored_body,
             key,

@@ -2,6 +2,7 @@
 //! Everything runs offline against a fake Plaid on loopback.
 
 mod cli;
+mod credentials;
 mod demo;
 mod errors;
 mod keys;

@@ -388,7 +388,10 @@ impl Binary {
         for (k, v) in envs {
             command.env(k, v);
         }
-        command.env_remove("RUST_LOG");
+        command
+            .env_remove("RUST_LOG")
+            .env_remove("PLAID_CLIENT_ID")
+            .env_remove("PLAID_SECRET");
         let mut child = command.spawn().expect("binary starts");
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().unwrap();
@@ -474,6 +477,8 @@ pub fn run_binary(args: &[&str], cwd: &Path) -> (i32, String, String) {
         .args(args)
         .current_dir(cwd)
         .env_remove("RUST_LOG")
+        .env_remove("PLAID_CLIENT_ID")
+        .env_remove("PLAID_SECRET")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

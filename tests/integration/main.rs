@@ -2,6 +2,7 @@
 //! Everything runs offline against a fake Plaid on loopback.
 
 mod cli;
+mod clients;
 mod credentials;
 mod demo;
 mod errors;

@@ -21,6 +21,8 @@ use serde_json::{json, Value};
 
 /// The spec's identity/get example (Plaid's own sandbox data), as the fake answers it.
 pub const IDENTITY_RESPONSE: &str = include_str!("fixtures/identity_get.response.json");
+/// The spec's accounts/get example.
+pub const ACCOUNTS_RESPONSE: &str = include_str!("fixtures/accounts_get.response.json");
 
 /// A canned answer the fake gives for one endpoint instead of its default.
 #[derive(Clone)]
@@ -203,6 +205,7 @@ async fn fake_answer(
 fn default_reply(endpoint: &str) -> Reply {
     let body = match endpoint {
         "identity/get" => serde_json::from_str(IDENTITY_RESPONSE).unwrap(),
+        "accounts/get" => serde_json::from_str(ACCOUNTS_RESPONSE).unwrap(),
         "sandbox/public_token/create" => json!({"public_token": "public-sandbox-b0e2c4ee-a763-4df5-bfe9-46a46bce993d"}),
         "item/public_token/exchange" => json!({
             "access_token": "access-sandbox-de3ce8ef-33f8-452c-a685-8671031fc0f6",

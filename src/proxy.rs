@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 
 use crate::cassette::Cassette;
 use crate::config::Config;
-use crate::config::{Secret, SequenceEnd};
+use crate::config::SequenceEnd;
 use crate::diff;
 use crate::error::{ApiError, Error, API_ERROR, INVALID_REQUEST};
 use crate::interaction::{index_key, is_endpoint, Answer, Interaction};
@@ -122,14 +122,9 @@ pub struct Proxy {
     store: Store,
     upstream: Option<Upstream>,
     redactor: Redactor,
-    max_body_bytes: usize,
-    upstream_url: String,
-    sequences: bool,
-    sequence_end: SequenceEnd,
-    max_age: Option<std::time::Duration>,
     tally: std::sync::Mutex<Tally>,
-    client_id: Option<Secret>,
-    secret: Option<Secret>,
+    /// The settings the pipeline reads per request (body limit, sequences, credentials, …).
+    config: Config,
 }
 
 impl fmt::Debug for Proxy {
@@ -207,14 +202,8 @@ impl Proxy {
             store,
             upstream,
             redactor,
-            max_body_bytes: config.max_body_bytes,
-            upstream_url: config.upstream.clone(),
-            sequences: config.sequences,
-            sequence_end: config.sequence_exhausted,
-            max_age: config.max_age,
             tally: std::sync::Mutex::new(Tally::default()),
-            client_id: config.client_id.clone(),
-            secret: config.secret.clone(),
+            config: config.clone(),
         })
     }
 
@@ -329,7 +318,7 @@ impl Proxy {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 INVALID_REQUEST,
                 "PLAID_VCR_BODY_TOO_LARGE",
-                format!("request body is larger than {} bytes", self.max_body_bytes),
+                format!("request body is larger than {} bytes", self.config.max_body_bytes),
             )
             .with_hint("raise max_body_bytes in the config or --max-body-bytes")
         };
@@ -337,10 +326,10 @@ impl Proxy {
             .headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > self.max_body_bytes as u64) {
+        if declared.is_some_and(|len| len > self.config.max_body_bytes as u64) {
             return Err(too_large());
         }
-        let raw_body = match Limited::new(body, self.max_body_bytes).collect().await {
+        let raw_body = match Limited::new(body, self.config.max_body_bytes).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(e) if e.is::<LengthLimitError>() => return Err(too_large()),
             Err(_) => return Err(invalid_body("the request body could not be read")),
@@ -373,8 +362,8 @@ impl Proxy {
         let mut headers = parts.headers;
         let mut missing = Vec::new();
         for (field, header, configured) in [
-            ("client_id", "plaid-client-id", &self.client_id),
-            ("secret", "plaid-secret", &self.secret),
+            ("client_id", "plaid-client-id", &self.config.client_id),
+            ("secret", "plaid-secret", &self.config.secret),
         ] {
             if has_text(body.get(field)) || header_has_text(&headers, header) {
                 continue;
@@ -431,7 +420,7 @@ impl Proxy {
     /// The one place the mode decides what happens.
     async fn dispatch(&self, request: PlaidRequest) -> Handled {
         // Without --sequences every occurrence of a request is step 1: one answer per key.
-        let step = if self.sequences {
+        let step = if self.config.sequences {
             self.tally().next_step(&request.key)
         } else {
             1
@@ -444,7 +433,7 @@ impl Proxy {
             Ok(None) => match self.store.last_step(&request.key) {
                 // Past the last recorded step of a sequence.
                 Ok(Some(last)) if step > last && self.mode == Mode::Replay => {
-                    if self.sequence_end == SequenceEnd::Error {
+                    if self.config.sequence_exhausted == SequenceEnd::Error {
                         let err = ApiError::new(
                             StatusCode::NOT_FOUND,
                             INVALID_REQUEST,
@@ -504,7 +493,7 @@ impl Proxy {
         );
         let hint = format!(
             "record it with: plaid-vcr replay --record-missing --upstream {} --cassette {}",
-            self.upstream_url,
+            self.config.upstream,
             self.cassette.root().display()
         );
         let (message, closest_json) = match &closest {
@@ -576,7 +565,8 @@ impl Proxy {
     /// The session summary so far: counts, misses, new recordings, unused and stale ones.
     pub fn summary(&self) -> Summary {
         let recordings = self.store.recorded().unwrap_or_default();
-        self.tally().summary(&self.mode.to_string(), &recordings, self.max_age)
+        self.tally()
+            .summary(&self.mode.to_string(), &recordings, self.config.max_age)
     }
 
     /// Forwards upstream; records 2xx/4xx JSON answers durably before answering the client.

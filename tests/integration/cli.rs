@@ -7,20 +7,7 @@ async fn the_binary_prints_its_address_serves_health_and_exits_0_on_sigterm() {
     let dirs = Dirs::new();
     std::fs::create_dir_all(dirs.cassette()).unwrap();
     let cassette = dirs.cassette().display().to_string();
-    let store = dirs.store().display().to_string();
-    let mut binary = Binary::start(
-        &[
-            "replay",
-            "--listen",
-            "127.0.0.1:0",
-            "--cassette",
-            &cassette,
-            "--store",
-            &store,
-        ],
-        &[],
-        dirs.root.path(),
-    );
+    let mut binary = Binary::start(&serve_args("replay", &dirs, None, &[]), &[], dirs.root.path());
     let line = binary.first_line.trim_end().to_string();
     assert!(line.starts_with("plaid-vcr listening on http://127.0.0.1:"), "{line:?}");
     assert!(

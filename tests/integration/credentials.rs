@@ -74,34 +74,19 @@ async fn configured_credentials_fill_in_for_missing_ones_upstream_and_in_replay(
 async fn sandbox_token_runs_create_and_exchange_through_the_proxy_and_prints_both_tokens() {
     let fake = FakePlaid::start().await;
     let dirs = Dirs::new();
-    let (cassette, store, ca, url) = (
-        dirs.cassette().display().to_string(),
-        dirs.store().display().to_string(),
-        fake.ca_file.display().to_string(),
-        fake.url(),
-    );
-    let args = [
+    let args = serve_args(
         "sandbox-token",
-        "--institution",
-        "ins_109508",
-        "--products",
-        "identity,auth",
-        "--cassette",
-        &cassette,
-        "--store",
-        &store,
-        "--upstream",
-        &url,
-        "--upstream-ca",
-        &ca,
-    ];
+        &dirs,
+        Some(&fake),
+        &["--institution", "ins_109508", "--products", "identity,auth"],
+    );
     let envs = [
         ("PLAID_CLIENT_ID", "sandbox-client-id"),
         ("PLAID_SECRET", "sandbox-secret-0123456789"),
     ];
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_plaid-vcr"));
     command
-        .args(args)
+        .args(&args)
         .current_dir(dirs.root.path())
         .envs(envs)
         .env_remove("RUST_LOG");

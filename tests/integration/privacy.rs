@@ -223,31 +223,8 @@ async fn a_record_session_writes_no_canary_to_store_cassette_or_logs_and_replays
         },
     );
     let dirs = Dirs::new();
-    let (cassette, store, ca, url) = (
-        dirs.cassette().display().to_string(),
-        dirs.store().display().to_string(),
-        fake.ca_file.display().to_string(),
-        fake.url(),
-    );
-    let mut binary = Binary::start(
-        &[
-            "record",
-            "--listen",
-            "127.0.0.1:0",
-            "--cassette",
-            &cassette,
-            "--store",
-            &store,
-            "--upstream",
-            &url,
-            "--upstream-ca",
-            &ca,
-            "--log-level",
-            "trace",
-        ],
-        &[],
-        dirs.root.path(),
-    );
+    let args = serve_args("record", &dirs, Some(&fake), &["--log-level", "trace"]);
+    let mut binary = Binary::start(&args, &[], dirs.root.path());
     let base = binary.base_url();
     let headers = [
         ("content-type", "application/json"),
@@ -319,27 +296,12 @@ async fn a_record_session_writes_no_canary_to_store_cassette_or_logs_and_replays
 async fn no_redact_warns_and_marks_every_file_which_scan_reports() {
     let fake = FakePlaid::start().await;
     let dirs = Dirs::new();
-    let (cassette, store, ca, url) = (
+    let (cassette, store) = (
         dirs.cassette().display().to_string(),
         dirs.store().display().to_string(),
-        fake.ca_file.display().to_string(),
-        fake.url(),
     );
     let mut binary = Binary::start(
-        &[
-            "record",
-            "--no-redact",
-            "--listen",
-            "127.0.0.1:0",
-            "--cassette",
-            &cassette,
-            "--store",
-            &store,
-            "--upstream",
-            &url,
-            "--upstream-ca",
-            &ca,
-        ],
+        &serve_args("record", &dirs, Some(&fake), &["--no-redact"]),
         &[],
         dirs.root.path(),
     );

@@ -32,24 +32,7 @@ async fn a_second_plaid_vcr_on_the_same_store_fails_with_a_clear_error() {
 async fn an_interaction_acknowledged_before_a_crash_survives_it() {
     let fake = FakePlaid::start().await;
     let dirs = Dirs::new();
-    let ca = fake.ca_file.display().to_string();
-    let cassette = dirs.cassette().display().to_string();
-    let store = dirs.store().display().to_string();
-    let url = fake.url();
-    let args = [
-        "record",
-        "--listen",
-        "127.0.0.1:0",
-        "--cassette",
-        &cassette,
-        "--store",
-        &store,
-        "--upstream",
-        &url,
-        "--upstream-ca",
-        &ca,
-    ];
-    let mut binary = Binary::start(&args, &[], dirs.root.path());
+    let mut binary = Binary::start(&serve_args("record", &dirs, Some(&fake), &[]), &[], dirs.root.path());
     let base = binary.base_url();
     let resp = send("POST", &format!("{base}/identity/get"), &CLIENT_HEADERS, BODY).await;
     assert_eq!(resp.outcome(), "recorded", "{:?} {}", resp.body, binary.stderr());

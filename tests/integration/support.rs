@@ -380,7 +380,7 @@ pub struct Binary {
 }
 
 impl Binary {
-    pub fn start(args: &[&str], envs: &[(&str, &str)], cwd: &Path) -> Binary {
+    pub fn start<S: AsRef<std::ffi::OsStr>>(args: &[S], envs: &[(&str, &str)], cwd: &Path) -> Binary {
         let mut command = Command::new(env!("CARGO_BIN_EXE_plaid-vcr"));
         command
             .args(args)
@@ -474,8 +474,26 @@ impl Drop for Binary {
     }
 }
 
+/// Arguments to run the binary as `command` (record, replay, sandbox-token) on 127.0.0.1:0
+/// with the test's cassette and store, and the fake as upstream if given; `extra` follow.
+pub fn serve_args(command: &str, dirs: &Dirs, fake: Option<&FakePlaid>, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = vec![command.into(), "--listen".into(), "127.0.0.1:0".into()];
+    args.extend(["--cassette".into(), dirs.cassette().display().to_string()]);
+    args.extend(["--store".into(), dirs.store().display().to_string()]);
+    if let Some(fake) = fake {
+        args.extend([
+            "--upstream".into(),
+            fake.url(),
+            "--upstream-ca".into(),
+            fake.ca_file.display().to_string(),
+        ]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
 /// Runs the binary to completion (bounded) and returns (exit code, stdout, stderr).
-pub fn run_binary(args: &[&str], cwd: &Path) -> (i32, String, String) {
+pub fn run_binary<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S], cwd: &Path) -> (i32, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_plaid-vcr"))
         .args(args)
         .current_dir(cwd)

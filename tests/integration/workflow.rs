@@ -19,31 +19,11 @@ async fn record(dirs: &Dirs, bodies: &[(&str, &str)]) {
     proxy.stop().await.unwrap();
 }
 
-fn strings(dirs: &Dirs) -> (String, String) {
-    (
-        dirs.cassette().display().to_string(),
-        dirs.store().display().to_string(),
-    )
-}
-
 #[tokio::test]
 async fn a_miss_names_the_closest_recording_and_the_differing_fields_in_body_and_log() {
     let dirs = Dirs::new();
     record(&dirs, &[("identity/get", RECORDED)]).await;
-    let (cassette, store) = strings(&dirs);
-    let mut binary = Binary::start(
-        &[
-            "replay",
-            "--listen",
-            "127.0.0.1:0",
-            "--cassette",
-            &cassette,
-            "--store",
-            &store,
-        ],
-        &[],
-        dirs.root.path(),
-    );
+    let mut binary = Binary::start(&serve_args("replay", &dirs, None, &[]), &[], dirs.root.path());
     let base = binary.base_url();
     // No Plaid-Version, other account_ids.
     let headers = [
@@ -109,24 +89,10 @@ async fn a_miss_names_the_closest_recording_and_the_differing_fields_in_body_and
 async fn the_summary_counts_the_session_and_the_report_is_json() {
     let dirs = Dirs::new();
     record(&dirs, &[("identity/get", RECORDED), ("identity/get", OTHER_IDS)]).await;
-    let (cassette, store) = strings(&dirs);
     let report = dirs.root.path().join("report.json");
     let report_arg = report.display().to_string();
-    let mut binary = Binary::start(
-        &[
-            "replay",
-            "--listen",
-            "127.0.0.1:0",
-            "--cassette",
-            &cassette,
-            "--store",
-            &store,
-            "--report",
-            &report_arg,
-        ],
-        &[],
-        dirs.root.path(),
-    );
+    let args = serve_args("replay", &dirs, None, &["--report", &report_arg]);
+    let mut binary = Binary::start(&args, &[], dirs.root.path());
     let base = binary.base_url();
     let url = format!("{base}/identity/get");
     assert_eq!(send("POST", &url, &CLIENT_HEADERS, RECORDED).await.outcome(), "hit");
@@ -193,19 +159,8 @@ fn strict_and_fail_on_unused_set_the_exit_code() {
         &dirs,
         &[("identity/get", RECORDED), ("identity/get", OTHER_IDS)],
     ));
-    let (cassette, store) = strings(&dirs);
     let run = |flags: &[&str], body: &str| {
-        let mut args = vec![
-            "replay",
-            "--listen",
-            "127.0.0.1:0",
-            "--cassette",
-            &cassette,
-            "--store",
-            &store,
-        ];
-        args.extend_from_slice(flags);
-        let mut binary = Binary::start(&args, &[], dirs.root.path());
+        let mut binary = Binary::start(&serve_args("replay", &dirs, None, flags), &[], dirs.root.path());
         let url = format!("{}/identity/get", binary.base_url());
         runtime.block_on(send("POST", &url, &CLIENT_HEADERS, body.to_string()));
         let code = binary.signal_and_wait("TERM");
@@ -223,16 +178,7 @@ fn strict_and_fail_on_unused_set_the_exit_code() {
     assert_eq!(code, Some(1), "{logs}");
     assert!(logs.contains("1 recordings were never used"), "{logs}");
     // The environment works as in CI: PLAID_VCR_STRICT=1.
-    let mut args = vec![
-        "replay",
-        "--listen",
-        "127.0.0.1:0",
-        "--cassette",
-        &cassette,
-        "--store",
-        &store,
-    ];
-    args.push("--log-level=warn");
+    let args = serve_args("replay", &dirs, None, &["--log-level=warn"]);
     let mut binary = Binary::start(&args, &[("PLAID_VCR_STRICT", "1")], dirs.root.path());
     let url = format!("{}/identity/get", binary.base_url());
     runtime.block_on(send(
@@ -338,18 +284,7 @@ async fn recordings_older_than_max_age_warn_at_start_and_fail_strict() {
     let dirs = Dirs::new();
     record(&dirs, &[("identity/get", RECORDED)]).await;
     age_cassette(&dirs);
-    let (cassette, store) = strings(&dirs);
-    let args = [
-        "replay",
-        "--listen",
-        "127.0.0.1:0",
-        "--cassette",
-        &cassette,
-        "--store",
-        &store,
-        "--max-age",
-        "30d",
-    ];
+    let args = serve_args("replay", &dirs, None, &["--max-age", "30d"]);
     let mut binary = Binary::start(&args, &[], dirs.root.path());
     let url = format!("{}/identity/get", binary.base_url());
     assert_eq!(send("POST", &url, &CLIENT_HEADERS, RECORDED).await.outcome(), "hit");
@@ -365,8 +300,7 @@ async fn recordings_older_than_max_age_warn_at_start_and_fail_strict() {
     );
     assert!(logs.contains("  stale identity/get"), "{logs}");
 
-    let mut strict_args = args.to_vec();
-    strict_args.push("--strict");
+    let strict_args = serve_args("replay", &dirs, None, &["--max-age", "30d", "--strict"]);
     let mut binary = Binary::start(&strict_args, &[], dirs.root.path());
     let url = format!("{}/identity/get", binary.base_url());
     send("POST", &url, &CLIENT_HEADERS, RECORDED).await;
@@ -381,7 +315,7 @@ async fn recordings_older_than_max_age_warn_at_start_and_fail_strict() {
 
     // max_age in the config file works the same.
     std::fs::write(dirs.root.path().join("plaid-vcr.toml"), "max_age = \"30d\"\n").unwrap();
-    let mut binary = Binary::start(&args[..7], &[], dirs.root.path());
+    let mut binary = Binary::start(&serve_args("replay", &dirs, None, &[]), &[], dirs.root.path());
     assert_eq!(binary.signal_and_wait("TERM"), Some(0));
     assert!(binary.stderr().contains("older than max_age"), "{}", binary.stderr());
 }

@@ -70,11 +70,7 @@ fn serve(mode: Mode, args: &ServeArgs, strict: bool, fail_on_unused: bool) -> Re
     for failure in &failures {
         eprintln!("plaid-vcr: failing: {failure}");
     }
-    Ok(if failures.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(verdict(failures.is_empty()))
 }
 
 fn redact_dir(args: &RedactArgs) -> Result<ExitCode, Error> {
@@ -174,11 +170,7 @@ fn check_dir(args: &ScanArgs) -> Result<ExitCode, Error> {
         "{}",
         inspect::render_check(&args.dir, &problems, files)
     )?;
-    Ok(if problems.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(verdict(problems.is_empty()))
 }
 
 fn scan_dir(args: &ScanArgs) -> Result<ExitCode, Error> {
@@ -193,11 +185,16 @@ fn scan_dir(args: &ScanArgs) -> Result<ExitCode, Error> {
         Format::Text => write!(stdout, "{}", scan::render_text(&args.dir, &report))?,
         Format::Json => writeln!(stdout, "{}", serde_json::to_string_pretty(&report).unwrap_or_default())?,
     }
-    Ok(if report.findings.is_empty() {
+    Ok(verdict(report.findings.is_empty()))
+}
+
+/// The exit code of a command whose answer can be "no": 0 when clean, 1 otherwise.
+fn verdict(clean: bool) -> ExitCode {
+    if clean {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
+    }
 }
 
 /// `--log-level` (or `PLAID_VCR_LOG_LEVEL`) wins; otherwise `RUST_LOG`; otherwise the config

@@ -56,11 +56,8 @@ async fn an_interaction_acknowledged_before_a_crash_survives_it() {
 
 #[tokio::test]
 async fn a_broken_cassette_file_fails_start_naming_the_file_and_the_problem() {
-    let fake = FakePlaid::start().await;
     let dirs = Dirs::new();
-    let proxy = start(&config(&dirs, Some(&fake)), Mode::Record).await;
-    plaid(&proxy, "identity/get", BODY).await;
-    proxy.stop().await.unwrap();
+    record_into(&dirs, &[("identity/get", BODY)]).await;
     let file = dirs.cassette().join(&dirs.cassette_files()[0]);
     let original = std::fs::read_to_string(&file).unwrap();
 
@@ -131,11 +128,8 @@ async fn unchanged_files_are_not_reparsed_and_deleted_ones_leave_the_index() {
 
 #[tokio::test]
 async fn two_files_with_the_same_key_are_refused() {
-    let fake = FakePlaid::start().await;
     let dirs = Dirs::new();
-    let proxy = start(&config(&dirs, Some(&fake)), Mode::Record).await;
-    plaid(&proxy, "identity/get", BODY).await;
-    proxy.stop().await.unwrap();
+    record_into(&dirs, &[("identity/get", BODY)]).await;
     let file = dirs.cassette().join(&dirs.cassette_files()[0]);
     std::fs::copy(&file, file.with_file_name("duplicate.json")).unwrap();
     let err = plaid_vcr::Server::bind(&config(&dirs, None), Mode::Replay)
@@ -147,11 +141,8 @@ async fn two_files_with_the_same_key_are_refused() {
 
 #[tokio::test]
 async fn one_store_keeps_separate_indexes_for_separate_cassettes() {
-    let fake = FakePlaid::start().await;
     let dirs = Dirs::new();
-    let proxy = start(&config(&dirs, Some(&fake)), Mode::Record).await;
-    plaid(&proxy, "identity/get", BODY).await;
-    proxy.stop().await.unwrap();
+    record_into(&dirs, &[("identity/get", BODY)]).await;
     let mut other = config(&dirs, None);
     other.cassette = dirs.root.path().join("cassettes/empty");
     std::fs::create_dir_all(&other.cassette).unwrap();

@@ -299,6 +299,15 @@ pub fn config(dirs: &Dirs, fake: Option<&FakePlaid>) -> Config {
     config
 }
 
+/// Records `(endpoint, body)` requests through a fake Plaid into the test's cassette.
+pub async fn record_into(dirs: &Dirs, bodies: &[(&str, &str)]) {
+    let fake = FakePlaid::start().await;
+    let proxy = start(&config(dirs, Some(&fake)), Mode::Record).await;
+    for (endpoint, body) in bodies {
+        assert_eq!(plaid(&proxy, endpoint, body).await.outcome(), "recorded");
+    }
+    proxy.stop().await.unwrap();
+}
 /// Starts the proxy in-process.
 pub async fn start(config: &Config, mode: Mode) -> RunningServer {
     Server::bind(config, mode).await.expect("proxy starts").spawn()

@@ -10,19 +10,10 @@ use crate::support::*;
 const RECORDED: &str = r#"{"access_token":"access-sandbox-de3ce8ef-33f8-452c-a685-8671031fc0f6","options":{"account_ids":["acc_1","acc_2"]}}"#;
 const OTHER_IDS: &str = r#"{"access_token":"access-sandbox-de3ce8ef-33f8-452c-a685-8671031fc0f6","options":{"account_ids":["acc_1","acc_3"]}}"#;
 
-async fn record(dirs: &Dirs, bodies: &[(&str, &str)]) {
-    let fake = FakePlaid::start().await;
-    let proxy = start(&config(dirs, Some(&fake)), Mode::Record).await;
-    for (endpoint, body) in bodies {
-        assert_eq!(plaid(&proxy, endpoint, body).await.outcome(), "recorded");
-    }
-    proxy.stop().await.unwrap();
-}
-
 #[tokio::test]
 async fn a_miss_names_the_closest_recording_and_the_differing_fields_in_body_and_log() {
     let dirs = Dirs::new();
-    record(&dirs, &[("identity/get", RECORDED)]).await;
+    record_into(&dirs, &[("identity/get", RECORDED)]).await;
     let mut binary = Binary::start(&serve_args("replay", &dirs, None, &[]), &[], dirs.root.path());
     let base = binary.base_url();
     // No Plaid-Version, other account_ids.
@@ -88,7 +79,7 @@ async fn a_miss_names_the_closest_recording_and_the_differing_fields_in_body_and
 #[tokio::test]
 async fn the_summary_counts_the_session_and_the_report_is_json() {
     let dirs = Dirs::new();
-    record(&dirs, &[("identity/get", RECORDED), ("identity/get", OTHER_IDS)]).await;
+    record_into(&dirs, &[("identity/get", RECORDED), ("identity/get", OTHER_IDS)]).await;
     let report = dirs.root.path().join("report.json");
     let report_arg = report.display().to_string();
     let args = serve_args("replay", &dirs, None, &["--report", &report_arg]);
@@ -155,7 +146,7 @@ async fn record_mode_summarises_what_it_recorded() {
 fn strict_and_fail_on_unused_set_the_exit_code() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dirs = Dirs::new();
-    runtime.block_on(record(
+    runtime.block_on(record_into(
         &dirs,
         &[("identity/get", RECORDED), ("identity/get", OTHER_IDS)],
     ));
@@ -282,7 +273,7 @@ fn age_cassette(dirs: &Dirs) {
 #[tokio::test]
 async fn recordings_older_than_max_age_warn_at_start_and_fail_strict() {
     let dirs = Dirs::new();
-    record(&dirs, &[("identity/get", RECORDED)]).await;
+    record_into(&dirs, &[("identity/get", RECORDED)]).await;
     age_cassette(&dirs);
     let args = serve_args("replay", &dirs, None, &["--max-age", "30d"]);
     let mut binary = Binary::start(&args, &[], dirs.root.path());
@@ -323,7 +314,7 @@ async fn recordings_older_than_max_age_warn_at_start_and_fail_strict() {
 #[tokio::test]
 async fn ls_and_check_report_on_good_and_broken_cassettes() {
     let dirs = Dirs::new();
-    record(
+    record_into(
         &dirs,
         &[
             ("identity/get", RECORDED),

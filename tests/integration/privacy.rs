@@ -223,8 +223,9 @@ async fn a_record_session_writes_no_canary_to_store_cassette_or_logs_and_replays
         },
     );
     let dirs = Dirs::new();
-    let args = serve_args("record", &dirs, Some(&fake), &["--log-level", "trace"]);
-    let mut binary = Binary::start(&args, &[], dirs.root.path());
+    // RUST_LOG=trace: every library's logs (hyper, h2, rustls, sled), not just ours.
+    let args = serve_args("record", &dirs, Some(&fake), &[]);
+    let mut binary = Binary::start(&args, &[("RUST_LOG", "trace")], dirs.root.path());
     let base = binary.base_url();
     let headers = [
         ("content-type", "application/json"),

@@ -397,13 +397,15 @@ impl Binary {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for (k, v) in envs {
-            command.env(k, v);
-        }
+        // The developer's own settings and Plaid keys must not leak into tests; the test's own
+        // variables come after, so they win.
         command
             .env_remove("RUST_LOG")
             .env_remove("PLAID_CLIENT_ID")
             .env_remove("PLAID_SECRET");
+        for (k, v) in envs {
+            command.env(k, v);
+        }
         let mut child = command.spawn().expect("binary starts");
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().unwrap();

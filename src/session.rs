@@ -56,7 +56,10 @@ impl Tally {
     /// A request answered from the recording `index_key`.
     pub fn hit(&mut self, index_key: &str) {
         self.hits += 1;
-        self.used.insert(index_key.to_owned());
+        // The hot path: most hits repeat a key already counted, so skip the allocation.
+        if !self.used.contains(index_key) {
+            self.used.insert(index_key.to_owned());
+        }
     }
 
     /// A request with no recording.

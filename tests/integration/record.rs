@@ -367,13 +367,14 @@ async fn every_endpoint_goes_through_the_same_pipeline() {
 async fn shutdown_lets_an_in_flight_recording_finish_and_keeps_it() {
     let fake = FakePlaid::start().await;
     fake.delay(Duration::from_millis(700));
+    // The request must still be in flight (held by the delay) when the shutdown starts.
     let dirs = Dirs::new();
     let proxy = start(&config(&dirs, Some(&fake)), Mode::Record).await;
     let base = proxy.base_url();
     let in_flight =
         tokio::spawn(async move { send("POST", &format!("{base}/identity/get"), &CLIENT_HEADERS, WITHOUT_IDS).await });
     // Wait (bounded) until the request reached upstream, then shut down under it.
-    for _ in 0..100 {
+    for _ in 0..1000 {
         if fake.total_calls() > 0 {
             break;
         }

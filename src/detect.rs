@@ -40,7 +40,10 @@ struct Patterns {
     token: Regex,
 }
 
-// The patterns are literals checked by the unit tests below, so compiling them cannot fail.
+// The patterns are literals, so compiling them cannot fail once it has worked. That is checked
+// with the shipped binary's exact regex features by the integration tests that run the real
+// `plaid-vcr scan`/`redact` (unit tests alone are not enough: dev-dependencies can turn on regex
+// features the binary lacks, which once hid a missing `unicode-case`).
 static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
     Patterns {
     email: Regex::new(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}").expect("email pattern"),

@@ -207,16 +207,6 @@ impl Proxy {
         })
     }
 
-    /// The mode this proxy runs in.
-    pub fn mode(&self) -> Mode {
-        self.mode
-    }
-
-    /// The cassette this proxy reads and writes.
-    pub fn cassette(&self) -> &Cassette {
-        &self.cassette
-    }
-
     /// The working store.
     pub fn store(&self) -> &Store {
         &self.store

@@ -62,11 +62,6 @@ impl Server {
         format!("http://{}{PREFIX}", self.addr)
     }
 
-    /// The proxy this server answers with.
-    pub fn proxy(&self) -> &Arc<Proxy> {
-        &self.proxy
-    }
-
     /// Serves until `shutdown` completes, then drains connections (bounded by the shutdown
     /// timeout), flushes the store and returns the session summary.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<Summary, Error> {

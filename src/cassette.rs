@@ -119,11 +119,14 @@ impl Cassette {
     /// Reads and validates the interaction in `relative`; errors name the file.
     pub fn read(&self, relative: &Path) -> Result<Interaction, CassetteError> {
         let path = self.root.join(relative);
-        let bytes = fs::read(&path).map_err(|source| CassetteError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        let interaction = Interaction::from_file_bytes(&bytes).map_err(|source| CassetteError::Parse {
+        let bytes = fs::read(&path).map_err(|source| CassetteError::Read { path, source })?;
+        self.parse(relative, &bytes)
+    }
+
+    /// Parses and validates the bytes of the file at `relative`; errors name the file.
+    pub fn parse(&self, relative: &Path, bytes: &[u8]) -> Result<Interaction, CassetteError> {
+        let path = self.root.join(relative);
+        let interaction = Interaction::from_file_bytes(bytes).map_err(|source| CassetteError::Parse {
             path: path.clone(),
             source,
         })?;

@@ -97,6 +97,9 @@ pub fn check(dir: &Path, rules: &[Rule], scan_config: &ScanConfig) -> Result<Vec
     let mut problems = Vec::new();
     let mut owners: HashMap<String, PathBuf> = HashMap::new();
     let mut interactions: Vec<(PathBuf, Interaction)> = Vec::new();
+    // Each file is read once and serves both the validation and the leak scan.
+    let scanner = scan::Scanner::new(rules, scan_config);
+    let mut leaks = Vec::new();
     for relative in cassette.list_all()? {
         let problem = |p: String| Problem {
             file: relative.clone(),
@@ -109,7 +112,10 @@ pub fn check(dir: &Path, rules: &[Rule], scan_config: &ScanConfig) -> Result<Vec
             ));
             continue;
         }
-        match cassette.read(&relative) {
+        let path = dir.join(&relative);
+        let bytes = std::fs::read(&path).map_err(|source| CassetteError::Read { path, source })?;
+        leaks.extend(scanner.file(&relative, &bytes));
+        match cassette.parse(&relative, &bytes) {
             Err(e) => problems.push(problem(invalid_reason(&e))),
             Ok(i) => {
                 let expected = Cassette::path_of(&i);
@@ -134,7 +140,7 @@ pub fn check(dir: &Path, rules: &[Rule], scan_config: &ScanConfig) -> Result<Vec
             });
         }
     }
-    for finding in scan::scan_dir(dir, rules, scan_config)?.findings {
+    for finding in leaks {
         problems.push(Problem {
             file: finding.file,
             problem: format!("leak: {}: {}: {}", finding.path, finding.detector, finding.value),

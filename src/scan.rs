@@ -62,33 +62,55 @@ const CREDENTIAL_KEYS: [&str; 5] = [
 pub fn scan_dir(dir: &Path, rules: &[Rule], config: &ScanConfig) -> Result<ScanReport, CassetteError> {
     let cassette = Cassette::new(dir);
     cassette.require_exists()?;
-    let allow_paths: Vec<Rule> = config.allow_paths.iter().map(|p| Rule::matcher(p)).collect();
+    let scanner = Scanner::new(rules, config);
     let mut report = ScanReport::default();
     for relative in cassette.list()? {
         let path = dir.join(&relative);
-        let bytes = std::fs::read(&path).map_err(|source| CassetteError::Read {
-            path: path.clone(),
-            source,
-        })?;
+        let bytes = std::fs::read(&path).map_err(|source| CassetteError::Read { path, source })?;
         report.files_scanned += 1;
-        let mut scanner = FileScan {
-            file: &relative,
-            rules,
-            config,
-            allow_paths: &allow_paths,
-            findings: Vec::new(),
-        };
-        match serde_json::from_slice::<Value>(&bytes) {
-            Ok(value) => scanner.scan_file(&value),
-            Err(_) => {
-                let text = String::from_utf8_lossy(&bytes);
-                scanner.report("-", "not-json", &text);
-                scanner.text("-", &text);
-            }
-        }
-        report.findings.extend(scanner.findings);
+        report.findings.extend(scanner.file(&relative, &bytes));
     }
     Ok(report)
+}
+
+/// Scans files already read: what `scan_dir` does per file, for callers (such as `check`)
+/// that read the bytes themselves.
+pub struct Scanner<'a> {
+    rules: &'a [Rule],
+    config: &'a ScanConfig,
+    allow_paths: Vec<Rule>,
+}
+
+impl<'a> Scanner<'a> {
+    /// A scanner with the redaction rules (for known personal-data paths) and the allowlist.
+    pub fn new(rules: &'a [Rule], config: &'a ScanConfig) -> Self {
+        let allow_paths = config.allow_paths.iter().map(|p| Rule::matcher(p)).collect();
+        Scanner {
+            rules,
+            config,
+            allow_paths,
+        }
+    }
+
+    /// The findings in one file's bytes; `relative` names the file in them.
+    pub fn file(&self, relative: &Path, bytes: &[u8]) -> Vec<Finding> {
+        let mut scan = FileScan {
+            file: relative,
+            rules: self.rules,
+            config: self.config,
+            allow_paths: &self.allow_paths,
+            findings: Vec::new(),
+        };
+        match serde_json::from_slice::<Value>(bytes) {
+            Ok(value) => scan.scan_file(&value),
+            Err(_) => {
+                let text = String::from_utf8_lossy(bytes);
+                scan.report("-", "not-json", &text);
+                scan.text("-", &text);
+            }
+        }
+        scan.findings
+    }
 }
 
 struct FileScan<'a> {

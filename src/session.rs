@@ -74,15 +74,15 @@ impl Tally {
 
     /// A request forwarded and recorded as `index_key`.
     pub fn recorded(&mut self, endpoint: &str, index_key: &str) {
-        self.used.insert(index_key.to_owned());
-        let entry = Entry {
-            endpoint: endpoint.into(),
-            key: index_key.into(),
-            file: None,
-            recorded_at: None,
-        };
-        if !self.recorded.contains(&entry) {
-            self.recorded.push(entry);
+        // A recording is never also a hit in the same run (a hit means it already existed),
+        // so `used` tells whether this key was recorded before: re-recording counts once.
+        if self.used.insert(index_key.to_owned()) {
+            self.recorded.push(Entry {
+                endpoint: endpoint.into(),
+                key: index_key.into(),
+                file: None,
+                recorded_at: None,
+            });
         }
     }
 

@@ -33,6 +33,10 @@ pub enum CassetteError {
     },
     #[error("cannot write cassette file {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
+    #[error("cassette {0} is being recorded by another plaid-vcr process; stop it or pass --cassette DIR")]
+    Busy(PathBuf),
+    #[error("cannot lock cassette directory {path}: {source}")]
+    Lock { path: PathBuf, source: std::io::Error },
 }
 
 /// A cassette directory.
@@ -50,6 +54,24 @@ impl Cassette {
     /// The directory this cassette lives in.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Takes an exclusive OS lock on the directory itself for as long as the returned file is
+    /// open, so two recording processes (even with different stores) never write the same
+    /// cassette. Nothing is written into the directory; the OS releases the lock when the
+    /// process exits, even on `kill -9`.
+    pub fn lock(&self) -> Result<fs::File, CassetteError> {
+        let lock_err = |source| CassetteError::Lock {
+            path: self.root.clone(),
+            source,
+        };
+        // A directory opened read-only can carry a flock on unix.
+        let dir = fs::File::open(&self.root).map_err(lock_err)?;
+        match dir.try_lock() {
+            Ok(()) => Ok(dir),
+            Err(fs::TryLockError::WouldBlock) => Err(CassetteError::Busy(self.root.clone())),
+            Err(fs::TryLockError::Error(source)) => Err(lock_err(source)),
+        }
     }
 
     /// Fails with [`CassetteError::Missing`] unless the directory exists.
@@ -202,12 +224,37 @@ impl Cassette {
 /// Writes `bytes` to `path` via a temp file in the same directory: fsync the file, rename it
 /// over `path`, fsync the directory so the rename itself survives a power loss.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CassetteError> {
+    let created = stage(path, bytes)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    sync_dir(dir).map_err(|source| CassetteError::Write {
+        path: path.to_owned(),
+        source,
+    })?;
+    if let Some(parent) = created.as_deref().and_then(Path::parent) {
+        sync_dir(parent).map_err(|source| CassetteError::Write {
+            path: path.to_owned(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// The first half of [`write_atomic`], for a writer that syncs directories once per batch:
+/// writes `bytes` to a temp file next to `path`, fsyncs it and renames it over `path`. The
+/// file is whole (old or new, never half) but the rename is durable only once the directory
+/// is synced. Returns the directory it had to create, if any: its parent needs a sync too.
+pub fn stage(path: &Path, bytes: &[u8]) -> Result<Option<PathBuf>, CassetteError> {
     let err = |source| CassetteError::Write {
         path: path.to_owned(),
         source,
     };
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(err)?;
+    let created = if dir.is_dir() {
+        None
+    } else {
+        fs::create_dir_all(dir).map_err(err)?;
+        Some(dir.to_owned())
+    };
     // The leading dot keeps a leftover temp file (after a crash) out of `Cassette::list`.
     let mut builder = tempfile::Builder::new();
     builder.prefix(".plaid-vcr-").suffix(".tmp");
@@ -219,17 +266,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CassetteError> {
     tmp.write_all(bytes).map_err(err)?;
     tmp.as_file().sync_all().map_err(err)?;
     tmp.persist(path).map_err(|e| err(e.error))?;
-    sync_dir(dir).map_err(err)?;
-    Ok(())
+    Ok(created)
 }
 
+/// Makes the entries of `dir` (renames, new files) durable.
 #[cfg(unix)]
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> std::io::Result<()> {
+pub fn sync_dir(_dir: &Path) -> std::io::Result<()> {
     // Directories cannot be opened for syncing on this platform; the rename is still atomic.
     Ok(())
 }

@@ -176,6 +176,16 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE", env = "PLAID_VCR_REPORT")]
     pub report: Option<PathBuf>,
 
+    /// Time a client gets to send a request head and body, and may stay idle between requests,
+    /// before its connection is closed (a late body gets 408), e.g. 30s [default: 30s]
+    #[arg(long, value_name = "DURATION", env = "PLAID_VCR_CLIENT_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub client_timeout: Option<Duration>,
+
+    /// Most client connections open at once; past it the longest-idle one is closed to make
+    /// room [default: 1024]
+    #[arg(long, value_name = "N", env = "PLAID_VCR_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
     /// Time in-flight requests get to finish after SIGINT/SIGTERM [default: 10s]
     #[arg(long, value_name = "DURATION", env = "PLAID_VCR_SHUTDOWN_TIMEOUT", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Option<Duration>,

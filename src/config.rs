@@ -89,6 +89,11 @@ pub struct Config {
     pub response_timeout: Duration,
     /// How long in-flight requests may take to finish at shutdown.
     pub shutdown_timeout: Duration,
+    /// How long a client may take to send a request head or body, and stay idle between
+    /// requests, before its connection is closed.
+    pub client_timeout: Duration,
+    /// Most connections open at once; past it the longest-idle one is closed for a new one.
+    pub max_connections: usize,
     /// Log level for plaid-vcr's own logs.
     pub log_level: String,
     /// `--no-redact`: store tokens and personal data as received (debugging only).
@@ -121,6 +126,8 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(10),
             response_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(10),
+            client_timeout: Duration::from_secs(30),
+            max_connections: 1024,
             log_level: "info".into(),
             no_redact: false,
             redact: RedactConfig::default(),
@@ -147,6 +154,8 @@ struct FileConfig {
     connect_timeout: Option<String>,
     response_timeout: Option<String>,
     shutdown_timeout: Option<String>,
+    client_timeout: Option<String>,
+    max_connections: Option<usize>,
     log_level: Option<String>,
     redact: Option<RedactConfig>,
     scan: Option<ScanConfig>,
@@ -189,6 +198,12 @@ impl Config {
                 .unwrap_or(defaults.response_timeout),
             shutdown_timeout: pick_duration(args.shutdown_timeout, file.shutdown_timeout, "shutdown_timeout")?
                 .unwrap_or(defaults.shutdown_timeout),
+            client_timeout: pick_duration(args.client_timeout, file.client_timeout, "client_timeout")?
+                .unwrap_or(defaults.client_timeout),
+            max_connections: args
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(defaults.max_connections),
             log_level: args.log_level.clone().or(file.log_level).unwrap_or(defaults.log_level),
             no_redact: args.no_redact,
             redact: file.redact.unwrap_or_default(),
@@ -210,9 +225,16 @@ impl Config {
                 message: "must be greater than 0".into(),
             });
         }
+        if self.max_connections == 0 {
+            return Err(ConfigError::Invalid {
+                key: "max_connections",
+                message: "must be greater than 0".into(),
+            });
+        }
         for (key, d) in [
             ("connect_timeout", self.connect_timeout),
             ("response_timeout", self.response_timeout),
+            ("client_timeout", self.client_timeout),
         ] {
             if d.is_zero() {
                 return Err(ConfigError::Invalid {

@@ -128,7 +128,7 @@ impl ApiError {
                 map.insert((*name).into(), value.clone());
             }
         }
-        let mut bytes = serde_json::to_vec_pretty(&body).unwrap_or_default();
+        let mut bytes = serde_json::to_vec_pretty(&body).expect("a serde_json::Value always serializes to a Vec");
         bytes.push(b'\n');
         Bytes::from(bytes)
     }

@@ -134,9 +134,10 @@ impl Interaction {
     /// The file form: pretty-printed, keys sorted, trailing newline. Deterministic.
     pub fn to_file_bytes(&self) -> Vec<u8> {
         // Going through `Value` sorts the struct's own fields along with the bodies' keys.
-        // Serializing plain data with string keys cannot fail.
-        let value = serde_json::to_value(self).unwrap_or(Value::Null);
-        let mut bytes = serde_json::to_vec_pretty(&value).unwrap_or_default();
+        // No fallback: an empty or `null` file would be written as if it were a recording.
+        let value = serde_json::to_value(self)
+            .expect("an Interaction is strings, numbers and JSON values with string keys: it always serializes");
+        let mut bytes = serde_json::to_vec_pretty(&value).expect("a serde_json::Value always serializes to a Vec");
         bytes.push(b'\n');
         bytes
     }
@@ -169,7 +170,8 @@ impl Interaction {
     /// The answer replay serves: the body pretty-printed (2 spaces, sorted keys, no trailing
     /// newline), which is how Plaid itself formats its answers.
     pub fn answer(&self) -> Answer {
-        let body = serde_json::to_vec_pretty(&self.response.body).unwrap_or_default();
+        let body =
+            serde_json::to_vec_pretty(&self.response.body).expect("a serde_json::Value always serializes to a Vec");
         Answer {
             status: self.response.status,
             content_type: self.response.content_type.clone(),

@@ -57,8 +57,9 @@ pub fn canonical(endpoint: &str, plaid_version: Option<&str>, body: &Map<String,
 /// The key: lowercase hex SHA-256 of the compact serialization of [`canonical`].
 pub fn compute(endpoint: &str, plaid_version: Option<&str>, body: &Map<String, Value>) -> String {
     let canonical = canonical(endpoint, plaid_version, body);
-    // Serializing a `Value` to a Vec cannot fail: all map keys are strings.
-    let bytes = serde_json::to_vec(&canonical).unwrap_or_default();
+    // A fallback here would give every request the same key, so no fallback: a `Value`'s map
+    // keys are strings and writing to a Vec has no I/O error, so serialization cannot fail.
+    let bytes = serde_json::to_vec(&canonical).expect("a serde_json::Value always serializes to a Vec");
     hex(&Sha256::digest(&bytes))
 }
 

@@ -41,6 +41,7 @@
 pub mod cassette;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod detect;
 pub mod diff;
 pub mod error;
@@ -56,6 +57,7 @@ pub mod server;
 pub mod session;
 pub mod store;
 pub mod upstream;
+pub mod writer;
 
 pub use config::Config;
 pub use error::Error;

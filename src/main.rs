@@ -183,7 +183,11 @@ fn scan_dir(args: &ScanArgs) -> Result<ExitCode, Error> {
     let mut stdout = std::io::stdout().lock();
     match args.format {
         Format::Text => write!(stdout, "{}", scan::render_text(&args.dir, &report))?,
-        Format::Json => writeln!(stdout, "{}", serde_json::to_string_pretty(&report).unwrap_or_default())?,
+        Format::Json => writeln!(
+            stdout,
+            "{}",
+            serde_json::to_string_pretty(&report).expect("a scan report is strings and numbers: it always serializes")
+        )?,
     }
     Ok(verdict(report.findings.is_empty()))
 }

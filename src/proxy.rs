@@ -5,8 +5,9 @@
 //! output of [`Redactor`] is keyed or written. Logs carry mode, endpoint, outcome, status,
 //! latency and key prefix; never bodies, credentials or tokens.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
@@ -14,6 +15,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use serde_json::{Map, Value};
+use tokio::sync::watch;
 
 use crate::cassette::Cassette;
 use crate::config::Config;
@@ -26,6 +28,7 @@ use crate::redact::Redactor;
 use crate::session::{Summary, Tally};
 use crate::store::Store;
 use crate::upstream::{Upstream, UpstreamError};
+use crate::writer::Writer;
 
 /// Path prefix under which Plaid endpoints are served.
 pub const PREFIX: &str = "/plaid-compatible";
@@ -105,24 +108,53 @@ struct PlaidRequest {
     key: String,
 }
 
-/// The answer to one request plus what to log about it.
+/// The answer to one request plus what to log about it. Cloneable, so that concurrent
+/// identical misses in `replay --record-missing` can share one upstream answer.
+#[derive(Debug, Clone)]
 struct Handled {
     outcome: Outcome,
     endpoint: Option<String>,
     key: Option<String>,
     /// The recording answered from or written (its index key), for the session tally.
     used: Option<String>,
-    response: Response<Full<Bytes>>,
+    response: Reply,
 }
+
+/// An HTTP answer before it becomes a hyper response: status, headers, body bytes.
+#[derive(Debug, Clone)]
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Reply {
+    fn into_response(self) -> Response<Full<Bytes>> {
+        let mut response = Response::new(Full::new(self.body));
+        *response.status_mut() = self.status;
+        *response.headers_mut() = self.headers;
+        response
+    }
+}
+
+/// A recording of a miss in progress, which identical misses wait on instead of calling
+/// upstream again: `None` until the one upstream exchange is answered.
+type Flight = watch::Receiver<Option<Arc<Handled>>>;
 
 /// The proxy: mode, cassette, store, upstream and redactor shared by all connections.
 pub struct Proxy {
     mode: Mode,
     cassette: Cassette,
-    store: Store,
+    store: Arc<Store>,
     upstream: Option<Upstream>,
+    /// The one durable writer, in the modes that record.
+    writer: Option<Writer>,
+    /// The OS lock on the cassette directory, held while recording (see [`Cassette::lock`]).
+    _cassette_lock: Option<std::fs::File>,
+    /// Misses being recorded in `replay --record-missing`, by index key (single-flight).
+    flights: Mutex<HashMap<String, Flight>>,
     redactor: Redactor,
-    tally: std::sync::Mutex<Tally>,
+    tally: Mutex<Tally>,
     /// The settings the pipeline reads per request (body limit, sequences, credentials, …).
     config: Config,
 }
@@ -141,14 +173,16 @@ impl Proxy {
     /// upstream client. Replay requires the cassette directory to exist; recording creates it.
     pub fn open(config: &Config, mode: Mode) -> Result<Proxy, Error> {
         let cassette = Cassette::new(&config.cassette);
-        if mode.uses_upstream() {
+        let cassette_lock = if mode.uses_upstream() {
             std::fs::create_dir_all(cassette.root()).map_err(|source| crate::cassette::CassetteError::Write {
                 path: cassette.root().to_owned(),
                 source,
             })?;
+            Some(cassette.lock()?)
         } else {
             cassette.require_exists()?;
-        }
+            None
+        };
         let upstream = if mode.uses_upstream() {
             Some(Upstream::new(
                 &config.upstream,
@@ -159,7 +193,7 @@ impl Proxy {
         } else {
             None
         };
-        let store = Store::open(&config.store, cassette.root())?;
+        let store = Arc::new(Store::open(&config.store, cassette.root())?);
         let redactor = if config.no_redact {
             tracing::warn!(
                 "--no-redact: tokens and personal data will be written to {} as received; do not commit these files \
@@ -184,6 +218,11 @@ impl Proxy {
             removed = report.removed,
             "cassette loaded"
         );
+        let writer = if mode.uses_upstream() {
+            Some(Writer::start(cassette.clone(), store.clone())?)
+        } else {
+            None
+        };
         if let Some(max_age) = config.max_age {
             let recordings = store.recorded()?;
             let stale = crate::session::stale(&recordings, Some(max_age), SystemTime::now());
@@ -201,8 +240,11 @@ impl Proxy {
             cassette,
             store,
             upstream,
+            writer,
+            _cassette_lock: cassette_lock,
+            flights: Mutex::new(HashMap::new()),
             redactor,
-            tally: std::sync::Mutex::new(Tally::default()),
+            tally: Mutex::new(Tally::default()),
             config: config.clone(),
         })
     }
@@ -210,6 +252,16 @@ impl Proxy {
     /// The working store.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Stops recording: the writer finishes what is queued, then the store is flushed.
+    /// Blocking (it waits for fsyncs): call it from a blocking context.
+    pub fn close(&self) -> Result<(), Error> {
+        if let Some(writer) = &self.writer {
+            writer.close()?;
+        }
+        self.store.flush()?;
+        Ok(())
     }
 
     /// Answers one HTTP request. Never panics on input and always answers: every failure
@@ -221,7 +273,7 @@ impl Proxy {
     {
         let started = Instant::now();
         let handled = self.route(request).await;
-        let status = handled.response.status().as_u16();
+        let status = handled.response.status.as_u16();
         let latency = started.elapsed();
         let endpoint = handled.endpoint.as_deref().unwrap_or("-");
         let key = handled.key.as_deref().map(key::prefix).unwrap_or("-");
@@ -244,7 +296,7 @@ impl Proxy {
         } else {
             tracing::info!(mode = %self.mode, endpoint, outcome, status, ?latency, key, "request");
         }
-        let mut response = handled.response;
+        let mut response = handled.response.into_response();
         response
             .headers_mut()
             .insert(OUTCOME_HEADER, HeaderValue::from_static(outcome));
@@ -254,7 +306,7 @@ impl Proxy {
         response
     }
 
-    async fn route<B>(&self, request: Request<B>) -> Handled
+    async fn route<B>(self: &Arc<Self>, request: Request<B>) -> Handled
     where
         B: hyper::body::Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
@@ -290,9 +342,21 @@ impl Proxy {
                 response: method_not_allowed("POST"),
             };
         }
+        let http1 = request.version() < http::Version::HTTP_2;
         match self.parse(endpoint.clone(), request).await {
             Ok(parsed) => self.dispatch(parsed).await,
-            Err(err) => error(err, Some(endpoint), None),
+            Err(err) => {
+                let timed_out = err.error_code == CLIENT_TIMEOUT;
+                let mut handled = error(err, Some(endpoint), None);
+                if timed_out && http1 {
+                    // The rest of the body may still trickle in; the connection is not reusable.
+                    handled
+                        .response
+                        .headers
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                handled
+            }
         }
     }
 
@@ -319,10 +383,28 @@ impl Proxy {
         if declared.is_some_and(|len| len > self.config.max_body_bytes as u64) {
             return Err(too_large());
         }
-        let raw_body = match Limited::new(body, self.config.max_body_bytes).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) if e.is::<LengthLimitError>() => return Err(too_large()),
-            Err(_) => return Err(invalid_body("the request body could not be read")),
+        // A client that sent its head but stalls on the body must not hold the request open.
+        let collected = tokio::time::timeout(
+            self.config.client_timeout,
+            Limited::new(body, self.config.max_body_bytes).collect(),
+        )
+        .await;
+        let raw_body = match collected {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(e)) if e.is::<LengthLimitError>() => return Err(too_large()),
+            Ok(Err(_)) => return Err(invalid_body("the request body could not be read")),
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    INVALID_REQUEST,
+                    CLIENT_TIMEOUT,
+                    format!(
+                        "the request body did not arrive within {}",
+                        humantime::format_duration(self.config.client_timeout)
+                    ),
+                )
+                .with_hint("send the whole body promptly, or raise client_timeout / --client-timeout"))
+            }
         };
 
         match parts
@@ -408,7 +490,7 @@ impl Proxy {
     }
 
     /// The one place the mode decides what happens.
-    async fn dispatch(&self, request: PlaidRequest) -> Handled {
+    async fn dispatch(self: &Arc<Self>, request: PlaidRequest) -> Handled {
         // Without --sequences every occurrence of a request is step 1: one answer per key.
         let step = if self.config.sequences {
             self.tally().next_step(&request.key)
@@ -461,7 +543,7 @@ impl Proxy {
                 key: Some(request.key),
                 response: answer_response(&answer),
             },
-            None if self.mode == Mode::ReplayRecordMissing => self.record(request, step).await,
+            None if self.mode == Mode::ReplayRecordMissing => self.record_once(request, step).await,
             None => self.miss(request),
         }
     }
@@ -474,7 +556,11 @@ impl Proxy {
             request.plaid_version.as_deref(),
             &request.stored_body,
         );
-        let recordings = self.store.recorded().unwrap_or_default();
+        // A store that cannot be read must not read as "nothing recorded".
+        let recordings = match self.store.recorded() {
+            Ok(recordings) => recordings,
+            Err(e) => return error(store_error(&e), Some(request.endpoint), Some(request.key)),
+        };
         let closest = diff::closest(
             &recordings,
             &request.endpoint,
@@ -549,14 +635,76 @@ impl Proxy {
 
     /// This run's tally; a poisoned lock (a panic elsewhere mid-update) still holds counts.
     fn tally(&self) -> std::sync::MutexGuard<'_, Tally> {
-        self.tally.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.tally.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The session summary so far: counts, misses, new recordings, unused and stale ones.
-    pub fn summary(&self) -> Summary {
-        let recordings = self.store.recorded().unwrap_or_default();
-        self.tally()
-            .summary(&self.mode.to_string(), &recordings, self.config.max_age)
+    /// Fails if the store cannot be read: "unused" must never be computed from nothing.
+    pub fn summary(&self) -> Result<Summary, Error> {
+        let recordings = self.store.recorded()?;
+        Ok(self
+            .tally()
+            .summary(&self.mode.to_string(), &recordings, self.config.max_age))
+    }
+
+    /// Records a miss in `replay --record-missing` with single-flight: identical misses that
+    /// arrive while one is being recorded wait for it and share its answer, so upstream is
+    /// called once and the recording is written once. The exchange runs on its own task, so
+    /// it completes (and is recorded) even if the client that started it goes away.
+    async fn record_once(self: &Arc<Self>, request: PlaidRequest, step: u32) -> Handled {
+        let index = index_key(&request.key, step);
+        let mut flight = {
+            let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
+            match flights.get(&index) {
+                Some(flight) => {
+                    tracing::debug!(endpoint = %request.endpoint, key = key::prefix(&request.key), "joining a recording in flight");
+                    flight.clone()
+                }
+                None => {
+                    let (tx, rx) = watch::channel(None);
+                    flights.insert(index.clone(), rx.clone());
+                    let proxy = self.clone();
+                    tokio::spawn(async move {
+                        // Removes the flight however this task ends, so a panic cannot leave
+                        // later requests waiting on an answer that never comes.
+                        let _landed = Landed {
+                            proxy: &proxy,
+                            index: &index,
+                        };
+                        // A recording may have landed between our lookup and this flight.
+                        let handled = match proxy.store.get(&index) {
+                            Ok(Some(answer)) => Handled {
+                                outcome: Outcome::Hit,
+                                used: Some(index.clone()),
+                                endpoint: Some(request.endpoint),
+                                key: Some(request.key),
+                                response: answer_response(&answer),
+                            },
+                            Ok(None) => proxy.record(request, step).await,
+                            Err(e) => error(store_error(&e), Some(request.endpoint), Some(request.key)),
+                        };
+                        let _ = tx.send(Some(Arc::new(handled)));
+                    });
+                    rx
+                }
+            }
+        };
+        let landed = flight.wait_for(Option::is_some).await.map(|answer| answer.clone());
+        match landed {
+            Ok(answer) => answer
+                .as_deref()
+                .cloned()
+                .expect("wait_for(Option::is_some) returns only once the value is Some"),
+            Err(_) => {
+                let err = ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    API_ERROR,
+                    "PLAID_VCR_STORE_ERROR",
+                    "recording this request failed unexpectedly (see plaid-vcr's log)",
+                );
+                error(err, None, None)
+            }
+        }
     }
 
     /// Forwards upstream; records 2xx/4xx JSON answers durably before answering the client.
@@ -585,11 +733,16 @@ impl Proxy {
         };
         let status = answer.status;
         let content_type = answer.content_type.clone().unwrap_or_else(|| "application/json".into());
-        let passthrough = Response::builder()
-            .status(status)
-            .header(header::CONTENT_TYPE, content_type.as_str())
-            .body(Full::new(answer.body.clone()))
-            .unwrap_or_else(|_| Response::new(Full::new(answer.body.clone())));
+        let mut passthrough = Reply {
+            status,
+            headers: HeaderMap::new(),
+            body: answer.body.clone(),
+        };
+        // Upstream's header value came off the wire as a valid header; one that is not valid
+        // text is answered without a Content-Type rather than with an invented one.
+        if let Ok(ct) = HeaderValue::from_str(&content_type) {
+            passthrough.headers.insert(header::CONTENT_TYPE, ct);
+        }
 
         let recordable = (status.is_success() || status.is_client_error()) && status != StatusCode::TOO_MANY_REQUESTS;
         let parsed = if recordable {
@@ -637,23 +790,34 @@ impl Proxy {
         }
     }
 
-    /// Cassette file (fsynced, renamed) then store (flushed): both durable before we answer.
+    /// Hands the interaction to the writer and waits until the cassette file and the store
+    /// are durable (see [`crate::writer`]): only then does the client get its answer.
     async fn persist(&self, interaction: Interaction) -> Result<(), crate::store::StoreError> {
-        let cassette = self.cassette.clone();
-        let (interaction, written) = tokio::task::spawn_blocking(move || {
-            let written = cassette.write(&interaction);
-            (interaction, written)
-        })
-        .await
-        // Only a panic inside the write can fail the join; report it as a failed write.
-        .map_err(|e| crate::cassette::CassetteError::Write {
-            path: self.cassette.root().to_owned(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        let relative = written?;
-        self.store.record(&self.cassette, &relative, &interaction).await
+        // Recording modes always start a writer (see `Proxy::open`); without one, nothing
+        // could be made durable, and saying so beats pretending.
+        let writer = self.writer.as_ref().ok_or(crate::store::StoreError::Closed)?;
+        writer.commit(interaction).await.map(drop)
     }
 }
+
+/// Removes a finished flight from [`Proxy::flights`] when dropped.
+struct Landed<'a> {
+    proxy: &'a Proxy,
+    index: &'a str,
+}
+
+impl Drop for Landed<'_> {
+    fn drop(&mut self) {
+        self.proxy
+            .flights
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(self.index);
+    }
+}
+
+/// The error code of a request whose body did not arrive within `client_timeout`.
+const CLIENT_TIMEOUT: &str = "PLAID_VCR_CLIENT_TIMEOUT";
 
 /// The endpoint named by a request path, if it is one: `/plaid-compatible/identity/get` and
 /// `/plaid-compatible//identity/get` (clients whose base path ends in `/`) give `identity/get`.
@@ -720,31 +884,34 @@ fn error(err: ApiError, endpoint: Option<String>, key: Option<String>) -> Handle
     }
 }
 
-fn api_error_response(err: &ApiError) -> Response<Full<Bytes>> {
+fn api_error_response(err: &ApiError) -> Reply {
     json_response(err.status, err.body())
 }
 
-fn answer_response(answer: &Answer) -> Response<Full<Bytes>> {
+fn answer_response(answer: &Answer) -> Reply {
+    // Statuses are validated when a cassette file is loaded (100..=599).
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = Response::new(Full::new(answer.body.clone()));
-    *response.status_mut() = status;
+    let mut headers = HeaderMap::new();
     if let Ok(ct) = HeaderValue::from_str(&answer.content_type) {
-        response.headers_mut().insert(header::CONTENT_TYPE, ct);
+        headers.insert(header::CONTENT_TYPE, ct);
     }
-    response
+    Reply {
+        status,
+        headers,
+        body: answer.body.clone(),
+    }
 }
 
-fn json_response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
+fn json_response(status: StatusCode, body: Bytes) -> Reply {
+    let mut headers = HeaderMap::new();
+    headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json; charset=utf-8"),
     );
-    response
+    Reply { status, headers, body }
 }
 
-fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
+fn method_not_allowed(allow: &'static str) -> Reply {
     let err = ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         INVALID_REQUEST,
@@ -752,9 +919,7 @@ fn method_not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
         format!("this path only accepts {allow}"),
     );
     let mut response = api_error_response(&err);
-    response
-        .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response.headers.insert(header::ALLOW, HeaderValue::from_static(allow));
     response
 }
 

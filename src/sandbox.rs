@@ -32,6 +32,11 @@ pub enum SandboxError {
     },
     #[error("{endpoint} failed: {reason}")]
     Transport { endpoint: &'static str, reason: String },
+    #[error("{endpoint} answered without a {field}; check that --upstream points at Plaid's sandbox")]
+    NoToken {
+        endpoint: &'static str,
+        field: &'static str,
+    },
 }
 
 /// What the flow produced.
@@ -55,14 +60,14 @@ pub async fn sandbox_token(config: &Config, institution: &str, products: &[Strin
     let flow = async {
         let create = json!({"institution_id": institution, "initial_products": products});
         let created = post(&base, "sandbox/public_token/create", &create).await?;
-        let public_token = created["public_token"].as_str().unwrap_or_default().to_owned();
+        let public_token = token_in(&created, "sandbox/public_token/create", "public_token")?;
         let exchanged = post(
             &base,
             "item/public_token/exchange",
             &json!({ "public_token": public_token }),
         )
         .await?;
-        let access_token = exchanged["access_token"].as_str().unwrap_or_default().to_owned();
+        let access_token = token_in(&exchanged, "item/public_token/exchange", "access_token")?;
         Ok::<_, Error>(access_token)
     };
     let result = flow.await;
@@ -74,6 +79,15 @@ pub async fn sandbox_token(config: &Config, institution: &str, products: &[Strin
         access_token: Secret::new(access_token),
         pseudonym,
     })
+}
+
+/// The non-empty string `field` of an answer; an empty token printed as if it worked would
+/// send the user off recording with nothing.
+fn token_in(answer: &Value, endpoint: &'static str, field: &'static str) -> Result<String, SandboxError> {
+    match answer.get(field).and_then(Value::as_str) {
+        Some(token) if !token.is_empty() => Ok(token.to_owned()),
+        _ => Err(SandboxError::NoToken { endpoint, field }),
+    }
 }
 
 /// POSTs `body` without credentials (the proxy adds the configured ones) and returns the JSON

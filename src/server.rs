@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
+use crate::connections::{AcceptErrors, Admission, Connections};
 use crate::error::Error;
 use crate::proxy::{Mode, Proxy, PREFIX};
 use crate::session::Summary;
@@ -26,6 +27,7 @@ use crate::session::Summary;
 pub struct Server {
     listener: TcpListener,
     proxy: Arc<Proxy>,
+    connections: Arc<Connections>,
     addr: SocketAddr,
     shutdown_timeout: Duration,
 }
@@ -38,17 +40,18 @@ impl Server {
             addr: config.listen,
             source,
         })?;
-        Server::from_listener(listener, proxy, config.shutdown_timeout)
+        Server::from_listener(listener, proxy, config)
     }
 
     /// A server on an already bound listener.
-    pub fn from_listener(listener: TcpListener, proxy: Proxy, shutdown_timeout: Duration) -> Result<Server, Error> {
+    pub fn from_listener(listener: TcpListener, proxy: Proxy, config: &Config) -> Result<Server, Error> {
         let addr = listener.local_addr()?;
         Ok(Server {
             listener,
             proxy: Arc::new(proxy),
+            connections: Arc::new(Connections::new(config.max_connections, config.client_timeout)),
             addr,
-            shutdown_timeout,
+            shutdown_timeout: config.shutdown_timeout,
         })
     }
 
@@ -63,16 +66,19 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then drains connections (bounded by the shutdown
-    /// timeout), flushes the store and returns the session summary.
+    /// timeout), lets the writer finish, flushes the store and returns the session summary.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<Summary, Error> {
         let Server {
             listener,
             proxy,
+            connections,
             shutdown_timeout,
             ..
         } = self;
         let builder = auto::Builder::new(TokioExecutor::new());
         let graceful = GracefulShutdown::new();
+        let mut accept_errors = AcceptErrors::default();
+        let mut refusals = AcceptErrors::default();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -80,24 +86,51 @@ impl Server {
                     let (stream, peer) = match accepted {
                         Ok(conn) => conn,
                         Err(e) => {
-                            // Out of file descriptors and the like: keep serving, but do not spin.
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            // Out of file descriptors and the like: keep serving, but do not
+                            // spin and do not flood the log.
+                            let pause = accept_errors.failed("accept failed", &e);
+                            tokio::time::sleep(pause).await;
+                            continue;
+                        }
+                    };
+                    accept_errors.succeeded();
+                    let connection = match connections.admit() {
+                        Admission::Admitted(connection) => connection,
+                        Admission::Refused => {
+                            // Dropping the stream closes it: every open connection is busy.
+                            refusals.failed(
+                                "connection refused: max_connections reached and every connection has a request in flight",
+                                &format_args!("{} open", connections.len()),
+                            );
                             continue;
                         }
                     };
                     let _ = stream.set_nodelay(true);
                     let proxy = proxy.clone();
+                    let service_connection = connection.clone();
                     let service = service_fn(move |request| {
                         let proxy = proxy.clone();
-                        async move { Ok::<_, std::convert::Infallible>(proxy.handle(request).await) }
-                    });
-                    let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                    let connection = graceful.watch(connection);
-                    tokio::spawn(async move {
-                        if let Err(e) = connection.await {
-                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        let busy = service_connection.busy();
+                        async move {
+                            let response = proxy.handle(request).await;
+                            drop(busy);
+                            Ok::<_, std::convert::Infallible>(response)
                         }
+                    });
+                    let served = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                    let served = graceful.watch(served);
+                    let connections = connections.clone();
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            result = served => if let Err(e) = result {
+                                tracing::debug!(%peer, error = %e, "connection ended with an error");
+                            },
+                            () = connection.watchdog(connections.idle_timeout()) => {
+                                // Dropping the connection closes the socket.
+                                tracing::debug!(%peer, "closing an idle connection");
+                            }
+                        }
+                        connections.release(&connection);
                     });
                 }
                 () = &mut shutdown => break,
@@ -111,9 +144,13 @@ impl Server {
         {
             tracing::warn!(timeout = ?shutdown_timeout, "in-flight requests did not finish in time; closing them");
         }
-        proxy.store().flush()?;
+        // The writer finishes what is queued (fsyncs: off the runtime's workers).
+        let closing = proxy.clone();
+        tokio::task::spawn_blocking(move || closing.close())
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(format!("shutting down the store failed: {e}"))))??;
         tracing::info!("stopped");
-        Ok(proxy.summary())
+        proxy.summary()
     }
 
     /// Runs the server on a background task; drop or [`RunningServer::stop`] the handle to

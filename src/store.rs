@@ -34,6 +34,14 @@ pub enum StoreError {
     Db { path: PathBuf, source: sled::Error },
     #[error(transparent)]
     Cassette(#[from] CassetteError),
+    #[error("store entry {key} is unreadable: {reason}; delete the store directory (it is rebuilt from the cassette)")]
+    Entry { key: String, reason: String },
+    #[error("recording was not made durable: {0}")]
+    Flush(String),
+    #[error("plaid-vcr is shutting down and no longer records")]
+    Closed,
+    #[error("the recording writer stopped unexpectedly; nothing more can be recorded in this run (see the log)")]
+    WriterStopped,
 }
 
 /// What [`Store::sync_cassette`] did.
@@ -178,12 +186,14 @@ impl Store {
         let mut out = Vec::new();
         for entry in self.meta.iter() {
             let (key, value) = entry.map_err(|e| self.db_err(e))?;
-            // Written by `insert` from a `Recorded`; an entry that does not parse back is a
-            // store from another version and is skipped rather than failing the session.
-            if let Ok(mut recorded) = serde_json::from_slice::<Recorded>(&value) {
-                recorded.index_key = String::from_utf8_lossy(&key).into_owned();
-                out.push(recorded);
-            }
+            // Written by `insert` from a `Recorded`: one that does not parse back is a store
+            // from another version or a damaged one, and must not read as "no recordings".
+            let mut recorded = serde_json::from_slice::<Recorded>(&value).map_err(|e| StoreError::Entry {
+                key: String::from_utf8_lossy(&key).into_owned(),
+                reason: e.to_string(),
+            })?;
+            recorded.index_key = String::from_utf8_lossy(&key).into_owned();
+            out.push(recorded);
         }
         Ok(out)
     }
@@ -205,13 +215,20 @@ impl Store {
 
     /// The recorded answer for `key` (an index key), if any. The replay hot path: one sled read.
     pub fn get(&self, key: &str) -> Result<Option<Answer>, StoreError> {
-        let found = self.index.get(key.as_bytes()).map_err(|e| self.db_err(e))?;
-        Ok(found.and_then(|bytes| Answer::decode(&bytes)))
+        let Some(bytes) = self.index.get(key.as_bytes()).map_err(|e| self.db_err(e))? else {
+            return Ok(None);
+        };
+        // An entry that does not decode must not read as a miss (which record-missing would
+        // then re-record): it is a damaged store.
+        Answer::decode(&bytes).map(Some).ok_or_else(|| StoreError::Entry {
+            key: key.to_owned(),
+            reason: "the answer does not decode".into(),
+        })
     }
 
-    /// Records `interaction`, already written to `relative` in `cassette`, and flushes: when
-    /// this returns the interaction survives a crash.
-    pub async fn record(
+    /// Indexes `interaction`, already written to `relative` in `cassette`, without flushing:
+    /// the [`crate::writer::Writer`] flushes once per batch.
+    pub fn index_file(
         &self,
         cassette: &Cassette,
         relative: &Path,
@@ -219,9 +236,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let full = cassette.root().join(relative);
         let print = fingerprint(&full).map_err(|source| CassetteError::Read { path: full, source })?;
-        self.insert(relative, &print, interaction)?;
-        self.db.flush_async().await.map_err(|e| self.db_err(e))?;
-        Ok(())
+        self.insert(relative, &print, interaction)
     }
 
     /// Writes everything to disk.
@@ -253,8 +268,8 @@ impl Store {
             status: interaction.response.status,
             file: relative.to_string_lossy().into_owned(),
         };
-        // Serializing plain data to JSON cannot fail.
-        let meta = serde_json::to_vec(&recorded).unwrap_or_default();
+        let meta = serde_json::to_vec(&recorded)
+            .expect("a Recorded is strings, numbers and a JSON map with string keys: it always serializes");
         // The index entry goes first: a crash between the inserts leaves the file record
         // missing, and the next sync simply re-reads that file.
         self.index

@@ -31,7 +31,7 @@ first_url() { # wait (max 10 s) for the first stdout line of $1, print its URL
 ./target/release/examples/bare_hyper >"$tmp/bare.out" & pids+=($!)
 upstream="$(first_url "$tmp/bare.out")"
 "$BIN" record --cassette "$tmp/cassette" --store "$tmp/store" --listen 127.0.0.1:0 \
-  --upstream "$upstream" --log-level warn >"$tmp/vcr.out" 2>"$tmp/vcr.log" & pids+=($!)
+  --upstream "$upstream" --log-level warn >"$tmp/vcr.out" 2>"${VCR_LOG:-$tmp/vcr.log}" & pids+=($!)
 vcr="$(first_url "$tmp/vcr.out")"
 
 for c in $LEVELS; do

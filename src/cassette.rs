@@ -74,6 +74,25 @@ impl Cassette {
         }
     }
 
+    /// Removes temp files a crashed writer left behind (`.plaid-vcr-*.tmp`, never renamed into
+    /// place, so never acknowledged); returns how many. Only call it holding [`Cassette::lock`],
+    /// so no live writer's temp file is taken.
+    pub fn remove_leftovers(&self) -> Result<usize, CassetteError> {
+        let mut removed = 0;
+        for relative in self.walk(true)? {
+            let leftover = relative
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(".plaid-vcr-") && n.ends_with(".tmp"));
+            if leftover {
+                let path = self.root.join(&relative);
+                fs::remove_file(&path).map_err(|source| CassetteError::Write { path, source })?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Fails with [`CassetteError::Missing`] unless the directory exists.
     pub fn require_exists(&self) -> Result<(), CassetteError> {
         if self.root.is_dir() {
@@ -224,49 +243,71 @@ impl Cassette {
 /// Writes `bytes` to `path` via a temp file in the same directory: fsync the file, rename it
 /// over `path`, fsync the directory so the rename itself survives a power loss.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CassetteError> {
-    let created = stage(path, bytes)?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    sync_dir(dir).map_err(|source| CassetteError::Write {
+    let staged = Staged::write(path, bytes)?;
+    let created = staged.created.clone();
+    staged.install()?;
+    let sync_err = |source| CassetteError::Write {
         path: path.to_owned(),
         source,
-    })?;
+    };
+    sync_dir(path.parent().unwrap_or(Path::new("."))).map_err(sync_err)?;
     if let Some(parent) = created.as_deref().and_then(Path::parent) {
-        sync_dir(parent).map_err(|source| CassetteError::Write {
-            path: path.to_owned(),
-            source,
-        })?;
+        sync_dir(parent).map_err(sync_err)?;
     }
     Ok(())
 }
 
-/// The first half of [`write_atomic`], for a writer that syncs directories once per batch:
-/// writes `bytes` to a temp file next to `path`, fsyncs it and renames it over `path`. The
-/// file is whole (old or new, never half) but the rename is durable only once the directory
-/// is synced. Returns the directory it had to create, if any: its parent needs a sync too.
-pub fn stage(path: &Path, bytes: &[u8]) -> Result<Option<PathBuf>, CassetteError> {
-    let err = |source| CassetteError::Write {
-        path: path.to_owned(),
-        source,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let created = if dir.is_dir() {
-        None
-    } else {
-        fs::create_dir_all(dir).map_err(err)?;
-        Some(dir.to_owned())
-    };
-    // The leading dot keeps a leftover temp file (after a crash) out of `Cassette::list`.
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".plaid-vcr-").suffix(".tmp");
-    // tempfile's default 0600 would make committed cassettes unreadable to other users of a
-    // checkout; 0644 (less the umask) is what any editor would have written.
-    #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
-    let mut tmp = builder.tempfile_in(dir).map_err(err)?;
-    tmp.write_all(bytes).map_err(err)?;
-    tmp.as_file().sync_all().map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    Ok(created)
+/// A file's new bytes, written and fsynced to a temp file next to it but not yet in place:
+/// the two halves of [`write_atomic`] for a writer that fsyncs many files at once and syncs
+/// each directory once per batch.
+#[derive(Debug)]
+pub struct Staged {
+    tmp: tempfile::NamedTempFile,
+    path: PathBuf,
+    /// The directory that had to be created for the file, if any: its parent needs a sync.
+    pub created: Option<PathBuf>,
+}
+
+impl Staged {
+    /// Writes `bytes` to a temp file in `path`'s directory (creating it) and fsyncs the file.
+    pub fn write(path: &Path, bytes: &[u8]) -> Result<Staged, CassetteError> {
+        let err = |source| CassetteError::Write {
+            path: path.to_owned(),
+            source,
+        };
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let created = if dir.is_dir() {
+            None
+        } else {
+            fs::create_dir_all(dir).map_err(err)?;
+            Some(dir.to_owned())
+        };
+        // The leading dot keeps a leftover temp file (after a crash) out of `Cassette::list`.
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".plaid-vcr-").suffix(".tmp");
+        // tempfile's default 0600 would make committed cassettes unreadable to other users of a
+        // checkout; 0644 (less the umask) is what any editor would have written.
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+        let mut tmp = builder.tempfile_in(dir).map_err(err)?;
+        tmp.write_all(bytes).map_err(err)?;
+        tmp.as_file().sync_all().map_err(err)?;
+        Ok(Staged {
+            tmp,
+            path: path.to_owned(),
+            created,
+        })
+    }
+
+    /// Renames the temp file over the target: the file is now whole and new, durable once its
+    /// directory is synced ([`sync_dir`]).
+    pub fn install(self) -> Result<(), CassetteError> {
+        self.tmp.persist(&self.path).map_err(|e| CassetteError::Write {
+            path: self.path.clone(),
+            source: e.error,
+        })?;
+        Ok(())
+    }
 }
 
 /// Makes the entries of `dir` (renames, new files) durable.

@@ -108,6 +108,12 @@ impl Connections {
         self.open.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 
+    /// Requests being answered now, over all connections.
+    pub fn requests_in_flight(&self) -> usize {
+        let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        open.values().map(|c| c.in_flight.load(Ordering::Acquire)).sum()
+    }
+
     /// Whether no connection is open.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

@@ -178,7 +178,15 @@ impl Proxy {
                 path: cassette.root().to_owned(),
                 source,
             })?;
-            Some(cassette.lock()?)
+            let lock = cassette.lock()?;
+            let leftovers = cassette.remove_leftovers()?;
+            if leftovers > 0 {
+                tracing::info!(
+                    leftovers,
+                    "removed temp files an interrupted recording left in the cassette"
+                );
+            }
+            Some(lock)
         } else {
             cassette.require_exists()?;
             None
@@ -430,6 +438,13 @@ impl Proxy {
         let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&raw_body) else {
             return Err(invalid_body("body could not be parsed as JSON"));
         };
+        // Plaid's bodies are a few levels deep. A deeper one would make answers that embed it
+        // (a miss shows the looked-up request) too deep for JSON parsers to read back.
+        if depth(&body) > MAX_BODY_DEPTH {
+            return Err(invalid_body(&format!(
+                "body is nested deeper than {MAX_BODY_DEPTH} levels"
+            )));
+        }
 
         let mut headers = parts.headers;
         let mut missing = Vec::new();
@@ -816,6 +831,26 @@ impl Drop for Landed<'_> {
     }
 }
 
+/// The deepest nesting of objects and arrays a request body may have.
+const MAX_BODY_DEPTH: usize = 64;
+
+/// How deeply `body` nests objects and arrays (1 for a flat object). Iterative, so that no
+/// input can exhaust the stack.
+fn depth(body: &Map<String, Value>) -> usize {
+    let mut deepest = 1;
+    let mut stack: Vec<(&Value, usize)> = body.values().map(|v| (v, 2)).collect();
+    while let Some((value, level)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Object(map) => Box::new(map.values()),
+            Value::Array(items) => Box::new(items.iter()),
+            _ => continue,
+        };
+        deepest = deepest.max(level);
+        stack.extend(children.map(|child| (child, level + 1)));
+    }
+    deepest
+}
+
 /// The error code of a request whose body did not arrive within `client_timeout`.
 const CLIENT_TIMEOUT: &str = "PLAID_VCR_CLIENT_TIMEOUT";
 
@@ -950,6 +985,14 @@ mod tests {
         ] {
             assert_eq!(endpoint_of(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn depth_counts_objects_and_arrays() {
+        let body = |v: Value| v.as_object().cloned().unwrap();
+        assert_eq!(depth(&body(serde_json::json!({"a": 1}))), 1);
+        assert_eq!(depth(&body(serde_json::json!({"a": {"b": [1]}}))), 3);
+        assert_eq!(depth(&body(serde_json::json!({"a": [], "b": {"c": {}}}))), 3);
     }
 
     #[test]

@@ -157,12 +157,14 @@ impl Server {
     /// shut it down. This is how Rust tests use plaid-vcr in-process.
     pub fn spawn(self) -> RunningServer {
         let addr = self.addr;
+        let connections = self.connections.clone();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(self.run(async move {
             let _ = rx.await;
         }));
         RunningServer {
             addr,
+            connections,
             stop: Some(tx),
             task: Some(task),
         }
@@ -172,6 +174,7 @@ impl Server {
 /// A server running on a background task.
 pub struct RunningServer {
     addr: SocketAddr,
+    connections: Arc<Connections>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<Summary, Error>>>,
 }
@@ -185,6 +188,11 @@ impl RunningServer {
     /// The base URL to give a Plaid client: `http://IP:PORT/plaid-compatible`.
     pub fn base_url(&self) -> String {
         format!("http://{}{PREFIX}", self.addr)
+    }
+
+    /// Requests being answered right now (tests use it to act at an exact moment).
+    pub fn requests_in_flight(&self) -> usize {
+        self.connections.requests_in_flight()
     }
 
     /// Shuts down gracefully, waits until the store is flushed and released, and returns the

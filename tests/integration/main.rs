@@ -3,12 +3,15 @@
 
 mod cli;
 mod clients;
+mod connections;
 mod credentials;
 mod demo;
 mod errors;
+mod failures;
 mod keys;
 mod privacy;
 mod record;
+mod reliability;
 mod replay;
 mod store;
 mod support;

@@ -46,6 +46,8 @@ struct FakeState {
     seen: Vec<Seen>,
     replies: HashMap<String, Reply>,
     delay: Option<Duration>,
+    /// While set and `true`, answers wait (see [`FakePlaid::hold`]).
+    hold: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// A fake Plaid: TLS with a self-signed rcgen certificate on 127.0.0.1:0, counting calls per
@@ -55,6 +57,7 @@ pub struct FakePlaid {
     pub ca_file: PathBuf,
     state: Arc<Mutex<FakeState>>,
     task: tokio::task::JoinHandle<()>,
+    gate: Mutex<Option<tokio::sync::watch::Sender<bool>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -106,6 +109,7 @@ impl FakePlaid {
             ca_file,
             state,
             task,
+            gate: Mutex::new(None),
             _dir: dir,
         }
     }
@@ -138,6 +142,23 @@ impl FakePlaid {
     /// Delays every answer.
     pub fn delay(&self, delay: Duration) {
         self.state.lock().unwrap().delay = Some(delay);
+    }
+
+    /// Holds every answer (requests are still counted as they arrive) until [`release`].
+    ///
+    /// [`release`]: FakePlaid::release
+    pub fn hold(&self) {
+        let (tx, rx) = tokio::sync::watch::channel(true);
+        *self.gate.lock().unwrap() = Some(tx);
+        self.state.lock().unwrap().hold = Some(rx);
+    }
+
+    /// Lets held answers (and later ones) go.
+    pub fn release(&self) {
+        if let Some(tx) = self.gate.lock().unwrap().take() {
+            let _ = tx.send(false);
+        }
+        self.state.lock().unwrap().hold = None;
     }
 
     /// Stops accepting; the port closes.
@@ -176,7 +197,7 @@ async fn fake_answer(
     .find(|e| path.ends_with(&format!("/{e}")))
     .map(str::to_string)
     .unwrap_or_else(|| path.trim_start_matches('/').to_string());
-    let (reply, delay) = {
+    let (reply, delay, hold) = {
         let mut s = state.lock().unwrap();
         *s.calls.entry(endpoint.clone()).or_default() += 1;
         s.seen.push(Seen {
@@ -185,8 +206,12 @@ async fn fake_answer(
             headers,
             body,
         });
-        (s.replies.get(&endpoint).cloned(), s.delay)
+        (s.replies.get(&endpoint).cloned(), s.delay, s.hold.clone())
     };
+    if let Some(mut hold) = hold {
+        // Bounded: a test that forgets to release fails on its own timeouts, not by hanging.
+        let _ = tokio::time::timeout(Duration::from_secs(30), hold.wait_for(|held| !held)).await;
+    }
     if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
     }
@@ -342,20 +367,41 @@ impl Resp {
 
 /// Sends one request; headers are (name, value) pairs.
 pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Resp {
+    try_send(method, url, headers, body).await.unwrap()
+}
+
+/// Sends one request, or says why no answer came (refused, reset, 20 s without an answer):
+/// for clients of a process the test kills under them.
+pub async fn try_send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Result<Resp, String> {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let mut builder = Request::builder().method(method).uri(url);
     for (name, value) in headers {
         builder = builder.header(*name, *value);
     }
     let request = builder.body(Full::new(body.into())).unwrap();
-    let response = tokio::time::timeout(Duration::from_secs(20), client.request(request))
+    let exchange = async {
+        let response = client
+            .request(request)
+            .await
+            .map_err(|e| format!("request failed: {e}"))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("answer cut short: {e}"))?
+            .to_bytes();
+        Ok(Resp { status, headers, body })
+    };
+    tokio::time::timeout(Duration::from_secs(20), exchange)
         .await
-        .expect("proxy answered in time")
-        .expect("request sent");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    Resp { status, headers, body }
+        .map_err(|_| "no answer within 20 s".to_string())?
 }
 
 /// Headers as the official clients send them (credentials in headers).

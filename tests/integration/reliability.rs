@@ -1,0 +1,257 @@
+//! Reliability under parallel load: many concurrent recordings, kill -9 mid-flight,
+//! single-flight for record-missing, and two writers on one cassette.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use plaid_vcr::store::Store;
+use plaid_vcr::Mode;
+
+use crate::support::*;
+
+/// A distinct identity/get request: one token per (tag, n).
+fn distinct_body(tag: &str, n: usize) -> String {
+    format!(r#"{{"access_token":"access-sandbox-{tag}-{n:06}"}}"#)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thirty_two_clients_record_two_thousand_interactions_and_a_fresh_store_replays_every_one() {
+    const CLIENTS: usize = 32;
+    const EACH: usize = 64; // 2,048 in all
+    let fake = FakePlaid::start().await;
+    let dirs = Dirs::new();
+    let proxy = start(&config(&dirs, Some(&fake)), Mode::Record).await;
+    let base = proxy.base_url();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let base = base.clone();
+            tokio::spawn(async move {
+                let mut keys = Vec::new();
+                for i in 0..EACH {
+                    let body = distinct_body(&format!("c{c:02}"), i);
+                    let resp = send("POST", &format!("{base}/identity/get"), &CLIENT_HEADERS, body.clone()).await;
+                    assert_eq!(resp.outcome(), "recorded", "{:?}", resp.body);
+                    keys.push((body, resp.key()));
+                }
+                keys
+            })
+        })
+        .collect();
+    let mut recorded = Vec::new();
+    for client in clients {
+        recorded.extend(client.await.unwrap());
+    }
+    assert_eq!(recorded.len(), CLIENTS * EACH);
+    assert_eq!(fake.calls("identity/get"), CLIENTS * EACH);
+    let summary = proxy.stop().await.unwrap();
+    assert_eq!(summary.recorded.len(), CLIENTS * EACH);
+    assert_eq!(dirs.cassette_files().len(), CLIENTS * EACH, "one file each");
+
+    // The cassette files alone: a fresh store rebuilt from them hits every one.
+    let mut cfg = config(&dirs, None);
+    cfg.store = dirs.root.path().join("fresh-store");
+    let replay = start(&cfg, Mode::Replay).await;
+    for (body, key) in &recorded {
+        let resp = plaid(&replay, "identity/get", body).await;
+        assert_eq!((resp.outcome(), resp.key()), ("hit", key.clone()), "{body}");
+    }
+    let summary = replay.stop().await.unwrap();
+    assert_eq!(summary.hits as usize, CLIENTS * EACH);
+    assert!(summary.unused.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_acknowledged_recording_survives_kill_9_under_sixteen_concurrent_clients() {
+    const CLIENTS: usize = 16;
+    const CYCLES: usize = 3;
+    let fake = FakePlaid::start().await;
+    let dirs = Dirs::new();
+    let mut acknowledged: Vec<(String, String)> = Vec::new();
+    for cycle in 0..CYCLES {
+        let mut binary = Binary::start(&serve_args("record", &dirs, Some(&fake), &[]), &[], dirs.root.path());
+        let base = binary.base_url();
+        let acks: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|c| {
+                let (base, acks) = (base.clone(), acks.clone());
+                tokio::spawn(async move {
+                    // Bounded: the kill ends it long before 500 requests.
+                    for i in 0..500 {
+                        let body = distinct_body(&format!("k{cycle}-{c:02}"), i);
+                        let url = format!("{base}/identity/get");
+                        match try_send("POST", &url, &CLIENT_HEADERS, body.clone()).await {
+                            Ok(resp) if resp.outcome() == "recorded" => acks.lock().unwrap().push((body, resp.key())),
+                            Ok(resp) => panic!("not recorded: {} {:?}", resp.status, resp.body),
+                            // The process died under this request: it was never acknowledged.
+                            Err(_) => return,
+                        }
+                    }
+                })
+            })
+            .collect();
+        // Kill mid-flight, once a good number of recordings were acknowledged (bounded wait).
+        for _ in 0..2000 {
+            if acks.lock().unwrap().len() >= 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(acks.lock().unwrap().len() >= 200, "{}", binary.stderr());
+        binary.signal_and_wait("KILL");
+        for client in clients {
+            client.await.unwrap();
+        }
+        let acks = std::mem::take(&mut *acks.lock().unwrap());
+        assert!(acks.len() < CLIENTS * 500, "the kill came mid-flight");
+        acknowledged.extend(acks);
+
+        // The sled store alone, before any restart could rebuild it from the files, has every
+        // acknowledged recording: sled buffers unflushed writes in the process, so this fails
+        // if the writer acknowledged before its flush.
+        let store = Store::open(&dirs.store(), &dirs.cassette()).unwrap();
+        for (body, key) in &acknowledged {
+            assert!(
+                store.get(key).unwrap().is_some(),
+                "cycle {cycle}: {body} not in the store"
+            );
+        }
+        drop(store);
+
+        // After the restart, on the same store: every acknowledged interaction hits.
+        let mut replay = Binary::start(&serve_args("replay", &dirs, None, &[]), &[], dirs.root.path());
+        let base = replay.base_url();
+        for (body, key) in &acknowledged {
+            let resp = send("POST", &format!("{base}/identity/get"), &CLIENT_HEADERS, body.clone()).await;
+            assert_eq!(
+                (resp.outcome(), resp.key()),
+                ("hit", key.clone()),
+                "cycle {cycle}: acknowledged {body} lost; {}",
+                replay.stderr()
+            );
+        }
+        assert_eq!(replay.signal_and_wait("TERM"), Some(0), "{}", replay.stderr());
+    }
+
+    // A recording start sweeps what the kills left half-written (never-renamed temp files),
+    // after which `check` finds every file whole, valid and uniquely keyed.
+    let mut record = Binary::start(&serve_args("record", &dirs, Some(&fake), &[]), &[], dirs.root.path());
+    assert_eq!(record.signal_and_wait("TERM"), Some(0), "{}", record.stderr());
+    let cassette = dirs.cassette().display().to_string();
+    let (code, stdout, stderr) = run_binary(&["check", cassette.as_str()], dirs.root.path());
+    assert_eq!(code, 0, "{stdout}{stderr}");
+
+    // From the cassette files alone.
+    let mut cfg = config(&dirs, None);
+    cfg.store = dirs.root.path().join("fresh-store");
+    let replay = start(&cfg, Mode::Replay).await;
+    for (body, key) in &acknowledged {
+        let resp = plaid(&replay, "identity/get", body).await;
+        assert_eq!((resp.outcome(), resp.key()), ("hit", key.clone()), "{body}");
+    }
+    replay.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_identical_misses_in_record_missing_make_one_upstream_call_and_share_its_answer() {
+    const N: usize = 12;
+    let fake = FakePlaid::start().await;
+    let dirs = Dirs::new();
+    std::fs::create_dir_all(dirs.cassette()).unwrap();
+    let proxy = Arc::new(start(&config(&dirs, Some(&fake)), Mode::ReplayRecordMissing).await);
+    let body = distinct_body("same", 1);
+    fake.hold();
+    let requests: Vec<_> = (0..N)
+        .map(|_| {
+            let (base, body) = (proxy.base_url(), body.clone());
+            tokio::spawn(async move { send("POST", &format!("{base}/identity/get"), &CLIENT_HEADERS, body).await })
+        })
+        .collect();
+    // Release upstream only once all N are inside the proxy, waiting on the one exchange.
+    for _ in 0..2000 {
+        if proxy.requests_in_flight() == N {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(proxy.requests_in_flight(), N);
+    assert_eq!(fake.calls("identity/get"), 1, "exactly one upstream call");
+    fake.release();
+    let mut answers = Vec::new();
+    for request in requests {
+        answers.push(request.await.unwrap());
+    }
+    assert_eq!(fake.calls("identity/get"), 1, "exactly one upstream call");
+    for answer in &answers {
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.outcome(), "recorded");
+        assert_eq!(answer.body, answers[0].body, "all get the same answer");
+        assert_eq!(answer.key(), answers[0].key());
+    }
+    assert_eq!(dirs.cassette_files().len(), 1, "recorded once");
+    // A hit afterwards, from the cassette.
+    let again = plaid(&proxy, "identity/get", &body).await;
+    assert_eq!(again.outcome(), "hit");
+    assert_eq!(fake.calls("identity/get"), 1);
+    let summary = Arc::into_inner(proxy).unwrap().stop().await.unwrap();
+    assert_eq!(
+        (summary.requests, summary.recorded.len(), summary.hits),
+        (N as u64 + 1, 1, 1)
+    );
+}
+
+#[tokio::test]
+async fn a_second_recorder_on_the_same_cassette_with_another_store_fails_at_start_and_writes_nothing() {
+    let fake = FakePlaid::start().await;
+    let dirs = Dirs::new();
+    let mut first = Binary::start(&serve_args("record", &dirs, Some(&fake), &[]), &[], dirs.root.path());
+    let base = first.base_url();
+    let body = distinct_body("one", 1);
+    let resp = send("POST", &format!("{base}/identity/get"), &CLIENT_HEADERS, body).await;
+    assert_eq!(resp.outcome(), "recorded");
+    let before = dirs.cassette_files();
+
+    let other_store = dirs.root.path().join("other-store").display().to_string();
+    let cassette = dirs.cassette().display().to_string();
+    for command in ["record", "replay --record-missing"] {
+        let mut args: Vec<&str> = command.split(' ').collect();
+        args.extend([
+            "--listen",
+            "127.0.0.1:0",
+            "--cassette",
+            &cassette,
+            "--store",
+            &other_store,
+        ]);
+        let (code, stdout, stderr) = run_binary(&args, dirs.root.path());
+        assert_eq!(code, 2, "{command}: {stdout}{stderr}");
+        assert_eq!(
+            stderr.trim(),
+            format!(
+                "plaid-vcr: cassette {cassette} is being recorded by another plaid-vcr process; stop it or pass --cassette DIR"
+            ),
+            "{command}"
+        );
+        assert_eq!(dirs.cassette_files(), before, "nothing written into the cassette");
+    }
+    // Replay only reads: it may run beside a recorder (with its own store).
+    let mut replay = Binary::start(
+        &[
+            "replay",
+            "--listen",
+            "127.0.0.1:0",
+            "--cassette",
+            &cassette,
+            "--store",
+            &other_store,
+        ],
+        &[],
+        dirs.root.path(),
+    );
+    assert!(replay.first_line.contains("listening"), "{}", replay.stderr());
+    assert_eq!(replay.signal_and_wait("TERM"), Some(0));
+    assert_eq!(first.signal_and_wait("TERM"), Some(0), "{}", first.stderr());
+    // Released with the process: recording can start again.
+    let mut again = Binary::start(&serve_args("record", &dirs, Some(&fake), &[]), &[], dirs.root.path());
+    assert!(again.first_line.contains("listening"), "{}", again.stderr());
+    assert_eq!(again.signal_and_wait("TERM"), Some(0));
+}

@@ -166,9 +166,9 @@ async fn concurrent_identical_misses_in_record_missing_make_one_upstream_call_an
             tokio::spawn(async move { send("POST", &format!("{base}/identity/get"), &CLIENT_HEADERS, body).await })
         })
         .collect();
-    // Release upstream only once all N are inside the proxy, waiting on the one exchange.
+    // Release upstream only once all N are inside the proxy and the one exchange reached it.
     for _ in 0..2000 {
-        if proxy.requests_in_flight() == N {
+        if proxy.requests_in_flight() == N && fake.calls("identity/get") >= 1 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -5,7 +5,7 @@
 
 use plaid_vcr::cassette::Cassette;
 use plaid_vcr::interaction::Interaction;
-use plaid_vcr::redact::{self, Redactor, RequestPii};
+use plaid_vcr::redact::{Redactor, RequestPii};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -16,7 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let demo = source.read(&first)?;
     let cassette = Cassette::new(dir);
     let at = std::time::SystemTime::now();
-    let redactor = Redactor::new(redact::default_rules(), RequestPii::Placeholder, b"gen_cassette");
+    let redactor = Redactor::new(plaid_vcr::rules::builtin(), RequestPii::Placeholder, b"gen_cassette");
     for i in 0..n {
         let mut request = serde_json::Map::new();
         request.insert(

@@ -364,8 +364,8 @@ mod tests {
         })
         .unwrap();
         assert_eq!(c.redact.rules.len(), 3);
-        let compiled = crate::redact::rules(&c.redact).unwrap();
-        assert_eq!(compiled.len(), 3 + crate::redact::default_rules().len());
+        let compiled = crate::rules::compile(&c.redact.rules).unwrap();
+        assert_eq!(compiled.len(), 3 + crate::rules::builtin().len());
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub enum Error {
     #[error(transparent)]
     Redact(#[from] RedactError),
     #[error(transparent)]
+    Rules(#[from] crate::rules::RuleError),
+    #[error(transparent)]
     Sandbox(#[from] crate::sandbox::SandboxError),
     #[error("cannot listen on {addr}: {source}; pass --listen 127.0.0.1:0 to pick a free port")]
     Listen {

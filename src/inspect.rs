@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::cassette::{Cassette, CassetteError};
 use crate::interaction::{index_key, Interaction};
 use crate::key;
-use crate::redact::Rule;
+use crate::rules::Rule;
 use crate::scan::{self, ScanConfig};
 
 /// One problem `check` found.

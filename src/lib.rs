@@ -51,6 +51,7 @@ pub mod key;
 pub mod proxy;
 pub mod pseudonym;
 pub mod redact;
+pub mod rules;
 pub mod sandbox;
 pub mod scan;
 pub mod server;

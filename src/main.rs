@@ -82,7 +82,7 @@ fn redact_dir(args: &RedactArgs) -> Result<ExitCode, Error> {
     let cassette = Cassette::new(&args.dir);
     cassette.require_exists()?;
     let redactor = Redactor::new(
-        redact::rules(&config.redact)?,
+        plaid_vcr::rules::compile(&config.redact.rules)?,
         config.redact.request_pii,
         &redact::load_key(&config.store)?,
     );
@@ -162,7 +162,7 @@ fn check_dir(args: &ScanArgs) -> Result<ExitCode, Error> {
         config: args.config.clone(),
         ..Default::default()
     })?;
-    let rules = redact::rules(&config.redact)?;
+    let rules = plaid_vcr::rules::compile(&config.redact.rules)?;
     let problems = inspect::check(&args.dir, &rules, &config.scan)?;
     let files = Cassette::new(&args.dir).list_all()?.len();
     write!(
@@ -178,7 +178,7 @@ fn scan_dir(args: &ScanArgs) -> Result<ExitCode, Error> {
         config: args.config.clone(),
         ..Default::default()
     })?;
-    let rules = redact::rules(&config.redact)?;
+    let rules = plaid_vcr::rules::compile(&config.redact.rules)?;
     let report = scan::scan_dir(&args.dir, &rules, &config.scan)?;
     let mut stdout = std::io::stdout().lock();
     match args.format {

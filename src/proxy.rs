@@ -210,7 +210,7 @@ impl Proxy {
             );
             Redactor::raw()
         } else {
-            let rules = crate::redact::rules(&config.redact)?;
+            let rules = crate::rules::compile(&config.redact.rules)?;
             Redactor::new(
                 rules,
                 config.redact.request_pii,

@@ -18,8 +18,8 @@ use serde_json::{Map, Value};
 
 use crate::detect::{self, Detector};
 use crate::interaction::Interaction;
-use crate::key::CREDENTIAL_FIELDS;
 use crate::pseudonym::{self, Kind, Pseudonymizer};
+use crate::rules::{self, last_key, Action, Rule, RuleConfig, RuleError, Seg, Side};
 
 /// Environment variable holding the redaction key (any string; share it to get the same
 /// pseudonyms of personal data on every machine).
@@ -32,35 +32,8 @@ pub const KEY_FILE: &str = "redact.key";
 pub enum RedactError {
     #[error("cannot read or create the redaction key {path}: {source}; set {KEY_ENV} or pass --store DIR")]
     Key { path: PathBuf, source: std::io::Error },
-    #[error("redaction rule {index} ({path:?}) is invalid: {message}")]
-    Rule {
-        index: usize,
-        path: String,
-        message: String,
-    },
-}
-
-/// What a rule does to the values its path matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// Replace each string with its pseudonym of this kind.
-    Pseudonymize(Kind),
-    /// Replace digits with `0` and letters with `x`, keeping length and punctuation.
-    Mask,
-    /// Remove the field (or array element's field) entirely.
-    Drop,
-    /// Leave as is, exempt from the generic detectors too.
-    Keep,
-}
-
-/// Which half of an interaction a rule applies to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Side {
-    Request,
-    Response,
-    #[default]
-    Both,
+    #[error(transparent)]
+    Rule(#[from] RuleError),
 }
 
 /// How personal data in *requests* (e.g. `/identity/match`'s user) is stored and keyed.
@@ -75,23 +48,6 @@ pub enum RequestPii {
     Keyed,
 }
 
-/// One rule as written in the config file's `[[redact.rules]]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct RuleConfig {
-    /// Endpoint it applies to (`identity/get`); every endpoint if absent.
-    pub endpoint: Option<String>,
-    /// `request`, `response` or `both` (default).
-    #[serde(default)]
-    pub side: Side,
-    /// JSON path: keys separated by `.`, `[]` for every array element, `**` for any depth.
-    pub path: String,
-    /// `pseudonymize`, `mask`, `drop` or `keep`.
-    pub action: String,
-    /// For `pseudonymize`: token, id, name, email, phone, street, city, url or text.
-    pub kind: Option<Kind>,
-}
-
 /// The `[redact]` section of the config file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -102,240 +58,6 @@ pub struct RedactConfig {
     /// Rules checked before the built-in ones (first match wins).
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
-}
-
-/// A compiled rule.
-#[derive(Debug, Clone)]
-pub struct Rule {
-    endpoint: Option<String>,
-    side: Side,
-    path: Vec<Pat>,
-    /// What the rule does to matching values.
-    pub action: Action,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum Pat {
-    Key(String),
-    Each,
-    AnyDepth,
-}
-
-/// One step of the path to a value.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Seg {
-    Key(String),
-    Index(usize),
-}
-
-impl Rule {
-    fn new(endpoint: Option<&str>, side: Side, path: &str, action: Action) -> Rule {
-        Rule {
-            endpoint: endpoint.map(str::to_owned),
-            side,
-            path: parse_path(path),
-            action,
-        }
-    }
-
-    /// A rule used only to match paths (allowlists).
-    pub fn matcher(path: &str) -> Rule {
-        Rule::new(None, Side::Both, path, Action::Keep)
-    }
-
-    /// Whether the rule covers this endpoint and side.
-    pub fn applies(&self, endpoint: &str, side: Side) -> bool {
-        self.endpoint.as_deref().is_none_or(|e| e == endpoint) && (self.side == Side::Both || self.side == side)
-    }
-
-    /// Whether the rule's path matches `path` exactly (with `[]` and `**`).
-    pub fn matches(&self, path: &[Seg]) -> bool {
-        match_path(&self.path, path)
-    }
-}
-
-fn parse_path(text: &str) -> Vec<Pat> {
-    let mut out = Vec::new();
-    for part in text.split('.').filter(|p| !p.is_empty()) {
-        if part == "**" {
-            out.push(Pat::AnyDepth);
-            continue;
-        }
-        let name = part.trim_end_matches("[]");
-        if !name.is_empty() {
-            out.push(Pat::Key(name.to_owned()));
-        }
-        for _ in 0..(part.len() - name.len()) / 2 {
-            out.push(Pat::Each);
-        }
-    }
-    out
-}
-
-fn match_path(pat: &[Pat], path: &[Seg]) -> bool {
-    match (pat.first(), path.first()) {
-        (None, None) => true,
-        (Some(Pat::AnyDepth), _) => match_path(&pat[1..], path) || (!path.is_empty() && match_path(pat, &path[1..])),
-        (Some(Pat::Key(k)), Some(Seg::Key(s))) if k == s => match_path(&pat[1..], &path[1..]),
-        (Some(Pat::Each), Some(Seg::Index(_))) => match_path(&pat[1..], &path[1..]),
-        _ => false,
-    }
-}
-
-/// The innermost key of a path (`data` for `emails[0].data`, `names` for `names[0]`).
-pub fn last_key(path: &[Seg]) -> &str {
-    path.iter()
-        .rev()
-        .find_map(|s| match s {
-            Seg::Key(k) => Some(k.as_str()),
-            Seg::Index(_) => None,
-        })
-        .unwrap_or("")
-}
-
-/// Renders a path as `accounts[0].owners[0].names[0]`.
-pub fn path_text(path: &[Seg]) -> String {
-    let mut out = String::new();
-    for seg in path {
-        match seg {
-            Seg::Key(k) => {
-                if !out.is_empty() {
-                    out.push('.');
-                }
-                out.push_str(k);
-            }
-            Seg::Index(i) => out.push_str(&format!("[{i}]")),
-        }
-    }
-    out
-}
-
-/// Fields that hold Plaid tokens, on any endpoint, at any depth.
-const TOKEN_FIELDS: [&str; 8] = [
-    "access_token",
-    "public_token",
-    "link_token",
-    "processor_token",
-    "user_token",
-    "payment_token",
-    "bank_transfer_token",
-    "stripe_bank_account_token",
-];
-/// Fields that hold identifiers linking records, on any endpoint, at any depth.
-const ID_FIELDS: [&str; 5] = [
-    "account_id",
-    "item_id",
-    "persistent_account_id",
-    "paired_account_id",
-    "paired_item_id",
-];
-
-/// The built-in rules, after any from the config. Identity owners' fields are covered wherever
-/// an `accounts[].owners[]` appears (identity/get and the endpoints sharing its shape).
-pub fn default_rules() -> Vec<Rule> {
-    use Action::*;
-    let mut rules = Vec::new();
-    for field in TOKEN_FIELDS {
-        rules.push(Rule::new(
-            None,
-            Side::Both,
-            &format!("**.{field}"),
-            Pseudonymize(Kind::Token),
-        ));
-    }
-    for field in ID_FIELDS {
-        rules.push(Rule::new(
-            None,
-            Side::Both,
-            &format!("**.{field}"),
-            Pseudonymize(Kind::Id),
-        ));
-    }
-    rules.push(Rule::new(None, Side::Both, "**.account_ids[]", Pseudonymize(Kind::Id)));
-    rules.push(Rule::new(None, Side::Both, "**.webhook", Pseudonymize(Kind::Url)));
-    // Sandbox test credentials are public defaults (user_good/pass_good) and choose the answer.
-    rules.push(Rule::new(None, Side::Request, "options.override_username", Keep));
-    rules.push(Rule::new(None, Side::Request, "options.override_password", Keep));
-
-    let owner = "accounts[].owners[]";
-    for (path, action) in [
-        ("names[]", Pseudonymize(Kind::Name)),
-        ("emails[].data", Pseudonymize(Kind::Email)),
-        ("emails[].type", Keep),
-        ("phone_numbers[].data", Pseudonymize(Kind::Phone)),
-        ("phone_numbers[].type", Keep),
-        ("addresses[].data.street", Pseudonymize(Kind::Street)),
-        ("addresses[].data.city", Pseudonymize(Kind::City)),
-        ("addresses[].data.postal_code", Mask),
-        ("addresses[].data.region", Keep),
-        ("addresses[].data.country", Keep),
-        // Anything else an owner carries (fields added by newer API revisions) is personal.
-        ("**", Pseudonymize(Kind::Text)),
-    ] {
-        rules.push(Rule::new(None, Side::Response, &format!("{owner}.{path}"), action));
-    }
-    rules.push(Rule::new(None, Side::Response, "accounts[].mask", Mask));
-    rules.push(Rule::new(
-        None,
-        Side::Response,
-        "accounts[].verification_name",
-        Pseudonymize(Kind::Name),
-    ));
-    // No rule for `accounts[].name`: account names are usually product names ("Plaid Checking")
-    // that tests assert on, so they are kept, but the generic detectors still run on them and
-    // catch a phone or email typed into a user-assigned name. To pseudonymize them as names,
-    // add a rule `accounts[].name` → pseudonymize/name.
-
-    // The user /identity/match and similar endpoints send about the person.
-    for (path, kind) in [
-        ("user.legal_name", Some(Kind::Name)),
-        ("user.name.**", Some(Kind::Name)),
-        ("user.phone_number", Some(Kind::Phone)),
-        ("user.email_address", Some(Kind::Email)),
-        ("user.address.street", Some(Kind::Street)),
-        ("user.address.city", Some(Kind::City)),
-        ("user.address.postal_code", None),
-        ("user.date_of_birth", None),
-        ("user.id_number.value", None),
-    ] {
-        let action = kind.map_or(Mask, Pseudonymize);
-        rules.push(Rule::new(None, Side::Request, path, action));
-    }
-    rules
-}
-
-/// Compiles the config's rules (checked first) followed by the defaults.
-pub fn rules(config: &RedactConfig) -> Result<Vec<Rule>, RedactError> {
-    let mut out = Vec::new();
-    for (index, rule) in config.rules.iter().enumerate() {
-        let err = |message: &str| RedactError::Rule {
-            index,
-            path: rule.path.clone(),
-            message: message.to_owned(),
-        };
-        let action = match (rule.action.as_str(), rule.kind) {
-            ("pseudonymize", Some(kind)) => Action::Pseudonymize(kind),
-            ("pseudonymize", None) => {
-                return Err(err(
-                    "pseudonymize needs a kind (token, id, name, email, phone, street, city, url, text)",
-                ))
-            }
-            ("mask", _) => Action::Mask,
-            ("drop", _) => Action::Drop,
-            ("keep", _) => Action::Keep,
-            (other, _) => {
-                return Err(err(&format!(
-                    "unknown action {other:?}; use pseudonymize, mask, drop or keep"
-                )))
-            }
-        };
-        if parse_path(&rule.path).is_empty() {
-            return Err(err("the path is empty"));
-        }
-        out.push(Rule::new(rule.endpoint.as_deref(), rule.side, &rule.path, action));
-    }
-    out.extend(default_rules());
-    Ok(out)
 }
 
 /// Turns requests and responses into the form that may be keyed and written to disk.
@@ -376,9 +98,7 @@ impl Redactor {
     /// The request body as it is keyed and stored: credentials dropped entirely, the rest
     /// redacted.
     pub fn request(&self, endpoint: &str, mut body: Map<String, Value>) -> Map<String, Value> {
-        for field in CREDENTIAL_FIELDS {
-            body.remove(field);
-        }
+        body.retain(|field, _| !rules::is_credential(field));
         let mut value = Value::Object(body);
         self.redact(endpoint, Side::Request, &mut value);
         match value {
@@ -399,9 +119,9 @@ impl Redactor {
     pub fn redact_interaction(&self, interaction: &mut Interaction) -> usize {
         let endpoint = interaction.endpoint.clone();
         let mut changed = 0;
-        for field in CREDENTIAL_FIELDS {
-            changed += usize::from(interaction.request.body.remove(field).is_some());
-        }
+        let before = interaction.request.body.len();
+        interaction.request.body.retain(|field, _| !rules::is_credential(field));
+        changed += before - interaction.request.body.len();
         let mut request = Value::Object(std::mem::take(&mut interaction.request.body));
         changed += self.redact(&endpoint, Side::Request, &mut request);
         if let Value::Object(map) = request {
@@ -420,71 +140,31 @@ impl Redactor {
         if self.raw {
             return 0;
         }
-        let rules: Vec<&Rule> = self.rules.iter().filter(|r| r.applies(endpoint, side)).collect();
-        self.walk(&rules, side, value, &mut Vec::new(), None)
+        let rules = rules::applicable(&self.rules, endpoint, side);
+        rules::walk(&rules, value, &mut Vec::new(), &mut |path, action, s| {
+            self.leaf(side, path, action, s)
+        })
     }
 
-    /// Applies `here` (the action decided for this node, if any) to `value` and its children.
-    fn walk(&self, rules: &[&Rule], side: Side, value: &mut Value, path: &mut Vec<Seg>, here: Option<Action>) -> usize {
-        let mut changed = 0;
-        match value {
-            Value::Object(map) => {
-                let keys: Vec<String> = map.keys().cloned().collect();
-                for key in keys {
-                    path.push(Seg::Key(key.clone()));
-                    if let Some(child) = map.get_mut(&key) {
-                        match here.or_else(|| first_match(rules, path, child)) {
-                            Some(Action::Drop) => {
-                                map.remove(&key);
-                                changed += 1;
-                            }
-                            action => changed += self.walk(rules, side, child, path, action),
-                        }
-                    }
-                    path.pop();
-                }
+    /// Rewrites one string as the action governing it says; 1 if it changed.
+    fn leaf(&self, side: Side, path: &[Seg], action: Option<Action>, s: &mut String) -> usize {
+        let new = match action {
+            Some(Action::Keep | Action::Drop) => None,
+            Some(Action::Mask) => Some(pseudonym::mask(s)),
+            Some(Action::Pseudonymize(kind)) => Some(self.pseudonym(side, kind, s)),
+            // A random-looking value under a secret-like key (`api_key`): hide it as an id.
+            None if detect::is_secret_like(&last_key(path).to_ascii_lowercase()) && detect::is_high_entropy(s) => {
+                Some(self.pseudonym(side, Kind::Id, s))
             }
-            Value::Array(items) => {
-                let mut index = 0;
-                items.retain_mut(|item| {
-                    path.push(Seg::Index(index));
-                    index += 1;
-                    let keep = match here.or_else(|| first_match(rules, path, item)) {
-                        Some(Action::Drop) => {
-                            changed += 1;
-                            false
-                        }
-                        action => {
-                            changed += self.walk(rules, side, item, path, action);
-                            true
-                        }
-                    };
-                    path.pop();
-                    keep
-                });
+            None => self.detect(side, s),
+        };
+        match new.filter(|new| new != s) {
+            Some(new) => {
+                *s = new;
+                1
             }
-            Value::String(s) => {
-                let new = match here {
-                    Some(Action::Keep | Action::Drop) => None,
-                    Some(Action::Mask) => Some(pseudonym::mask(s)),
-                    Some(Action::Pseudonymize(kind)) => Some(self.pseudonym(side, kind, s)),
-                    // A random-looking value under a secret-like key (`api_key`): hide it as an id.
-                    None if detect::is_secret_like(&last_key(path).to_ascii_lowercase())
-                        && detect::is_high_entropy(s) =>
-                    {
-                        Some(self.pseudonym(side, Kind::Id, s))
-                    }
-                    None => self.detect(side, s),
-                };
-                if let Some(new) = new.filter(|new| new != s) {
-                    *s = new;
-                    changed += 1;
-                }
-            }
-            // Numbers, booleans and nulls are never changed: types and nullability survive.
-            _ => {}
+            None => 0,
         }
-        changed
     }
 
     fn pseudonym(&self, side: Side, kind: Kind, raw: &str) -> String {
@@ -522,17 +202,6 @@ impl Redactor {
         out.push_str(&text[last..]);
         Some(out)
     }
-}
-
-/// The action of the first rule matching `path`. A rule ending in `**` is a catch-all for
-/// leaves: it never claims a whole object or array, so the specific rules below it still apply.
-fn first_match(rules: &[&Rule], path: &[Seg], value: &Value) -> Option<Action> {
-    let container = matches!(value, Value::Object(_) | Value::Array(_));
-    rules
-        .iter()
-        .filter(|r| !(container && r.path.last() == Some(&Pat::AnyDepth)))
-        .find(|r| r.matches(path))
-        .map(|r| r.action)
 }
 
 /// The redaction key: `PLAID_VCR_REDACT_KEY` if set, else `<store>/redact.key`, generated once
@@ -574,26 +243,7 @@ mod tests {
     use serde_json::json;
 
     fn redactor() -> Redactor {
-        Redactor::new(default_rules(), RequestPii::Placeholder, b"k")
-    }
-
-    #[test]
-    fn paths_match_with_each_and_any_depth() {
-        let p = |t: &str| parse_path(t);
-        let path = vec![
-            Seg::Key("accounts".into()),
-            Seg::Index(0),
-            Seg::Key("owners".into()),
-            Seg::Index(1),
-            Seg::Key("names".into()),
-            Seg::Index(0),
-        ];
-        assert!(match_path(&p("accounts[].owners[].names[]"), &path));
-        assert!(match_path(&p("**.names[]"), &path));
-        assert!(match_path(&p("accounts[].owners[].**"), &path));
-        assert!(!match_path(&p("accounts[].owners[].names"), &path));
-        assert!(!match_path(&p("owners[].names[]"), &path));
-        assert_eq!(path_text(&path), "accounts[0].owners[1].names[0]");
+        Redactor::new(rules::builtin(), RequestPii::Placeholder, b"k")
     }
 
     #[test]
@@ -616,7 +266,7 @@ mod tests {
         assert_eq!(out["user"]["email_address"], "[redacted email]");
         assert_eq!(out["user"]["address"]["street"], "[redacted street]");
         assert_eq!(out["user"]["address"]["country"], "US");
-        let keyed = Redactor::new(default_rules(), RequestPii::Keyed, b"k");
+        let keyed = Redactor::new(rules::builtin(), RequestPii::Keyed, b"k");
         let out = keyed.request("identity/match", body.as_object().cloned().unwrap());
         assert!(out["user"]["email_address"].as_str().unwrap().ends_with("@example.net"));
     }
@@ -640,18 +290,15 @@ mod tests {
     }
 
     #[test]
-    fn config_rules_come_first_and_bad_ones_are_named() {
-        let config = RedactConfig {
-            request_pii: RequestPii::Placeholder,
-            rules: vec![RuleConfig {
-                endpoint: Some("identity/get".into()),
-                side: Side::Response,
-                path: "accounts[].name".into(),
-                action: "pseudonymize".into(),
-                kind: Some(Kind::Name),
-            }],
-        };
-        let r = Redactor::new(rules(&config).unwrap(), RequestPii::Placeholder, b"k");
+    fn config_rules_come_first() {
+        let config = vec![RuleConfig {
+            endpoint: Some("identity/get".into()),
+            side: Side::Response,
+            path: "accounts[].name".into(),
+            action: rules::ActionName::Pseudonymize,
+            kind: Some(Kind::Name),
+        }];
+        let r = Redactor::new(rules::compile(&config).unwrap(), RequestPii::Placeholder, b"k");
         let out = r.response("identity/get", json!({"accounts": [{"name": "Jane's vacation fund"}]}));
         assert_ne!(out["accounts"][0]["name"], "Jane's vacation fund");
         let out = r.response("accounts/get", json!({"accounts": [{"name": "Jane's vacation fund"}]}));
@@ -659,16 +306,5 @@ mod tests {
             out["accounts"][0]["name"], "Jane's vacation fund",
             "the rule is scoped to identity/get"
         );
-        let bad = RedactConfig {
-            rules: vec![RuleConfig {
-                endpoint: None,
-                side: Side::Both,
-                path: "x".into(),
-                action: "shred".into(),
-                kind: None,
-            }],
-            ..Default::default()
-        };
-        assert!(rules(&bad).unwrap_err().to_string().contains("shred"));
     }
 }

@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::cassette::{Cassette, CassetteError};
 use crate::detect::{self, Detector};
 use crate::pseudonym::{self, Kind};
-use crate::redact::{last_key, path_text, Action, Rule, Seg, Side};
+use crate::rules::{self, last_key, path_text, Action, Rule, Seg, Side};
 
 /// The `[scan]` section of the config file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -48,15 +48,6 @@ pub struct ScanReport {
     pub files_scanned: usize,
     pub findings: Vec<Finding>,
 }
-
-/// Field names whose non-empty value is a credential.
-const CREDENTIAL_KEYS: [&str; 5] = [
-    "client_id",
-    "secret",
-    "client_secret",
-    "plaid-client-id",
-    "plaid-secret",
-];
 
 /// Scans every interaction file under `dir`.
 pub fn scan_dir(dir: &Path, rules: &[Rule], config: &ScanConfig) -> Result<ScanReport, CassetteError> {
@@ -102,7 +93,7 @@ impl<'a> Scanner<'a> {
             findings: Vec::new(),
         };
         match serde_json::from_slice::<Value>(bytes) {
-            Ok(value) => scan.scan_file(&value),
+            Ok(value) => scan.scan_file(value),
             Err(_) => {
                 let text = String::from_utf8_lossy(bytes);
                 scan.report("-", "not-json", &text);
@@ -122,36 +113,36 @@ struct FileScan<'a> {
 }
 
 impl FileScan<'_> {
-    fn scan_file(&mut self, value: &Value) {
-        if value.get("unredacted").and_then(Value::as_bool) == Some(true) {
+    /// The request and response bodies are walked with the redaction rules for their side,
+    /// through the same visitor redaction uses ([`rules::walk`]), so a value is judged by the
+    /// action that governed it when it was redacted; the rest of the file (endpoint, key, …)
+    /// has no rules and meets the detectors only.
+    fn scan_file(&mut self, mut file: Value) {
+        if file.get("unredacted").and_then(Value::as_bool) == Some(true) {
             self.report("unredacted", "unredacted-file", "true");
         }
-        let endpoint = value.get("endpoint").and_then(Value::as_str).unwrap_or("").to_owned();
-        self.walk(&endpoint, value, &mut Vec::new());
-    }
-
-    fn walk(&mut self, endpoint: &str, value: &Value, path: &mut Vec<Seg>) {
-        match value {
-            Value::Object(map) => {
-                for (key, child) in map {
-                    path.push(Seg::Key(key.clone()));
-                    self.walk(endpoint, child, path);
-                    path.pop();
-                }
-            }
-            Value::Array(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    path.push(Seg::Index(i));
-                    self.walk(endpoint, item, path);
-                    path.pop();
-                }
-            }
-            Value::String(s) => self.leaf(endpoint, s, path),
-            _ => {}
+        let endpoint = file.get("endpoint").and_then(Value::as_str).unwrap_or("").to_owned();
+        let rules = self.rules;
+        for (half, side) in [("request", Side::Request), ("response", Side::Response)] {
+            let Some(body) = file.get_mut(half).and_then(|h| h.get_mut("body")).map(Value::take) else {
+                continue;
+            };
+            let mut body = body;
+            let applicable = rules::applicable(rules, &endpoint, side);
+            rules::walk(&applicable, &mut body, &mut Vec::new(), &mut |path, action, s| {
+                let mut full = vec![Seg::Key(half.to_owned()), Seg::Key("body".to_owned())];
+                full.extend_from_slice(path);
+                self.leaf(&full, action, s);
+                0
+            });
         }
+        rules::walk(&[], &mut file, &mut Vec::new(), &mut |path, action, s| {
+            self.leaf(path, action, s);
+            0
+        });
     }
 
-    fn leaf(&mut self, endpoint: &str, value: &str, path: &[Seg]) {
+    fn leaf(&mut self, path: &[Seg], action: Option<Action>, value: &str) {
         if value.is_empty()
             || self.config.allow.iter().any(|a| a == value)
             || self.allow_paths.iter().any(|r| r.matches(path))
@@ -163,16 +154,15 @@ impl FileScan<'_> {
         if text == "key" {
             return;
         }
-        let field = last_key(path).to_ascii_lowercase();
-        let field = field.as_str();
-        if CREDENTIAL_KEYS.contains(&field) {
+        let field = last_key(path);
+        if rules::is_credential(field) {
             self.report(&text, "credential", value);
             return;
         }
-        match self.rule_for(endpoint, path) {
-            Some(Action::Keep) => return,
+        match action {
+            Some(Action::Keep | Action::Drop) => return,
             Some(Action::Pseudonymize(kind)) if !pseudonym::is_pseudonym(kind, value) => {
-                self.report(&text, &format!("pii:{}", kind_name(kind)), value);
+                self.report(&text, &format!("pii:{}", kind.as_str()), value);
                 return;
             }
             Some(Action::Mask) if pseudonym::mask(value) != value => {
@@ -182,7 +172,8 @@ impl FileScan<'_> {
             Some(_) => return,
             None => {}
         }
-        if detect::is_secret_like(field) && detect::is_high_entropy(value) && !pseudonym::is_any_pseudonym(value) {
+        let field = field.to_ascii_lowercase();
+        if detect::is_secret_like(&field) && detect::is_high_entropy(value) && !pseudonym::is_any_pseudonym(value) {
             self.report(&text, "high-entropy", value);
             return;
         }
@@ -206,21 +197,6 @@ impl FileScan<'_> {
         }
     }
 
-    /// The redaction rule covering a value inside `request.body` or `response.body`.
-    fn rule_for(&self, endpoint: &str, path: &[Seg]) -> Option<Action> {
-        let (side, rest) = match path {
-            [Seg::Key(half), Seg::Key(body), rest @ ..] if body == "body" && half == "request" => (Side::Request, rest),
-            [Seg::Key(half), Seg::Key(body), rest @ ..] if body == "body" && half == "response" => {
-                (Side::Response, rest)
-            }
-            _ => return None,
-        };
-        self.rules
-            .iter()
-            .find(|r| r.applies(endpoint, side) && r.matches(rest))
-            .map(|r| r.action)
-    }
-
     fn report(&mut self, path: &str, detector: &str, value: &str) {
         let duplicate = self.findings.iter().any(|f| f.path == path && f.detector == detector);
         if !duplicate {
@@ -232,13 +208,6 @@ impl FileScan<'_> {
             });
         }
     }
-}
-
-fn kind_name(kind: Kind) -> String {
-    serde_json::to_value(kind)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 /// Shows a value without revealing it: its first two characters and its length.

@@ -23,11 +23,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "access_token".into(),
             format!("access-sandbox-{i:08x}-0000-4000-8000-000000000000").into(),
         );
+        // As recording does: the stored request is the redacted one, and keyed once.
+        let request = redactor.request("identity/get", request);
+        let key = plaid_vcr::key::compute("identity/get", Some("2020-09-14"), &request);
         let interaction = Interaction::new(
+            key,
             "identity/get",
             Some("2020-09-14"),
-            // As recording does: the stored request is the redacted one.
-            redactor.request("identity/get", request),
+            request,
             200,
             &demo.response.content_type,
             demo.response.body.clone(),

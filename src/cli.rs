@@ -2,6 +2,7 @@
 //!
 //! Every serving option is `Option` here so that [`crate::config`] can tell "not given" from a
 //! value and layer flags > `PLAID_VCR_*` environment (read by clap) > config file > defaults.
+//! Each argument struct turns into the library's [`Layer`]; the library never sees clap types.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ use std::time::Duration;
 use clap::builder::FalseyValueParser;
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::Layer;
 pub use crate::config::SequenceEnd;
 
 /// Record the Plaid API over TLS, replay it offline byte for byte.
@@ -38,9 +40,9 @@ pub enum Command {
     /// List a cassette's interactions: endpoint, key, step, status, recorded at, size
     Ls(LsArgs),
     /// Validate a cassette for CI (parses, keys, duplicates, orphans, leaks): exit 0, 1 or 2
-    Check(ScanArgs),
-    /// Create a sandbox item and get its access token through plaid-vcr (records the flow);
-    /// uses PLAID_CLIENT_ID and PLAID_SECRET
+    Check(CheckArgs),
+    /// Create a sandbox item through plaid-vcr (recording the two calls) and print its access
+    /// token and the pseudonym the cassette stores; uses PLAID_CLIENT_ID and PLAID_SECRET
     SandboxToken(SandboxTokenArgs),
 }
 
@@ -55,8 +57,54 @@ pub struct SandboxTokenArgs {
     #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "identity,auth")]
     pub products: Vec<String>,
 
-    #[command(flatten)]
-    pub serve: ServeArgs,
+    /// Cassette directory the two interactions are recorded into [default: cassettes/default]
+    #[arg(long, value_name = "DIR", env = "PLAID_VCR_CASSETTE")]
+    pub cassette: Option<PathBuf>,
+
+    /// Plaid base URL [default: https://sandbox.plaid.com]
+    #[arg(long, value_name = "URL", env = "PLAID_VCR_UPSTREAM")]
+    pub upstream: Option<String>,
+
+    /// PEM file with extra CA certificates to trust for upstream
+    #[arg(long, value_name = "PEM", env = "PLAID_VCR_UPSTREAM_CA")]
+    pub upstream_ca: Option<PathBuf>,
+
+    /// Working store directory (lock, sled database, redaction secret) [default: .plaid-vcr]
+    #[arg(long, value_name = "DIR", env = "PLAID_VCR_STORE")]
+    pub store: Option<PathBuf>,
+
+    /// Config file [default: ./plaid-vcr.toml if it exists]
+    #[arg(long, value_name = "FILE", env = "PLAID_VCR_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Log level for plaid-vcr's own logs (error, warn, info, debug, trace) [default: info]
+    #[arg(long, value_name = "LEVEL", env = "PLAID_VCR_LOG_LEVEL")]
+    pub log_level: Option<String>,
+
+    /// Time allowed for the TCP connect to upstream [default: 10s]
+    #[arg(long, value_name = "DURATION", env = "PLAID_VCR_CONNECT_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Option<Duration>,
+
+    /// Time allowed for each whole upstream exchange [default: 60s]
+    #[arg(long, value_name = "DURATION", env = "PLAID_VCR_RESPONSE_TIMEOUT", value_parser = humantime::parse_duration)]
+    pub response_timeout: Option<Duration>,
+}
+
+impl SandboxTokenArgs {
+    /// The settings these flags give.
+    pub fn layer(&self) -> Layer {
+        Layer {
+            cassette: self.cassette.clone(),
+            upstream: self.upstream.clone(),
+            upstream_ca: self.upstream_ca.clone(),
+            store: self.store.clone(),
+            config: self.config.clone(),
+            log_level: self.log_level.clone(),
+            connect_timeout: self.connect_timeout,
+            response_timeout: self.response_timeout,
+            ..Layer::default()
+        }
+    }
 }
 
 /// Options of `ls`.
@@ -74,8 +122,8 @@ pub struct RedactArgs {
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
 
-    /// Store directory whose redact.key keys personal-data pseudonyms, unless
-    /// PLAID_VCR_REDACT_KEY is set [default: .plaid-vcr]
+    /// Store directory whose redact.key (the redaction secret) keys personal-data pseudonyms,
+    /// unless PLAID_VCR_REDACT_KEY is set [default: .plaid-vcr]
     #[arg(long, value_name = "DIR", env = "PLAID_VCR_STORE")]
     pub store: Option<PathBuf>,
 
@@ -101,7 +149,23 @@ pub struct ScanArgs {
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
 
-    /// Output format (scan only)
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+
+    /// Config file with [redact] rules and the [scan] allowlist [default: ./plaid-vcr.toml if it exists]
+    #[arg(long, value_name = "FILE", env = "PLAID_VCR_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// Options of `check`.
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// Cassette directory to check
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// Output format: text lines, or one JSON object with files and problems
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 
@@ -117,11 +181,13 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DIR", env = "PLAID_VCR_CASSETTE")]
     pub cassette: Option<PathBuf>,
 
-    /// Plaid base URL requests are forwarded to [default: https://sandbox.plaid.com]
+    /// Plaid base URL requests are forwarded to (record, replay --record-missing)
+    /// [default: https://sandbox.plaid.com]
     #[arg(long, value_name = "URL", env = "PLAID_VCR_UPSTREAM")]
     pub upstream: Option<String>,
 
-    /// PEM file with extra CA certificates to trust for upstream (a private CA or test proxy)
+    /// PEM file with extra CA certificates to trust for upstream (a private CA or test proxy;
+    /// record, replay --record-missing)
     #[arg(long, value_name = "PEM", env = "PLAID_VCR_UPSTREAM_CA")]
     pub upstream_ca: Option<PathBuf>,
 
@@ -146,11 +212,13 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BYTES", env = "PLAID_VCR_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
 
-    /// Time allowed for the TCP connect to upstream, e.g. 10s [default: 10s]
+    /// Time allowed for the TCP connect to upstream, e.g. 10s (record, replay --record-missing)
+    /// [default: 10s]
     #[arg(long, value_name = "DURATION", env = "PLAID_VCR_CONNECT_TIMEOUT", value_parser = humantime::parse_duration)]
     pub connect_timeout: Option<Duration>,
 
-    /// Time allowed for the whole upstream exchange (connect, TLS, answer), e.g. 60s [default: 60s]
+    /// Time allowed for the whole upstream exchange (connect, TLS, answer), e.g. 60s (record,
+    /// replay --record-missing) [default: 60s]
     #[arg(long, value_name = "DURATION", env = "PLAID_VCR_RESPONSE_TIMEOUT", value_parser = humantime::parse_duration)]
     pub response_timeout: Option<Duration>,
 
@@ -168,7 +236,7 @@ pub struct ServeArgs {
     #[arg(long, value_enum, value_name = "WHAT", env = "PLAID_VCR_SEQUENCE_EXHAUSTED")]
     pub sequence_exhausted: Option<SequenceEnd>,
 
-    /// Warn at start about recordings older than this, e.g. 30d; with --strict they fail the run
+    /// Warn at start about recordings older than this, e.g. 30d (replay --strict then fails)
     #[arg(long, value_name = "DURATION", env = "PLAID_VCR_MAX_AGE", value_parser = humantime::parse_duration)]
     pub max_age: Option<Duration>,
 
@@ -189,6 +257,31 @@ pub struct ServeArgs {
     /// Time in-flight requests get to finish after SIGINT/SIGTERM [default: 10s]
     #[arg(long, value_name = "DURATION", env = "PLAID_VCR_SHUTDOWN_TIMEOUT", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Option<Duration>,
+}
+
+impl ServeArgs {
+    /// The settings these flags give.
+    pub fn layer(&self) -> Layer {
+        Layer {
+            cassette: self.cassette.clone(),
+            upstream: self.upstream.clone(),
+            upstream_ca: self.upstream_ca.clone(),
+            listen: self.listen,
+            store: self.store.clone(),
+            config: self.config.clone(),
+            log_level: self.log_level.clone(),
+            max_body_bytes: self.max_body_bytes,
+            connect_timeout: self.connect_timeout,
+            response_timeout: self.response_timeout,
+            shutdown_timeout: self.shutdown_timeout,
+            client_timeout: self.client_timeout,
+            max_connections: self.max_connections,
+            no_redact: self.no_redact,
+            sequences: self.sequences,
+            sequence_exhausted: self.sequence_exhausted,
+            max_age: self.max_age,
+        }
+    }
 }
 
 /// Options of `replay`.

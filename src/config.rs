@@ -1,8 +1,8 @@
 //! One [`Config`] from flags, `PLAID_VCR_*` environment, the config file and defaults.
 //!
 //! Precedence: flags > environment > `--config FILE` (default `./plaid-vcr.toml` if present) >
-//! defaults. clap already folds flags and environment into [`ServeArgs`]; this module adds the
-//! file and the defaults. Relative paths in a config file are relative to that file's directory.
+//! defaults. The command line folds flags and environment into a [`Layer`] (clap reads the
+//! variables); this module adds the file and the defaults. It knows nothing of clap's types. Relative paths in a config file are relative to that file's directory.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::cli::ServeArgs;
 use crate::redact::RedactConfig;
 use crate::scan::ScanConfig;
 
@@ -141,6 +140,30 @@ impl Default for Config {
     }
 }
 
+/// What the command line (flags and `PLAID_VCR_*` variables) says, before the config file
+/// and the defaults: every setting optional, so "not given" differs from a value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Layer {
+    pub cassette: Option<PathBuf>,
+    pub upstream: Option<String>,
+    pub upstream_ca: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub store: Option<PathBuf>,
+    /// The config file; `./plaid-vcr.toml` is read if absent and the file exists.
+    pub config: Option<PathBuf>,
+    pub log_level: Option<String>,
+    pub max_body_bytes: Option<usize>,
+    pub connect_timeout: Option<Duration>,
+    pub response_timeout: Option<Duration>,
+    pub shutdown_timeout: Option<Duration>,
+    pub client_timeout: Option<Duration>,
+    pub max_connections: Option<usize>,
+    pub no_redact: bool,
+    pub sequences: bool,
+    pub sequence_exhausted: Option<SequenceEnd>,
+    pub max_age: Option<Duration>,
+}
+
 /// The config file's keys, all optional (see config.example.toml).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -167,8 +190,8 @@ struct FileConfig {
 }
 
 impl Config {
-    /// Resolves the configuration for a serving command from its arguments.
-    pub fn resolve(args: &ServeArgs) -> Result<Config, ConfigError> {
+    /// Resolves the configuration from the command line's layer, the file and the defaults.
+    pub fn resolve(args: &Layer) -> Result<Config, ConfigError> {
         let (file, base) = match &args.config {
             Some(path) => (read_file(path)?, parent(path)),
             None if Path::new(DEFAULT_CONFIG_FILE).is_file() => {
@@ -320,7 +343,7 @@ mod tests {
     fn config_example_toml_lists_every_key_with_its_default() {
         let example = include_str!("../config.example.toml");
         let (_dir, path) = write_config(&example.replace("# upstream_ca = ", "upstream_ca = "));
-        let c = Config::resolve(&ServeArgs {
+        let c = Config::resolve(&Layer {
             config: Some(path.clone()),
             ..Default::default()
         })
@@ -358,7 +381,7 @@ mod tests {
             })
             .collect();
         let (_dir, path) = write_config(&uncommented);
-        let c = Config::resolve(&ServeArgs {
+        let c = Config::resolve(&Layer {
             config: Some(path),
             ..Default::default()
         })
@@ -371,7 +394,7 @@ mod tests {
     #[test]
     fn defaults_apply_without_flags_or_file() {
         let (_dir, path) = write_config("");
-        let c = Config::resolve(&ServeArgs {
+        let c = Config::resolve(&Layer {
             config: Some(path),
             ..Default::default()
         })
@@ -382,7 +405,7 @@ mod tests {
     #[test]
     fn file_overrides_defaults_and_flags_override_file() {
         let (dir, path) = write_config("listen = \"127.0.0.1:9000\"\ncassette = \"cas\"\nconnect_timeout = \"3s\"\n");
-        let args = ServeArgs {
+        let args = Layer {
             config: Some(path.clone()),
             ..Default::default()
         };
@@ -390,7 +413,7 @@ mod tests {
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.cassette, dir.path().join("cas"));
         assert_eq!(c.connect_timeout, Duration::from_secs(3));
-        let args = ServeArgs {
+        let args = Layer {
             config: Some(path),
             listen: Some("127.0.0.1:0".parse().unwrap()),
             connect_timeout: Some(Duration::from_secs(1)),
@@ -404,20 +427,20 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_values_are_named() {
         let (_d, path) = write_config("lisen = \"127.0.0.1:1\"\n");
-        let err = Config::resolve(&ServeArgs {
+        let err = Config::resolve(&Layer {
             config: Some(path),
             ..Default::default()
         })
         .unwrap_err();
         assert!(err.to_string().contains("lisen"), "{err}");
         let (_d, path) = write_config("response_timeout = \"soon\"\n");
-        let err = Config::resolve(&ServeArgs {
+        let err = Config::resolve(&Layer {
             config: Some(path),
             ..Default::default()
         })
         .unwrap_err();
         assert!(err.to_string().starts_with("response_timeout"), "{err}");
-        let err = Config::resolve(&ServeArgs {
+        let err = Config::resolve(&Layer {
             config: Some("/nonexistent/x.toml".into()),
             ..Default::default()
         })

@@ -1,4 +1,5 @@
-//! Why a request missed: the recording closest to it and the fields that differ.
+//! Why a request missed: the recording closest to it, the fields that differ, and the
+//! [`Miss`] explanation a client gets in its error body and the log gets in field names.
 //!
 //! Both sides are compared in the canonical form the key is computed over
 //! ([`crate::key::canonical`]), so only differences that change the key are reported. Values are
@@ -36,6 +37,87 @@ impl std::fmt::Display for FieldDiff {
             show(&self.recorded),
             show(&self.got)
         )
+    }
+}
+
+/// Everything a miss answer says: what was looked up and how it differs from the closest
+/// recording. Values are the stored, pseudonymized ones (the body labels them so).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Miss {
+    /// One line: no recording, and the closest's differences if there is one.
+    pub message: String,
+    /// The matching key looked up.
+    pub key: String,
+    /// The command that records it.
+    pub hint: String,
+    pub endpoint: String,
+    /// The request in canonical, pseudonymized form (what the key is computed over).
+    pub request: Value,
+    /// The closest recording of the endpoint with its differences, or `null`.
+    pub closest: Value,
+}
+
+/// Explains why a request (endpoint, version, stored body, key) missed in `cassette`, given
+/// every recording; `record_hint` is the command that would record it.
+pub fn explain_miss(
+    endpoint: &str,
+    plaid_version: Option<&str>,
+    body: &Map<String, Value>,
+    key: &str,
+    recordings: &[Recorded],
+    cassette: &std::path::Path,
+    record_hint: String,
+) -> Miss {
+    let canonical = key::canonical(endpoint, plaid_version, body);
+    let (message, closest) = match closest(recordings, endpoint, plaid_version, body) {
+        Some((recorded, differences)) => {
+            let lines: Vec<String> = differences.iter().map(ToString::to_string).collect();
+            tracing::warn!(
+                endpoint,
+                key = key::prefix(key),
+                closest = key::prefix(&recorded.index_key),
+                // Field names only: values stay out of the logs.
+                differing = %differences.iter().map(|d| d.field.as_str()).collect::<Vec<_>>().join(", "),
+                "no recording; closest recording differs"
+            );
+            (
+                format!(
+                    "no recording for this {endpoint} request in cassette {}; the closest ({}) differs in {}",
+                    cassette.display(),
+                    recorded.file,
+                    lines.join("; ")
+                ),
+                serde_json::json!({
+                    "key": recorded.index_key,
+                    "file": recorded.file,
+                    "recorded_at": recorded.recorded_at,
+                    "differences": differences,
+                    "summary": lines,
+                }),
+            )
+        }
+        None => {
+            tracing::warn!(
+                endpoint,
+                key = key::prefix(key),
+                "no recording; nothing recorded for this endpoint"
+            );
+            (
+                format!(
+                    "no recording for this {endpoint} request in cassette {}, which has nothing recorded for {endpoint}",
+                    cassette.display(),
+                ),
+                Value::Null,
+            )
+        }
+    };
+    Miss {
+        message,
+        key: key.to_owned(),
+        hint: record_hint,
+        endpoint: endpoint.to_owned(),
+        request: canonical,
+        closest,
     }
 }
 

@@ -14,7 +14,7 @@ use crate::rules::Rule;
 use crate::scan::{self, ScanConfig};
 
 /// One problem `check` found.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Problem {
     /// The file, relative to the cassette directory.
     pub file: PathBuf,

@@ -7,6 +7,15 @@
 //!
 //! This module only normalizes: it never sees raw credentials or raw tokens, because the proxy
 //! hands it the output of [`crate::redact`], so a real token and its pseudonym give one key.
+//!
+//! "Key" means four things in plaid-vcr; this module owns the first:
+//! - the **matching key** (this module): SHA-256 of the canonical request, in file names,
+//!   logs and the `plaid-vcr-key` header;
+//! - the **index key** ([`crate::interaction::index_key`]): the matching key, `#n` suffixed for
+//!   step n of a sequence, under which the store keeps an answer;
+//! - the **redaction secret** ([`crate::redact::load_secret`]): the HMAC secret personal-data
+//!   pseudonyms are keyed with (`PLAID_VCR_REDACT_KEY`, `<store>/redact.key`);
+//! - a **JSON key**: a field name in a body.
 
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -14,9 +23,6 @@ use sha2::{Digest, Sha256};
 /// Version of the canonical form; bump it when normalization changes, so old keys are
 /// recognisably old rather than silently different.
 pub const KEY_VERSION: u64 = 1;
-
-/// Body fields that are credentials: never keyed, never stored.
-pub const CREDENTIAL_FIELDS: [&str; 2] = ["client_id", "secret"];
 
 /// How many hex characters of a key name a cassette file and appear in logs.
 pub const PREFIX_LEN: usize = 16;
@@ -27,9 +33,7 @@ pub const PREFIX_LEN: usize = 16;
 /// a unit test guards that assumption.
 pub fn canonical(endpoint: &str, plaid_version: Option<&str>, body: &Map<String, Value>) -> Value {
     let mut body = body.clone();
-    for field in CREDENTIAL_FIELDS {
-        body.remove(field);
-    }
+    body.retain(|field, _| !crate::rules::is_credential(field));
     let options = match body.remove("options") {
         None | Some(Value::Null) => Value::Object(Map::new()),
         Some(Value::Object(mut options)) => {

@@ -3,13 +3,25 @@
 //! The only place that prints to stdout or exits the process. Exit codes: 0 ok, 1 the
 //! command's answer is "no" (scan found leaks), 2 usage, configuration or I/O error.
 
-use std::io::{IsTerminal, Write};
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write as _};
 use std::process::ExitCode;
 
 use clap::Parser;
-use plaid_vcr::cli::{Cli, Command, Format, RedactArgs, SandboxTokenArgs, ScanArgs, ServeArgs};
+use plaid_vcr::cli::{CheckArgs, Cli, Command, Format, RedactArgs, SandboxTokenArgs, ScanArgs, ServeArgs};
+use plaid_vcr::config::Layer;
 use plaid_vcr::redact::{self, Redactor};
-use plaid_vcr::{cassette::Cassette, inspect, scan, Config, Error, Mode, Server};
+use plaid_vcr::sandbox::SandboxError;
+use plaid_vcr::{cassette::Cassette, inspect, rules, scan, Config, Error, Mode, Server};
+
+/// What a command can fail with: the library's errors, or the sandbox flow's.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Lib(#[from] Error),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -32,39 +44,53 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         // A closed stdout (`plaid-vcr scan DIR | head`) is the reader's choice, not an error.
-        Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(Failure::Lib(Error::Io { source, .. })) if source.kind() == std::io::ErrorKind::BrokenPipe => {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("plaid-vcr: {e}");
-            ExitCode::from(e.exit_code())
+            ExitCode::from(match &e {
+                Failure::Lib(e) => e.exit_code(),
+                Failure::Sandbox(e) => e.exit_code(),
+            })
         }
     }
 }
 
-fn serve(mode: Mode, args: &ServeArgs, strict: bool, fail_on_unused: bool) -> Result<ExitCode, Error> {
-    let config = Config::resolve(args)?;
+/// Writes a command's output to stdout in one go.
+fn print(text: &str) -> Result<(), Error> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(Error::io("write to standard output", None))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::io("start the async runtime", None))
+}
+
+fn serve(mode: Mode, args: &ServeArgs, strict: bool, fail_on_unused: bool) -> Result<ExitCode, Failure> {
+    let config = Config::resolve(&args.layer()).map_err(Error::from)?;
     init_logging(args.log_level.is_some(), &config);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let summary = runtime.block_on(async {
+    let summary = runtime()?.block_on(async {
+        // Handlers first: once the "listening" line is out, a script may signal at once, and
+        // the signal must mean a clean shutdown, not the default death.
+        let shutdown = shutdown_signal()?;
         let server = Server::bind(&config, mode).await?;
-        let mut stdout = std::io::stdout().lock();
-        writeln!(
-            stdout,
-            "plaid-vcr listening on http://{} (mode {mode}, cassette {})",
+        print(&format!(
+            "plaid-vcr listening on http://{} (mode {mode}, cassette {})\n",
             server.local_addr(),
             config.cassette.display()
-        )?;
-        stdout.flush()?;
-        drop(stdout);
-        server.run(shutdown_signal()).await
+        ))?;
+        server.run(shutdown).await
     })?;
     eprint!("{}", summary.render());
     if let Some(path) = &args.report {
-        std::fs::write(path, summary.to_json() + "\n").map_err(|e| {
-            Error::Io(std::io::Error::new(
-                e.kind(),
-                format!("cannot write report {}: {e}", path.display()),
-            ))
-        })?;
+        std::fs::write(path, summary.to_json() + "\n").map_err(Error::io("write the report", Some(path)))?;
     }
     let failures = summary.failures(strict, fail_on_unused);
     for failure in &failures {
@@ -73,122 +99,123 @@ fn serve(mode: Mode, args: &ServeArgs, strict: bool, fail_on_unused: bool) -> Re
     Ok(verdict(failures.is_empty()))
 }
 
-fn redact_dir(args: &RedactArgs) -> Result<ExitCode, Error> {
-    let config = Config::resolve(&ServeArgs {
+fn redact_dir(args: &RedactArgs) -> Result<ExitCode, Failure> {
+    let config = Config::resolve(&Layer {
         store: args.store.clone(),
         config: args.config.clone(),
-        ..Default::default()
-    })?;
+        ..Layer::default()
+    })
+    .map_err(Error::from)?;
     let cassette = Cassette::new(&args.dir);
-    cassette.require_exists()?;
+    cassette.require_exists().map_err(Error::from)?;
     let redactor = Redactor::new(
-        plaid_vcr::rules::compile(&config.redact.rules)?,
+        rules::compile(&config.redact.rules).map_err(Error::from)?,
         config.redact.request_pii,
-        &redact::load_key(&config.store)?,
+        &redact::load_secret(&config.store).map_err(Error::from)?,
     );
-    let rewrites = cassette.rewrite(|interaction| redactor.redact_interaction(interaction))?;
-    let mut stdout = std::io::stdout().lock();
+    let rewrites = cassette
+        .rewrite(|interaction| redactor.redact_interaction(interaction))
+        .map_err(Error::from)?;
+    let mut out = String::new();
     for r in &rewrites {
+        let (from, changed) = (args.dir.join(&r.from), r.changed);
         if r.from == r.to {
-            writeln!(
-                stdout,
-                "redacted {} ({} values)",
-                args.dir.join(&r.from).display(),
-                r.changed
-            )?;
+            let _ = writeln!(out, "redacted {} ({changed} values)", from.display());
         } else {
-            writeln!(
-                stdout,
-                "redacted {} -> {} ({} values, key changed)",
-                args.dir.join(&r.from).display(),
-                args.dir.join(&r.to).display(),
-                r.changed
-            )?;
+            let to = args.dir.join(&r.to);
+            let _ = writeln!(
+                out,
+                "redacted {} -> {} ({changed} values, key changed)",
+                from.display(),
+                to.display()
+            );
         }
     }
-    let total = cassette.list()?.len();
-    writeln!(
-        stdout,
+    let total = cassette.list().map_err(Error::from)?.len();
+    let _ = writeln!(
+        out,
         "{} of {total} files changed in {}",
         rewrites.len(),
         args.dir.display()
-    )?;
+    );
+    print(&out)?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn sandbox_token(args: &SandboxTokenArgs) -> Result<ExitCode, Error> {
-    let config = Config::resolve(&args.serve)?;
-    init_logging(args.serve.log_level.is_some(), &config);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let token = runtime.block_on(plaid_vcr::sandbox::sandbox_token(
+fn sandbox_token(args: &SandboxTokenArgs) -> Result<ExitCode, Failure> {
+    let config = Config::resolve(&args.layer()).map_err(Error::from)?;
+    init_logging(args.log_level.is_some(), &config);
+    let token = runtime()?.block_on(plaid_vcr::sandbox::sandbox_token(
         &config,
         &args.institution,
         &args.products,
     ))?;
-    let cassette = config.cassette.display();
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "access token:          {}", token.access_token.expose())?;
-    writeln!(out, "as stored (pseudonym): {}", token.pseudonym)?;
-    writeln!(out)?;
-    writeln!(
+    let (real, cassette) = (token.access_token.expose(), config.cassette.display());
+    let mut out = String::new();
+    let _ = writeln!(out, "access token:          {real}");
+    let _ = writeln!(out, "as stored (pseudonym): {}", token.pseudonym);
+    let _ = writeln!(out);
+    let _ = writeln!(
         out,
         "The real token is shown here only: plaid-vcr never stores or logs it. Record with it:"
-    )?;
-    writeln!(out, "  plaid-vcr record --cassette {cassette} &")?;
-    writeln!(
+    );
+    let _ = writeln!(out, "  plaid-vcr record --cassette {cassette} &");
+    let _ = writeln!(
         out,
         "  curl -X POST http://{}/plaid-compatible/identity/get -H 'Content-Type: application/json' \\",
         config.listen
-    )?;
-    writeln!(
-        out,
-        "       -d '{{\"access_token\": \"{}\"}}'",
-        token.access_token.expose()
-    )?;
-    writeln!(
+    );
+    let _ = writeln!(out, "       -d '{{\"access_token\": \"{real}\"}}'");
+    let _ = writeln!(
         out,
         "When replaying, tests may send either the real token or the pseudonym."
-    )?;
+    );
+    print(&out)?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn list_dir(dir: &std::path::Path) -> Result<ExitCode, Error> {
-    write!(std::io::stdout().lock(), "{}", inspect::ls(dir)?)?;
+fn list_dir(dir: &std::path::Path) -> Result<ExitCode, Failure> {
+    print(&inspect::ls(dir).map_err(Error::from)?)?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn check_dir(args: &ScanArgs) -> Result<ExitCode, Error> {
-    let config = Config::resolve(&ServeArgs {
+fn check_dir(args: &CheckArgs) -> Result<ExitCode, Failure> {
+    let config = Config::resolve(&Layer {
         config: args.config.clone(),
-        ..Default::default()
-    })?;
-    let rules = plaid_vcr::rules::compile(&config.redact.rules)?;
-    let problems = inspect::check(&args.dir, &rules, &config.scan)?;
-    let files = Cassette::new(&args.dir).list_all()?.len();
-    write!(
-        std::io::stdout().lock(),
-        "{}",
-        inspect::render_check(&args.dir, &problems, files)
-    )?;
+        ..Layer::default()
+    })
+    .map_err(Error::from)?;
+    let rules = rules::compile(&config.redact.rules).map_err(Error::from)?;
+    let problems = inspect::check(&args.dir, &rules, &config.scan).map_err(Error::from)?;
+    let files = Cassette::new(&args.dir).list_all().map_err(Error::from)?.len();
+    let text = match args.format {
+        Format::Text => inspect::render_check(&args.dir, &problems, files),
+        Format::Json => {
+            let report = serde_json::json!({ "files": files, "problems": problems });
+            serde_json::to_string_pretty(&report).expect("a check report is strings and numbers: it always serializes")
+                + "\n"
+        }
+    };
+    print(&text)?;
     Ok(verdict(problems.is_empty()))
 }
 
-fn scan_dir(args: &ScanArgs) -> Result<ExitCode, Error> {
-    let config = Config::resolve(&ServeArgs {
+fn scan_dir(args: &ScanArgs) -> Result<ExitCode, Failure> {
+    let config = Config::resolve(&Layer {
         config: args.config.clone(),
-        ..Default::default()
-    })?;
-    let rules = plaid_vcr::rules::compile(&config.redact.rules)?;
-    let report = scan::scan_dir(&args.dir, &rules, &config.scan)?;
-    let mut stdout = std::io::stdout().lock();
-    match args.format {
-        Format::Text => write!(stdout, "{}", scan::render_text(&args.dir, &report))?,
-        Format::Json => writeln!(
-            stdout,
-            "{}",
+        ..Layer::default()
+    })
+    .map_err(Error::from)?;
+    let rules = rules::compile(&config.redact.rules).map_err(Error::from)?;
+    let report = scan::scan_dir(&args.dir, &rules, &config.scan).map_err(Error::from)?;
+    let text = match args.format {
+        Format::Text => scan::render_text(&args.dir, &report),
+        Format::Json => {
             serde_json::to_string_pretty(&report).expect("a scan report is strings and numbers: it always serializes")
-        )?,
-    }
+                + "\n"
+        }
+    };
+    print(&text)?;
     Ok(verdict(report.findings.is_empty()))
 }
 
@@ -215,23 +242,26 @@ fn init_logging(level_given: bool, config: &Config) {
         .init();
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// A future that completes on SIGINT or SIGTERM; the handlers are installed when this
+/// returns, not when the future is first polled.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, Error> {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = interrupt.await;
-                return;
-            }
+        use tokio::signal::unix::{signal, SignalKind};
+        let install = Error::io("install the SIGINT/SIGTERM handlers", None);
+        let (mut interrupt, mut terminate) = match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+            (Ok(i), Ok(t)) => (i, t),
+            (Err(e), _) | (_, Err(e)) => return Err(install(e)),
         };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = term.recv() => {}
-        }
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        })
     }
     #[cfg(not(unix))]
-    let _ = interrupt.await;
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }

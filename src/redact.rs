@@ -21,17 +21,17 @@ use crate::interaction::Interaction;
 use crate::pseudonym::{self, Kind, Pseudonymizer};
 use crate::rules::{self, last_key, Action, Rule, RuleConfig, RuleError, Seg, Side};
 
-/// Environment variable holding the redaction key (any string; share it to get the same
-/// pseudonyms of personal data on every machine).
-pub const KEY_ENV: &str = "PLAID_VCR_REDACT_KEY";
-/// File in the store directory the redaction key is generated into when the variable is unset.
-pub const KEY_FILE: &str = "redact.key";
+/// Environment variable holding the redaction secret (any string; share it to get the same
+/// pseudonyms of personal data on every machine). Named `_KEY` for compatibility.
+pub const SECRET_ENV: &str = "PLAID_VCR_REDACT_KEY";
+/// File in the store directory the redaction secret is generated into when the variable is unset.
+pub const SECRET_FILE: &str = "redact.key";
 
 /// A problem getting the redaction key or reading rules.
 #[derive(Debug, thiserror::Error)]
 pub enum RedactError {
-    #[error("cannot read or create the redaction key {path}: {source}; set {KEY_ENV} or pass --store DIR")]
-    Key { path: PathBuf, source: std::io::Error },
+    #[error("cannot read or create the redaction secret {path}: {source}; set {SECRET_ENV} or pass --store DIR")]
+    Secret { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Rule(#[from] RuleError),
 }
@@ -70,11 +70,11 @@ pub struct Redactor {
 }
 
 impl Redactor {
-    /// A redactor with `rules` whose personal-data pseudonyms are keyed with `key`.
-    pub fn new(rules: Vec<Rule>, request_pii: RequestPii, key: &[u8]) -> Self {
+    /// A redactor with `rules` whose personal-data pseudonyms are keyed with `secret`.
+    pub fn new(rules: Vec<Rule>, request_pii: RequestPii, secret: &[u8]) -> Self {
         Redactor {
             rules,
-            pseudonymizer: Pseudonymizer::new(key),
+            pseudonymizer: Pseudonymizer::new(secret),
             request_pii,
             raw: false,
         }
@@ -204,16 +204,17 @@ impl Redactor {
     }
 }
 
-/// The redaction key: `PLAID_VCR_REDACT_KEY` if set, else `<store>/redact.key`, generated once
-/// (32 random bytes, hex) with permissions 0600. Never written anywhere else.
-pub fn load_key(store: &Path) -> Result<Vec<u8>, RedactError> {
-    if let Ok(key) = std::env::var(KEY_ENV) {
+/// The redaction secret personal-data pseudonyms are keyed with: `PLAID_VCR_REDACT_KEY` if
+/// set, else `<store>/redact.key`, generated once (32 random bytes, hex) with permissions 0600.
+/// Never written anywhere else. (Not the matching key: see [`crate::key`].)
+pub fn load_secret(store: &Path) -> Result<Vec<u8>, RedactError> {
+    if let Ok(key) = std::env::var(SECRET_ENV) {
         if !key.trim().is_empty() {
             return Ok(key.trim().as_bytes().to_vec());
         }
     }
-    let path = store.join(KEY_FILE);
-    let err = |source| RedactError::Key {
+    let path = store.join(SECRET_FILE);
+    let err = |source| RedactError::Secret {
         path: path.clone(),
         source,
     };

@@ -13,19 +13,20 @@ use serde_json::Value;
 
 use crate::pseudonym::Kind;
 
-/// Field names whose value is a Plaid credential (body fields and header names, compared
-/// without case): never keyed, never stored, reported by `scan` wherever one appears.
-pub const CREDENTIALS: [&str; 5] = [
-    "client_id",
-    "secret",
-    "client_secret",
-    "plaid-client-id",
-    "plaid-secret",
-];
+/// The credentials every Plaid request carries: the body field, and the header that can carry
+/// it instead. Never keyed, never stored, reported by `scan` wherever one appears.
+pub const CREDENTIALS: [(&str, &str); 2] = [("client_id", "plaid-client-id"), ("secret", "plaid-secret")];
 
-/// Whether `field` names a credential (see [`CREDENTIALS`]).
+/// Other names a credential goes by (OAuth-style clients, partner objects).
+const OTHER_CREDENTIAL_NAMES: [&str; 1] = ["client_secret"];
+
+/// Whether `field` names a credential (see [`CREDENTIALS`]), compared without case.
 pub fn is_credential(field: &str) -> bool {
-    CREDENTIALS.iter().any(|c| c.eq_ignore_ascii_case(field))
+    CREDENTIALS
+        .iter()
+        .flat_map(|(body, header)| [body, header])
+        .chain(OTHER_CREDENTIAL_NAMES.iter())
+        .any(|c| c.eq_ignore_ascii_case(field))
 }
 
 /// A config rule that does not compile.

@@ -37,6 +37,16 @@ pub enum SandboxError {
         endpoint: &'static str,
         field: &'static str,
     },
+    /// Starting or stopping the in-process proxy failed.
+    #[error(transparent)]
+    Proxy(#[from] Error),
+}
+
+impl SandboxError {
+    /// The process exit code: 2, like every error (see [`Error::exit_code`]).
+    pub fn exit_code(&self) -> u8 {
+        2
+    }
 }
 
 /// What the flow produced.
@@ -49,9 +59,13 @@ pub struct SandboxToken {
 }
 
 /// Runs create → exchange for `institution` with `products` through a record-mode proxy.
-pub async fn sandbox_token(config: &Config, institution: &str, products: &[String]) -> Result<SandboxToken, Error> {
+pub async fn sandbox_token(
+    config: &Config,
+    institution: &str,
+    products: &[String],
+) -> Result<SandboxToken, SandboxError> {
     if config.client_id.is_none() || config.secret.is_none() {
-        return Err(SandboxError::NoCredentials.into());
+        return Err(SandboxError::NoCredentials);
     }
     let mut config = config.clone();
     config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
@@ -68,7 +82,7 @@ pub async fn sandbox_token(config: &Config, institution: &str, products: &[Strin
         )
         .await?;
         let access_token = token_in(&exchanged, "item/public_token/exchange", "access_token")?;
-        Ok::<_, Error>(access_token)
+        Ok::<_, SandboxError>(access_token)
     };
     let result = flow.await;
     server.stop().await?;
@@ -92,7 +106,7 @@ fn token_in(answer: &Value, endpoint: &'static str, field: &'static str) -> Resu
 
 /// POSTs `body` without credentials (the proxy adds the configured ones) and returns the JSON
 /// answer, or Plaid's error.
-async fn post(base: &str, endpoint: &'static str, body: &Value) -> Result<Value, Error> {
+async fn post(base: &str, endpoint: &'static str, body: &Value) -> Result<Value, SandboxError> {
     let transport = |reason: String| SandboxError::Transport { endpoint, reason };
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let request = http::Request::post(format!("{base}/{endpoint}"))
@@ -115,8 +129,7 @@ async fn post(base: &str, endpoint: &'static str, body: &Value) -> Result<Value,
             status: status.as_u16(),
             code: text("error_code"),
             message: text("error_message"),
-        }
-        .into());
+        });
     }
     Ok(value)
 }

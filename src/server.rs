@@ -35,7 +35,7 @@ pub struct Server {
 impl Server {
     /// Opens the proxy (store, cassette, upstream) for `mode` and binds `config.listen`.
     pub async fn bind(config: &Config, mode: Mode) -> Result<Server, Error> {
-        let proxy = Proxy::open(config, mode)?;
+        let proxy = crate::startup::open(config, mode)?;
         let listener = TcpListener::bind(config.listen).await.map_err(|source| Error::Listen {
             addr: config.listen,
             source,
@@ -45,7 +45,9 @@ impl Server {
 
     /// A server on an already bound listener.
     pub fn from_listener(listener: TcpListener, proxy: Proxy, config: &Config) -> Result<Server, Error> {
-        let addr = listener.local_addr()?;
+        let addr = listener
+            .local_addr()
+            .map_err(Error::io("read the listening address", None))?;
         Ok(Server {
             listener,
             proxy: Arc::new(proxy),
@@ -148,7 +150,7 @@ impl Server {
         let closing = proxy.clone();
         tokio::task::spawn_blocking(move || closing.close())
             .await
-            .map_err(|e| Error::Io(std::io::Error::other(format!("shutting down the store failed: {e}"))))??;
+            .map_err(|e| Error::io("finish recording and flush the store", None)(std::io::Error::other(e)))??;
         tracing::info!("stopped");
         proxy.summary()
     }
@@ -204,9 +206,11 @@ impl RunningServer {
         match self.task.take() {
             Some(task) => task
                 .await
-                .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))?,
+                .map_err(|e| Error::io("stop the server", None)(std::io::Error::other(e)))?,
             // Only `stop` takes the task, and it consumes the handle.
-            None => Err(Error::Io(std::io::Error::other("the server was already stopped"))),
+            None => Err(Error::io("stop the server", None)(std::io::Error::other(
+                "it was already stopped",
+            ))),
         }
     }
 }
@@ -242,7 +246,10 @@ impl ReplayServer {
     /// Starts replaying with `config`; its `listen` and `store` are replaced by a free loopback
     /// port and a temporary store.
     pub async fn start_with(mut config: Config) -> Result<ReplayServer, Error> {
-        let store = tempfile::Builder::new().prefix("plaid-vcr-store-").tempdir()?;
+        let store = tempfile::Builder::new()
+            .prefix("plaid-vcr-store-")
+            .tempdir()
+            .map_err(Error::io("create a temporary store in", Some(&std::env::temp_dir())))?;
         config.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         config.store = store.path().to_owned();
         let server = Server::bind(&config, Mode::Replay).await?.spawn();

@@ -22,8 +22,23 @@ pub struct Tally {
     misses: Vec<Entry>,
     recorded: Vec<Entry>,
     used: HashSet<String>,
-    /// Occurrences of each key so far, for sequences.
-    seen: HashMap<String, u32>,
+}
+
+/// The sequence cursor (`--sequences`): which call of each matching key this is, so the n-th
+/// identical request is answered with step n. Owned by the proxy; the tally only counts.
+#[derive(Debug, Default)]
+pub struct Steps {
+    seen: std::sync::Mutex<HashMap<String, u32>>,
+}
+
+impl Steps {
+    /// Counts the next occurrence of `key` and returns its number (1 for the first).
+    pub fn next(&self, key: &str) -> u32 {
+        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = seen.entry(key.to_owned()).or_insert(0);
+        *n += 1;
+        *n
+    }
 }
 
 /// A request or recording named by endpoint and key.
@@ -41,13 +56,6 @@ pub struct Entry {
 }
 
 impl Tally {
-    /// Counts the next occurrence of `key` and returns its number (1 for the first).
-    pub fn next_step(&mut self, key: &str) -> u32 {
-        let n = self.seen.entry(key.to_owned()).or_insert(0);
-        *n += 1;
-        *n
-    }
-
     /// Any request, whatever its outcome.
     pub fn request(&mut self) {
         self.requests += 1;
@@ -264,7 +272,7 @@ mod tests {
 
     #[test]
     fn steps_count_per_key() {
-        let mut t = Tally::default();
-        assert_eq!((t.next_step("k"), t.next_step("k"), t.next_step("j")), (1, 2, 1));
+        let s = Steps::default();
+        assert_eq!((s.next("k"), s.next("k"), s.next("j")), (1, 2, 1));
     }
 }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use plaid_vcr::proxy::Proxy;
 use plaid_vcr::Mode;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
@@ -160,7 +159,7 @@ fn no_request_body_makes_the_pipeline_panic_or_answer_5xx() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dirs = Dirs::new();
     runtime.block_on(record_into(&dirs, &[("identity/get", BODY)]));
-    let proxy = Arc::new(Proxy::open(&config(&dirs, None), Mode::Replay).unwrap());
+    let proxy = Arc::new(plaid_vcr::startup::open(&config(&dirs, None), Mode::Replay).unwrap());
     let mut runner = TestRunner::new(ProptestConfig {
         cases: 400,
         ..ProptestConfig::default()

@@ -477,3 +477,32 @@ fn a_phone_typed_into_an_account_name_is_redacted_and_reported() {
     assert_eq!(code, 1);
     assert!(stdout.contains("accounts[0].name: phone"), "{stdout}");
 }
+
+#[test]
+fn a_keep_rule_on_an_object_is_honoured_by_redact_and_scan_alike() {
+    let dirs = Dirs::new();
+    let cassette = demo_copy(&dirs);
+    let file = cassette.join(&dirs.cassette_files()[0]);
+    let mut v: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    v["response"]["body"]["accounts"][0]["owners"][0]["addresses"][0]["data"]["street"] = json!("2992 Cameron Road");
+    std::fs::write(&file, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    let cassette_arg = cassette.display().to_string();
+    let store_arg = dirs.store().display().to_string();
+    // Without the rule, the raw street is a leak.
+    let (code, stdout, _) = run_binary(&["scan", &cassette_arg], dirs.root.path());
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("addresses[0].data.street: pii:street"), "{stdout}");
+
+    // With it, redact keeps the street and scan, reading the same rule, does not report it.
+    std::fs::write(
+        dirs.root.path().join("plaid-vcr.toml"),
+        "[redact]\nrules = [{ side = \"response\", path = \"accounts[].owners[].addresses\", action = \"keep\" }]\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = run_binary(&["redact", &cassette_arg, "--store", &store_arg], dirs.root.path());
+    assert_eq!(code, 0, "{stderr}");
+    let after = std::fs::read_to_string(dirs.cassette().join(&dirs.cassette_files()[0])).unwrap();
+    assert!(after.contains("2992 Cameron Road"), "kept by the rule");
+    let (code, stdout, _) = run_binary(&["scan", &cassette_arg], dirs.root.path());
+    assert_eq!(code, 0, "redact, then scan is clean: {stdout}");
+}

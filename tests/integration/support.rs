@@ -534,7 +534,11 @@ impl Drop for Binary {
 /// Arguments to run the binary as `command` (record, replay, sandbox-token) on 127.0.0.1:0
 /// with the test's cassette and store, and the fake as upstream if given; `extra` follow.
 pub fn serve_args(command: &str, dirs: &Dirs, fake: Option<&FakePlaid>, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = vec![command.into(), "--listen".into(), "127.0.0.1:0".into()];
+    let mut args: Vec<String> = vec![command.into()];
+    // sandbox-token always listens on a free loopback port of its own.
+    if command != "sandbox-token" {
+        args.extend(["--listen".into(), "127.0.0.1:0".into()]);
+    }
     args.extend(["--cassette".into(), dirs.cassette().display().to_string()]);
     args.extend(["--store".into(), dirs.store().display().to_string()]);
     if let Some(fake) = fake {

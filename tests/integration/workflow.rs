@@ -29,11 +29,11 @@ async fn a_miss_names_the_closest_recording_and_the_differing_fields_in_body_and
     assert_eq!(err["endpoint"], "identity/get");
     assert_eq!(err["key"].as_str().unwrap(), resp.key());
     assert_eq!(
-        err["request"]["body"]["options"]["account_ids"],
+        err["pseudonymized_request"]["body"]["options"]["account_ids"],
         json!(["acc_1", "acc_3"]),
         "{err}"
     );
-    assert!(err["request"]["body"].get("client_id").is_none());
+    assert!(err["pseudonymized_request"]["body"].get("client_id").is_none());
     let summary: Vec<&str> = err["closest"]["summary"]
         .as_array()
         .unwrap()

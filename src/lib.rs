@@ -48,6 +48,7 @@ pub mod error;
 pub mod inspect;
 pub mod interaction;
 pub mod key;
+pub mod mode;
 pub mod proxy;
 pub mod pseudonym;
 pub mod redact;
@@ -64,6 +65,6 @@ pub mod writer;
 
 pub use config::Config;
 pub use error::Error;
-pub use proxy::Mode;
+pub use mode::Mode;
 pub use server::{ReplayServer, RunningServer, Server};
 pub use session::Summary;

@@ -1,4 +1,5 @@
-//! The per-request pipeline, the same for every Plaid endpoint, and the [`Mode`]s.
+//! The per-request pipeline, the same for every Plaid endpoint, dispatched on the mode
+//! ([`crate::mode`]) in one place.
 //!
 //! request → route → [`crate::request`] (limit, parse, credentials, redact, key) → dispatch on
 //! the mode → store or upstream → redact → [`crate::writer`] → response. A stage never reaches
@@ -24,90 +25,16 @@ use crate::diff;
 use crate::error::{Error, RequestError};
 use crate::interaction::{index_key, Answer, Interaction};
 use crate::key;
+use crate::mode::{Recorder, Serving};
 use crate::redact::Redactor;
 use crate::request::{self, Limits, PlaidRequest, Route};
 use crate::session::{Steps, Summary, Tally};
 use crate::store::Store;
-use crate::upstream::Upstream;
-use crate::writer::Writer;
-
-pub use crate::request::PREFIX;
 
 /// Response header naming what plaid-vcr did with a request (hit, miss, recorded, ...).
 pub const OUTCOME_HEADER: &str = "plaid-vcr-outcome";
 /// Response header carrying the full matching key of a request.
 pub const KEY_HEADER: &str = "plaid-vcr-key";
-
-/// What plaid-vcr does with each request, as the user chooses it. Dispatched on in one place,
-/// [`Proxy::dispatch`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Reads nothing from the cassette to answer; forwards every request upstream and writes
-    /// each 2xx/4xx answer to the store and the cassette, overwriting the same key.
-    Record,
-    /// Reads the cassette only; never opens a connection; writes nothing; misses are errors.
-    Replay,
-    /// Answers hits from the cassette; forwards misses upstream (once per identical miss in
-    /// flight) and records them.
-    ReplayRecordMissing,
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Mode::Record => "record",
-            Mode::Replay => "replay",
-            Mode::ReplayRecordMissing => "replay --record-missing",
-        })
-    }
-}
-
-/// A mode with what it needs: the recording modes carry their [`Recorder`], so recording
-/// without an upstream or a writer cannot be expressed.
-#[derive(Debug)]
-pub enum Serving {
-    Replay,
-    Record(Arc<Recorder>),
-    RecordMissing(Arc<Recorder>),
-}
-
-impl Serving {
-    fn mode(&self) -> Mode {
-        match self {
-            Serving::Replay => Mode::Replay,
-            Serving::Record(_) => Mode::Record,
-            Serving::RecordMissing(_) => Mode::ReplayRecordMissing,
-        }
-    }
-}
-
-/// What recording needs: the upstream client, the one durable writer, and the OS lock on the
-/// cassette directory (held as long as the recorder lives; see [`Cassette::lock`]).
-pub struct Recorder {
-    upstream: Upstream,
-    // Dropped before the lock: the writer drains its queue first.
-    writer: Writer,
-    _lock: std::fs::File,
-}
-
-impl fmt::Debug for Recorder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Recorder")
-            .field("upstream", &self.upstream)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Recorder {
-    /// A recorder from its parts (see [`crate::startup::open`]).
-    pub fn new(upstream: Upstream, writer: Writer, lock: std::fs::File) -> Recorder {
-        Recorder {
-            upstream,
-            writer,
-            _lock: lock,
-        }
-    }
-}
 
 /// An HTTP answer before it becomes a hyper response: status, headers, body bytes. Cloneable,
 /// so that identical misses in flight can share one upstream answer.
@@ -283,7 +210,7 @@ impl Proxy {
     /// Blocking (it waits for fsyncs): call it from a blocking context.
     pub fn close(&self) -> Result<(), Error> {
         if let Serving::Record(recorder) | Serving::RecordMissing(recorder) = &self.serving {
-            recorder.writer.close()?;
+            recorder.writer().close()?;
         }
         self.store.flush()?;
         Ok(())
@@ -539,7 +466,7 @@ impl Proxy {
             stored_body,
             key,
         } = request;
-        let answer = match recorder.upstream.forward(&endpoint, &headers, raw_body).await {
+        let answer = match recorder.upstream().forward(&endpoint, &headers, raw_body).await {
             Ok(answer) => answer,
             Err(e) => return Handled::failed(&endpoint, &key, (&e).into()),
         };
@@ -576,7 +503,7 @@ impl Proxy {
         let used = interaction.index_key();
         // The writer answers once the cassette file and the store are durable (see
         // `crate::writer`): only then does the client get its answer.
-        if let Err(e) = recorder.writer.commit(interaction).await {
+        if let Err(e) = recorder.writer().commit(interaction).await {
             tracing::error!(endpoint = %endpoint, error = %e, "recording failed");
             return Handled::failed(&endpoint, &key, (&e).into());
         }

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::config::{Config, Secret};
 use crate::error::Error;
-use crate::proxy::Mode;
+use crate::mode::Mode;
 use crate::pseudonym::{Kind, Pseudonymizer};
 use crate::server::Server;
 

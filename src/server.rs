@@ -20,7 +20,9 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::connections::{AcceptErrors, Admission, Connections};
 use crate::error::Error;
-use crate::proxy::{Mode, Proxy, PREFIX};
+use crate::mode::Mode;
+use crate::proxy::Proxy;
+use crate::request::PREFIX;
 use crate::session::Summary;
 
 /// A bound, ready server: the cassette is loaded and the port is taken.

@@ -101,23 +101,32 @@ fn startup_errors_are_one_lowercase_line_with_exit_code_2() {
 }
 
 #[test]
-fn help_lists_the_commands_and_every_serving_flag() {
+fn help_lists_the_commands_and_every_serving_flag_the_readme_documents() {
     let dirs = Dirs::new();
     let (code, stdout, _) = run_binary(&["--help"], dirs.root.path());
     assert_eq!(code, 0);
-    assert!(stdout.contains("record") && stdout.contains("replay"), "{stdout}");
-    let (_, stdout, _) = run_binary(&["replay", "--help"], dirs.root.path());
-    for flag in [
-        "--cassette",
-        "--listen",
-        "--store",
-        "--config",
-        "--upstream",
-        "--upstream-ca",
-        "--record-missing",
-        "--log-level",
-        "PLAID_VCR_LISTEN",
-    ] {
-        assert!(stdout.contains(flag), "{flag} missing from replay --help:\n{stdout}");
+    for command in ["record", "replay", "redact", "scan", "ls", "check", "sandbox-token"] {
+        assert!(stdout.contains(command), "{command} missing from --help:\n{stdout}");
+    }
+    let (_, help, _) = run_binary(&["replay", "--help"], dirs.root.path());
+    // Every row of the README's options table: its flag and its variable.
+    let readme = include_str!("../../README.md");
+    let table = &readme[readme.find("Options of `record` and `replay`").unwrap()..];
+    let rows: Vec<&str> = table
+        .lines()
+        .skip_while(|l| !l.starts_with("| `--"))
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    assert!(rows.len() >= 20, "{rows:?}");
+    for row in rows {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        // "`--max-age D`" or "`--strict` (replay)": the flag is the first word inside backticks.
+        let flag = cells[1].split('`').nth(1).unwrap().split(' ').next().unwrap();
+        let variable = cells[2].trim_matches('`');
+        assert!(help.contains(flag), "{flag} missing from replay --help:\n{help}");
+        assert!(
+            help.contains(variable),
+            "{variable} missing from replay --help:\n{help}"
+        );
     }
 }

@@ -84,18 +84,12 @@ async fn sandbox_token_runs_create_and_exchange_through_the_proxy_and_prints_bot
         ("PLAID_CLIENT_ID", "sandbox-client-id"),
         ("PLAID_SECRET", "sandbox-secret-0123456789"),
     ];
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_plaid-vcr"));
-    command
-        .args(&args)
-        .current_dir(dirs.root.path())
-        .envs(envs)
-        .env_remove("RUST_LOG");
-    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+    let cwd = dirs.root.path().to_owned();
+    let run = args.clone();
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || run_binary_with(&run, &envs, &cwd))
         .await
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
 
     let real = "access-sandbox-de3ce8ef-33f8-452c-a685-8671031fc0f6"; // what the fake exchanges to
     let pseudonym = Pseudonymizer::new(b"").pseudonymize(Kind::Token, real);

@@ -5,7 +5,7 @@ use plaid_vcr::Mode;
 use crate::support::*;
 
 #[tokio::test]
-async fn the_demo_cassette_answers_the_readme_curl_and_the_official_clients() {
+async fn the_demo_cassette_answers_the_readme_curl_and_the_official_clients_headers() {
     let dirs = Dirs::new();
     let mut cfg = config(&dirs, None);
     cfg.cassette = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("cassettes/demo");

@@ -366,25 +366,39 @@ async fn every_endpoint_goes_through_the_same_pipeline() {
 #[tokio::test]
 async fn shutdown_lets_an_in_flight_recording_finish_and_keeps_it() {
     let fake = FakePlaid::start().await;
-    fake.delay(Duration::from_millis(700));
-    // The request must still be in flight (held by the delay) when the shutdown starts.
+    // Upstream holds the answer until the shutdown is under way: exact on any machine.
+    fake.hold();
     let dirs = Dirs::new();
     let proxy = start(&config(&dirs, Some(&fake)), Mode::Record).await;
-    let base = proxy.base_url();
+    let (base, addr) = (proxy.base_url(), proxy.local_addr());
     let in_flight =
         tokio::spawn(async move { send("POST", &format!("{base}/identity/get"), &CLIENT_HEADERS, WITHOUT_IDS).await });
-    // Wait (bounded) until the request reached upstream, then shut down under it.
     for _ in 0..1000 {
         if fake.total_calls() > 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(fake.total_calls(), 1);
-    proxy.stop().await.unwrap();
+    assert_eq!(fake.total_calls(), 1, "the request is at upstream");
+    let stopping = tokio::spawn(proxy.stop());
+    // The shutdown has started once the listener is gone; the request is still held.
+    for _ in 0..1000 {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no longer accepting"
+    );
+    assert!(!in_flight.is_finished());
+    fake.release();
     let resp = in_flight.await.unwrap();
     assert_eq!(resp.status, 200);
     assert_eq!(resp.outcome(), "recorded");
+    let summary = stopping.await.unwrap().unwrap();
+    assert_eq!(summary.recorded.len(), 1);
     assert_eq!(dirs.cassette_files().len(), 1);
 }
 

@@ -427,28 +427,41 @@ pub async fn plaid(server: &RunningServer, endpoint: &str, body: &str) -> Resp {
     .await
 }
 
+/// The `plaid-vcr` binary as a command in `cwd` with a clean environment: no `PLAID_VCR_*`
+/// variable, `RUST_LOG` or Plaid keys of the developer's can change what a test sees. A test's
+/// own variables are added after, so they win.
+pub fn plaid_vcr_command(cwd: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_plaid-vcr"));
+    command
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("PLAID_VCR_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env_remove("RUST_LOG")
+        .env_remove("PLAID_CLIENT_ID")
+        .env_remove("PLAID_SECRET");
+    command
+}
+
 /// The real `plaid-vcr` binary, started with `args`; reads the first stdout line.
 pub struct Binary {
     pub child: Child,
     pub first_line: String,
     stderr: Arc<Mutex<String>>,
+    /// Reads stderr until the process closes it; joined once the process has exited.
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Binary {
     pub fn start<S: AsRef<std::ffi::OsStr>>(args: &[S], envs: &[(&str, &str)], cwd: &Path) -> Binary {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_plaid-vcr"));
-        command
-            .args(args)
-            .current_dir(cwd)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        // The developer's own settings and Plaid keys must not leak into tests; the test's own
-        // variables come after, so they win.
-        command
-            .env_remove("RUST_LOG")
-            .env_remove("PLAID_CLIENT_ID")
-            .env_remove("PLAID_SECRET");
+        let mut command = plaid_vcr_command(cwd);
+        command.args(args);
         for (k, v) in envs {
             command.env(k, v);
         }
@@ -457,7 +470,7 @@ impl Binary {
         let stderr = child.stderr.take().unwrap();
         let captured = Arc::new(Mutex::new(String::new()));
         let sink = captured.clone();
-        std::thread::spawn(move || {
+        let stderr_reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let mut s = sink.lock().unwrap();
                 s.push_str(&line);
@@ -481,6 +494,7 @@ impl Binary {
             child,
             first_line,
             stderr: captured,
+            stderr_reader: Some(stderr_reader),
         }
     }
 
@@ -513,8 +527,10 @@ impl Binary {
     pub fn wait(&mut self) -> Option<i32> {
         for _ in 0..200 {
             if let Some(status) = self.child.try_wait().unwrap() {
-                // Let the stderr thread drain the last lines.
-                std::thread::sleep(Duration::from_millis(50));
+                // The process closed stderr by exiting: the reader ends with its last lines.
+                if let Some(reader) = self.stderr_reader.take() {
+                    reader.join().unwrap();
+                }
                 return status.code();
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -553,26 +569,36 @@ pub fn serve_args(command: &str, dirs: &Dirs, fake: Option<&FakePlaid>, extra: &
     args
 }
 
-/// Runs the binary to completion (bounded) and returns (exit code, stdout, stderr).
+/// Runs the binary to completion (bounded: 30 s) and returns (exit code, stdout, stderr).
 pub fn run_binary<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S], cwd: &Path) -> (i32, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_plaid-vcr"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("RUST_LOG")
-        .env_remove("PLAID_CLIENT_ID")
-        .env_remove("PLAID_SECRET")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    run_binary_with(args, &[], cwd)
+}
+
+/// [`run_binary`] with environment variables of the test's own.
+pub fn run_binary_with<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(
+    args: &[S],
+    envs: &[(&str, &str)],
+    cwd: &Path,
+) -> (i32, String, String) {
+    let mut command = plaid_vcr_command(cwd);
+    command.args(args).envs(envs.iter().copied());
+    let mut child = command.spawn().unwrap();
+    // Read both pipes while waiting, so a large output can never block the child.
+    let read = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = read(Box::new(child.stdout.take().unwrap()));
+    let stderr = read(Box::new(child.stderr.take().unwrap()));
     for _ in 0..300 {
-        if child.try_wait().unwrap().is_some() {
-            let out = child.wait_with_output().unwrap();
+        if let Some(status) = child.try_wait().unwrap() {
             return (
-                out.status.code().unwrap_or(-1),
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
+                status.code().unwrap_or(-1),
+                stdout.join().unwrap(),
+                stderr.join().unwrap(),
             );
         }
         std::thread::sleep(Duration::from_millis(100));

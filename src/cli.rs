@@ -195,7 +195,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR", env = "PLAID_VCR_LISTEN")]
     pub listen: Option<SocketAddr>,
 
-    /// Working store directory (sled database, lock, redaction key), never committed [default: .plaid-vcr]
+    /// Working store directory (sled database, lock, redaction secret), never committed [default: .plaid-vcr]
     #[arg(long, value_name = "DIR", env = "PLAID_VCR_STORE")]
     pub store: Option<PathBuf>,
 

@@ -4,7 +4,7 @@
 //! - tokens and identifiers (high entropy): an **unkeyed** SHA-256 of the raw value, so a
 //!   pseudonym is the same on every machine and cannot be reversed for a random token;
 //! - personal data (low entropy: names, emails, phones, addresses): **HMAC-SHA256** with the
-//!   redaction key, because an unkeyed hash of a phone number is reversed by trying them all.
+//!   redaction secret, because an unkeyed hash of a phone number is reversed by trying them all.
 //!
 //! Every pseudonym is recognisable, so pseudonymizing a pseudonym returns it unchanged
 //! (idempotence): identifiers end in a keyless check of 6 characters derived from the rest;

@@ -7,7 +7,7 @@
 //! go through the generic detectors ([`crate::detect`]). It never adds a field, changes a JSON
 //! type, an array length or a null, and never touches numbers or booleans.
 //!
-//! Requests are redacted without the redaction key by default (personal data becomes a fixed
+//! Requests are redacted without the redaction secret by default (personal data becomes a fixed
 //! placeholder), so the key of a request is the same on every machine.
 
 use std::io::Write;
@@ -27,7 +27,7 @@ pub const SECRET_ENV: &str = "PLAID_VCR_REDACT_KEY";
 /// File in the store directory the redaction secret is generated into when the variable is unset.
 pub const SECRET_FILE: &str = "redact.key";
 
-/// A problem getting the redaction key or reading rules.
+/// A problem getting the redaction secret or reading rules.
 #[derive(Debug, thiserror::Error)]
 pub enum RedactError {
     #[error("cannot read or create the redaction secret {path}: {source}; set {SECRET_ENV} or pass --store DIR")]
@@ -44,7 +44,7 @@ pub enum RequestPii {
     #[default]
     Placeholder,
     /// A keyed pseudonym: different people key differently, but replaying needs the same
-    /// redaction key as recording (set `PLAID_VCR_REDACT_KEY` in CI).
+    /// redaction secret as recording (set `PLAID_VCR_REDACT_KEY` in CI).
     Keyed,
 }
 

@@ -20,13 +20,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
 trap cleanup EXIT
 
-first_url() { # wait (max 10 s) for the first stdout line of $1, print its URL
-  for _ in $(seq 100); do
-    if [ -s "$1" ]; then grep -o 'http://[0-9.:]*' "$1" | head -1; return; fi
-    sleep 0.1
-  done
-  echo "bench: server did not start" >&2; exit 2
-}
+. bench/lib.sh
 
 ./target/release/examples/bare_hyper >"$tmp/bare.out" & pids+=($!)
 upstream="$(first_url "$tmp/bare.out")"

@@ -57,19 +57,27 @@ pub struct SandboxTokenArgs {
     #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "identity,auth")]
     pub products: Vec<String>,
 
-    /// Cassette directory the two interactions are recorded into [default: cassettes/default]
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// The options every command that talks to Plaid has: where to record, where Plaid is, the
+/// store and config, logging, and the upstream timeouts.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CommonArgs {
+    /// Cassette directory to record into / replay from [default: cassettes/default]
     #[arg(long, value_name = "DIR", env = "PLAID_VCR_CASSETTE")]
     pub cassette: Option<PathBuf>,
 
-    /// Plaid base URL [default: https://sandbox.plaid.com]
+    /// Plaid base URL requests are forwarded to when recording [default: https://sandbox.plaid.com]
     #[arg(long, value_name = "URL", env = "PLAID_VCR_UPSTREAM")]
     pub upstream: Option<String>,
 
-    /// PEM file with extra CA certificates to trust for upstream
+    /// PEM file with extra CA certificates to trust for upstream (a private CA or test proxy)
     #[arg(long, value_name = "PEM", env = "PLAID_VCR_UPSTREAM_CA")]
     pub upstream_ca: Option<PathBuf>,
 
-    /// Working store directory (lock, sled database, redaction secret) [default: .plaid-vcr]
+    /// Working store directory (sled database, lock, redaction secret), never committed [default: .plaid-vcr]
     #[arg(long, value_name = "DIR", env = "PLAID_VCR_STORE")]
     pub store: Option<PathBuf>,
 
@@ -77,20 +85,22 @@ pub struct SandboxTokenArgs {
     #[arg(long, value_name = "FILE", env = "PLAID_VCR_CONFIG")]
     pub config: Option<PathBuf>,
 
-    /// Log level for plaid-vcr's own logs (error, warn, info, debug, trace) [default: info]
+    /// Log level for plaid-vcr's own logs (error, warn, info, debug, trace); overrides RUST_LOG
+    /// [default: info]
     #[arg(long, value_name = "LEVEL", env = "PLAID_VCR_LOG_LEVEL")]
     pub log_level: Option<String>,
 
-    /// Time allowed for the TCP connect to upstream [default: 10s]
+    /// Time allowed for the TCP connect to upstream when recording, e.g. 10s [default: 10s]
     #[arg(long, value_name = "DURATION", env = "PLAID_VCR_CONNECT_TIMEOUT", value_parser = humantime::parse_duration)]
     pub connect_timeout: Option<Duration>,
 
-    /// Time allowed for each whole upstream exchange [default: 60s]
+    /// Time allowed for each whole upstream exchange when recording (connect, TLS, answer),
+    /// e.g. 60s [default: 60s]
     #[arg(long, value_name = "DURATION", env = "PLAID_VCR_RESPONSE_TIMEOUT", value_parser = humantime::parse_duration)]
     pub response_timeout: Option<Duration>,
 }
 
-impl SandboxTokenArgs {
+impl CommonArgs {
     /// The settings these flags give.
     pub fn layer(&self) -> Layer {
         Layer {
@@ -177,50 +187,16 @@ pub struct CheckArgs {
 /// Options shared by `record` and `replay`. Defaults are listed in config.example.toml.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ServeArgs {
-    /// Cassette directory to record into / replay from [default: cassettes/default]
-    #[arg(long, value_name = "DIR", env = "PLAID_VCR_CASSETTE")]
-    pub cassette: Option<PathBuf>,
-
-    /// Plaid base URL requests are forwarded to (record, replay --record-missing)
-    /// [default: https://sandbox.plaid.com]
-    #[arg(long, value_name = "URL", env = "PLAID_VCR_UPSTREAM")]
-    pub upstream: Option<String>,
-
-    /// PEM file with extra CA certificates to trust for upstream (a private CA or test proxy;
-    /// record, replay --record-missing)
-    #[arg(long, value_name = "PEM", env = "PLAID_VCR_UPSTREAM_CA")]
-    pub upstream_ca: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: CommonArgs,
 
     /// Address to listen on; port 0 picks a free port [default: 127.0.0.1:8080]
     #[arg(long, value_name = "ADDR", env = "PLAID_VCR_LISTEN")]
     pub listen: Option<SocketAddr>,
 
-    /// Working store directory (sled database, lock, redaction secret), never committed [default: .plaid-vcr]
-    #[arg(long, value_name = "DIR", env = "PLAID_VCR_STORE")]
-    pub store: Option<PathBuf>,
-
-    /// Config file [default: ./plaid-vcr.toml if it exists]
-    #[arg(long, value_name = "FILE", env = "PLAID_VCR_CONFIG")]
-    pub config: Option<PathBuf>,
-
-    /// Log level for plaid-vcr's own logs (error, warn, info, debug, trace); overrides RUST_LOG
-    /// [default: info]
-    #[arg(long, value_name = "LEVEL", env = "PLAID_VCR_LOG_LEVEL")]
-    pub log_level: Option<String>,
-
     /// Largest request body accepted, in bytes [default: 1048576]
     #[arg(long, value_name = "BYTES", env = "PLAID_VCR_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
-
-    /// Time allowed for the TCP connect to upstream, e.g. 10s (record, replay --record-missing)
-    /// [default: 10s]
-    #[arg(long, value_name = "DURATION", env = "PLAID_VCR_CONNECT_TIMEOUT", value_parser = humantime::parse_duration)]
-    pub connect_timeout: Option<Duration>,
-
-    /// Time allowed for the whole upstream exchange (connect, TLS, answer), e.g. 60s (record,
-    /// replay --record-missing) [default: 60s]
-    #[arg(long, value_name = "DURATION", env = "PLAID_VCR_RESPONSE_TIMEOUT", value_parser = humantime::parse_duration)]
-    pub response_timeout: Option<Duration>,
 
     /// Store tokens and personal data as received, for debugging only: warns at start and
     /// marks every file it writes ("unredacted": true), which `scan` reports
@@ -263,16 +239,8 @@ impl ServeArgs {
     /// The settings these flags give.
     pub fn layer(&self) -> Layer {
         Layer {
-            cassette: self.cassette.clone(),
-            upstream: self.upstream.clone(),
-            upstream_ca: self.upstream_ca.clone(),
             listen: self.listen,
-            store: self.store.clone(),
-            config: self.config.clone(),
-            log_level: self.log_level.clone(),
             max_body_bytes: self.max_body_bytes,
-            connect_timeout: self.connect_timeout,
-            response_timeout: self.response_timeout,
             shutdown_timeout: self.shutdown_timeout,
             client_timeout: self.client_timeout,
             max_connections: self.max_connections,
@@ -280,6 +248,7 @@ impl ServeArgs {
             sequences: self.sequences,
             sequence_exhausted: self.sequence_exhausted,
             max_age: self.max_age,
+            ..self.common.layer()
         }
     }
 }

@@ -75,7 +75,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 
 fn serve(mode: Mode, args: &ServeArgs, strict: bool, fail_on_unused: bool) -> Result<ExitCode, Failure> {
     let config = Config::resolve(&args.layer()).map_err(Error::from)?;
-    init_logging(args.log_level.is_some(), &config);
+    init_logging(args.common.log_level.is_some(), &config);
     let summary = runtime()?.block_on(async {
         // Handlers first: once the "listening" line is out, a script may signal at once, and
         // the signal must mean a clean shutdown, not the default death.
@@ -143,8 +143,8 @@ fn redact_dir(args: &RedactArgs) -> Result<ExitCode, Failure> {
 }
 
 fn sandbox_token(args: &SandboxTokenArgs) -> Result<ExitCode, Failure> {
-    let config = Config::resolve(&args.layer()).map_err(Error::from)?;
-    init_logging(args.log_level.is_some(), &config);
+    let config = Config::resolve(&args.common.layer()).map_err(Error::from)?;
+    init_logging(args.common.log_level.is_some(), &config);
     let token = runtime()?.block_on(plaid_vcr::sandbox::sandbox_token(
         &config,
         &args.institution,

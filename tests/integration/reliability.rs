@@ -14,6 +14,19 @@ fn distinct_body(tag: &str, n: usize) -> String {
     format!(r#"{{"access_token":"access-sandbox-{tag}-{n:06}"}}"#)
 }
 
+/// Replays the cassette with a fresh store, rebuilt from the files alone, and asserts that every
+/// `(body, key)` is a hit under its key; returns the session summary.
+async fn replay_from_the_files_alone(dirs: &Dirs, recorded: &[(String, String)]) -> plaid_vcr::Summary {
+    let mut cfg = config(dirs, None);
+    cfg.store = dirs.root.path().join("fresh-store");
+    let replay = start(&cfg, Mode::Replay).await;
+    for (body, key) in recorded {
+        let resp = plaid(&replay, "identity/get", body).await;
+        assert_eq!((resp.outcome(), resp.key()), ("hit", key.clone()), "{body}");
+    }
+    replay.stop().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thirty_two_clients_record_two_thousand_interactions_and_a_fresh_store_replays_every_one() {
     const CLIENTS: usize = 32;
@@ -47,15 +60,7 @@ async fn thirty_two_clients_record_two_thousand_interactions_and_a_fresh_store_r
     assert_eq!(summary.recorded.len(), CLIENTS * EACH);
     assert_eq!(dirs.cassette_files().len(), CLIENTS * EACH, "one file each");
 
-    // The cassette files alone: a fresh store rebuilt from them hits every one.
-    let mut cfg = config(&dirs, None);
-    cfg.store = dirs.root.path().join("fresh-store");
-    let replay = start(&cfg, Mode::Replay).await;
-    for (body, key) in &recorded {
-        let resp = plaid(&replay, "identity/get", body).await;
-        assert_eq!((resp.outcome(), resp.key()), ("hit", key.clone()), "{body}");
-    }
-    let summary = replay.stop().await.unwrap();
+    let summary = replay_from_the_files_alone(&dirs, &recorded).await;
     assert_eq!(summary.hits as usize, CLIENTS * EACH);
     assert!(summary.unused.is_empty());
 }
@@ -140,15 +145,7 @@ async fn every_acknowledged_recording_survives_kill_9_under_sixteen_concurrent_c
     let (code, stdout, stderr) = run_binary(&["check", cassette.as_str()], dirs.root.path());
     assert_eq!(code, 0, "{stdout}{stderr}");
 
-    // From the cassette files alone.
-    let mut cfg = config(&dirs, None);
-    cfg.store = dirs.root.path().join("fresh-store");
-    let replay = start(&cfg, Mode::Replay).await;
-    for (body, key) in &acknowledged {
-        let resp = plaid(&replay, "identity/get", body).await;
-        assert_eq!((resp.outcome(), resp.key()), ("hit", key.clone()), "{body}");
-    }
-    replay.stop().await.unwrap();
+    replay_from_the_files_alone(&dirs, &acknowledged).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -212,16 +209,22 @@ async fn a_second_recorder_on_the_same_cassette_with_another_store_fails_at_star
 
     let other_store = dirs.root.path().join("other-store").display().to_string();
     let cassette = dirs.cassette().display().to_string();
-    for command in ["record", "replay --record-missing"] {
-        let mut args: Vec<&str> = command.split(' ').collect();
-        args.extend([
+    // `command` on the same cassette with a store of its own.
+    let beside = |command: &str| -> Vec<String> {
+        let mut args: Vec<String> = command.split(' ').map(str::to_owned).collect();
+        let rest = [
             "--listen",
             "127.0.0.1:0",
             "--cassette",
             &cassette,
             "--store",
             &other_store,
-        ]);
+        ];
+        args.extend(rest.map(str::to_owned));
+        args
+    };
+    for command in ["record", "replay --record-missing"] {
+        let args = beside(command);
         let (code, stdout, stderr) = run_binary(&args, dirs.root.path());
         assert_eq!(code, 2, "{command}: {stdout}{stderr}");
         assert_eq!(
@@ -234,19 +237,7 @@ async fn a_second_recorder_on_the_same_cassette_with_another_store_fails_at_star
         assert_eq!(dirs.cassette_files(), before, "nothing written into the cassette");
     }
     // Replay only reads: it may run beside a recorder (with its own store).
-    let mut replay = Binary::start(
-        &[
-            "replay",
-            "--listen",
-            "127.0.0.1:0",
-            "--cassette",
-            &cassette,
-            "--store",
-            &other_store,
-        ],
-        &[],
-        dirs.root.path(),
-    );
+    let mut replay = Binary::start(&beside("replay"), &[], dirs.root.path());
     assert!(replay.first_line.contains("listening"), "{}", replay.stderr());
     assert_eq!(replay.signal_and_wait("TERM"), Some(0));
     assert_eq!(first.signal_and_wait("TERM"), Some(0), "{}", first.stderr());

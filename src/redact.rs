@@ -99,12 +99,20 @@ impl Redactor {
     /// redacted.
     pub fn request(&self, endpoint: &str, mut body: Map<String, Value>) -> Map<String, Value> {
         body.retain(|field, _| !rules::is_credential(field));
-        let mut value = Value::Object(body);
-        self.redact(endpoint, Side::Request, &mut value);
-        match value {
-            Value::Object(map) => map,
-            _ => Map::new(),
-        }
+        self.redact_map(endpoint, Side::Request, &mut body);
+        body
+    }
+
+    /// Redacts the fields of an object in place; returns how many values changed.
+    fn redact_map(&self, endpoint: &str, side: Side, map: &mut Map<String, Value>) -> usize {
+        let mut value = Value::Object(std::mem::take(map));
+        let changed = self.redact(endpoint, side, &mut value);
+        let Value::Object(redacted) = value else {
+            // The walk rewrites strings and removes entries inside the root; never the root.
+            unreachable!("redaction never changes the type of the value it walks")
+        };
+        *map = redacted;
+        changed
     }
 
     /// The response body as it is stored.
@@ -122,11 +130,7 @@ impl Redactor {
         let before = interaction.request.body.len();
         interaction.request.body.retain(|field, _| !rules::is_credential(field));
         changed += before - interaction.request.body.len();
-        let mut request = Value::Object(std::mem::take(&mut interaction.request.body));
-        changed += self.redact(&endpoint, Side::Request, &mut request);
-        if let Value::Object(map) = request {
-            interaction.request.body = map;
-        }
+        changed += self.redact_map(&endpoint, Side::Request, &mut interaction.request.body);
         changed += self.redact(&endpoint, Side::Response, &mut interaction.response.body);
         if !self.raw && interaction.unredacted {
             interaction.unredacted = false;

@@ -379,6 +379,21 @@ async fn ls_and_check_report_on_good_and_broken_cassettes() {
             "{file}: {problem} missing:\n{out}"
         );
     }
+    // The same findings as one JSON object, same exit code.
+    let (code, json_out, _) = run_binary(&["check", &arg, "--format", "json"], root);
+    assert_eq!(code, 1, "{json_out}");
+    let report: serde_json::Value = serde_json::from_str(&json_out).expect("check --format json prints JSON");
+    let problems = report["problems"].as_array().unwrap();
+    assert_eq!(
+        problems.len(),
+        out.lines().count() - 1,
+        "one entry per text line: {json_out}"
+    );
+    assert!(problems
+        .iter()
+        .any(|p| p["file"] == "identity_get/notes.txt" && p["problem"].as_str().unwrap().starts_with("orphan")));
+    assert!(report["files"].as_u64().unwrap() >= 4);
+
     let (code, _, _) = run_binary(&["ls", &arg], root);
     assert_eq!(code, 0, "ls still lists a broken cassette");
 

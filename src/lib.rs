@@ -49,6 +49,7 @@ pub mod inspect;
 pub mod interaction;
 pub mod key;
 pub mod mode;
+pub mod numbers;
 pub mod proxy;
 pub mod pseudonym;
 pub mod redact;

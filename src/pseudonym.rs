@@ -37,6 +37,16 @@ pub enum Kind {
     Url,
     /// Any other text: same character classes and length (keyed).
     Text,
+    /// A date of birth: another plausible `YYYY-MM-DD` date, marked (keyed).
+    Dob,
+    /// An SSN, TIN, ITIN, document or other identity number: same shape (keyed).
+    IdNumber,
+    /// An IP address: one in a documentation range, 192.0.2.0/24 or 2001:db8::/32 (keyed).
+    Ip,
+    /// A bank account number: same length and character classes (keyed).
+    AccountNumber,
+    /// An IBAN: same country and length, a new account part, valid check digits (keyed).
+    Iban,
 }
 
 /// The domain pseudonymous emails use (reserved by RFC 2606; Plaid's sandbox uses example.com).
@@ -104,6 +114,11 @@ impl Kind {
             Kind::City => "city",
             Kind::Url => "url",
             Kind::Text => "text",
+            Kind::Dob => "dob",
+            Kind::IdNumber => "id_number",
+            Kind::Ip => "ip",
+            Kind::AccountNumber => "account_number",
+            Kind::Iban => "iban",
         }
     }
 }
@@ -132,8 +147,18 @@ impl Pseudonymizer {
                 let tail: String = (0..10).map(|_| HEX[usize::from(bytes.next()) % 16] as char).collect();
                 format!("{URL_PREFIX}{tail}")
             }
-            Kind::Text if alnum_count(raw) < MIN_ID_LEN => mask(raw),
-            Kind::Text => checked(raw, self.keyed("text", raw)),
+            Kind::Text | Kind::IdNumber | Kind::AccountNumber if alnum_count(raw) < MIN_ID_LEN => mask(raw),
+            Kind::Text | Kind::IdNumber | Kind::AccountNumber => checked(raw, self.keyed(kind.as_str(), raw)),
+            // A value that does not follow its standard is still hidden, by its shape.
+            Kind::Dob => {
+                let mut bytes = self.keyed("dob", raw);
+                crate::numbers::dob_pseudonym(raw, &mut || bytes.next()).unwrap_or_else(|| mask(raw))
+            }
+            Kind::Ip => {
+                let mut bytes = self.keyed("ip", raw);
+                crate::numbers::ip_pseudonym(raw, &mut || bytes.next()).unwrap_or_else(|| mask(raw))
+            }
+            Kind::Iban => iban(raw, self.keyed("iban", raw)).unwrap_or_else(|| mask(raw)),
         }
     }
 
@@ -168,7 +193,33 @@ pub fn is_pseudonym(kind: Kind, value: &str) -> bool {
         Kind::Street => is_street_pseudonym(value),
         Kind::City => in_list(&CITIES, value),
         Kind::Url => value.starts_with(URL_PREFIX),
+        // Unlike opaque ids, short ones are personal too (an SSN has 9 digits): masked.
+        Kind::IdNumber | Kind::AccountNumber => alnum_count(value) >= MIN_ID_LEN && is_checked(value),
+        Kind::Dob => crate::numbers::is_marked_date(value),
+        Kind::Ip => crate::numbers::is_documentation_ip(value),
+        Kind::Iban => {
+            let compact: String = value.chars().filter(|c| *c != ' ').collect();
+            crate::numbers::iban_valid(&compact) && compact.get(4..).is_some_and(is_checked)
+        }
     }
+}
+
+/// The IBAN's country kept, its account part replaced like an identifier (a check of its own
+/// included), and the check digits recomputed so that it validates; `None` if `raw` is not an
+/// IBAN with an account part long enough to carry the check.
+fn iban(raw: &str, bytes: Bytes) -> Option<String> {
+    let compact: String = raw
+        .chars()
+        .filter(|c| *c != ' ')
+        .collect::<String>()
+        .to_ascii_uppercase();
+    if !crate::numbers::iban_valid(&compact) || compact.len() - 4 < MIN_ID_LEN {
+        return None;
+    }
+    let (country, bban) = (&compact[..2], &compact[4..]);
+    let bban = checked(bban, bytes).to_ascii_uppercase();
+    let check = crate::numbers::iban_check_digits(country, &bban)?;
+    Some(format!("{country}{check}{bban}"))
 }
 
 /// Whether `value` is a pseudonym of any kind: what `scan` accepts as redacted.
@@ -182,6 +233,9 @@ pub fn is_any_pseudonym(value: &str) -> bool {
         Kind::City,
         Kind::Url,
         Kind::Id,
+        Kind::Dob,
+        Kind::Ip,
+        Kind::Iban,
     ]
     .into_iter()
     .any(|kind| is_pseudonym(kind, value))

@@ -214,11 +214,50 @@ const ID_FIELDS: [&str; 5] = [
     "paired_item_id",
 ];
 
-/// The built-in rules, checked after any from the config. Identity owners' fields are covered wherever
-/// an `accounts[].owners[]` appears (identity/get and the endpoints sharing its shape).
+/// Plaid's personal fields, one row per endpoint, side and path: generated from Plaid's OpenAPI
+/// spec by `tools/plaid_pii.py` (see the file's header for the pinned commit).
+const SPEC_TABLE: &str = include_str!("plaid_pii.tsv");
+
+/// The spec table's rows as rules, scoped to their endpoint and side.
+pub fn from_spec() -> Vec<Rule> {
+    SPEC_TABLE
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .map(|line| {
+            let mut cells = line.split('\t');
+            let mut cell = || cells.next().expect("the generator writes five cells per row");
+            let (endpoint, side, path, kind) = (cell(), cell(), cell(), cell());
+            let side = if side == "request" {
+                Side::Request
+            } else {
+                Side::Response
+            };
+            let action = match kind {
+                "name" => Action::Pseudonymize(Kind::Name),
+                "email" => Action::Pseudonymize(Kind::Email),
+                "phone" => Action::Pseudonymize(Kind::Phone),
+                "dob" => Action::Pseudonymize(Kind::Dob),
+                "id_number" => Action::Pseudonymize(Kind::IdNumber),
+                "ip" => Action::Pseudonymize(Kind::Ip),
+                "street" => Action::Pseudonymize(Kind::Street),
+                "city" => Action::Pseudonymize(Kind::City),
+                "postal_code" => Action::Mask,
+                "account_number" => Action::Pseudonymize(Kind::AccountNumber),
+                "iban" => Action::Pseudonymize(Kind::Iban),
+                // A kind the generator writes must be known here; a unit test reads every row.
+                other => unreachable!("tools/plaid_pii.py wrote an unknown kind {other:?}"),
+            };
+            Rule::new(Some(endpoint), side, path, action)
+        })
+        .collect()
+}
+
+/// The built-in rules, checked after any from the config: first the spec table's personal
+/// fields ([`from_spec`]), then the generic ones below. Identity owners' fields are covered
+/// wherever an `accounts[].owners[]` appears, also on endpoints the table does not know.
 pub fn builtin() -> Vec<Rule> {
     use Action::*;
-    let mut rules = Vec::new();
+    let mut rules = from_spec();
     for field in TOKEN_FIELDS {
         rules.push(Rule::new(
             None,
@@ -236,6 +275,24 @@ pub fn builtin() -> Vec<Rule> {
         ));
     }
     rules.push(Rule::new(None, Side::Both, "**.account_ids[]", Pseudonymize(Kind::Id)));
+    // Credentials nested in answers (a partner's end customer's client_id): hidden as ids, so
+    // the shape stays. At the top of a request they are dropped before this (redact).
+    for (body, _) in CREDENTIALS {
+        rules.push(Rule::new(
+            None,
+            Side::Both,
+            &format!("**.{body}"),
+            Pseudonymize(Kind::Id),
+        ));
+    }
+    for other in OTHER_CREDENTIAL_NAMES {
+        rules.push(Rule::new(
+            None,
+            Side::Both,
+            &format!("**.{other}"),
+            Pseudonymize(Kind::Id),
+        ));
+    }
     rules.push(Rule::new(None, Side::Both, "**.webhook", Pseudonymize(Kind::Url)));
     // Sandbox test credentials are public defaults (user_good/pass_good) and choose the answer.
     rules.push(Rule::new(None, Side::Request, "options.override_username", Keep));
@@ -476,6 +533,28 @@ mod tests {
         assert!(compile(&[rule]).unwrap_err().to_string().contains("needs a kind"));
         let parsed: Result<RuleConfig, _> = toml::from_str("path = \"x\"\naction = \"shred\"\n");
         assert!(parsed.unwrap_err().to_string().contains("shred"));
+    }
+
+    #[test]
+    fn every_row_of_the_spec_table_compiles_to_a_scoped_rule() {
+        let rules = from_spec();
+        let rows = SPEC_TABLE.lines().filter(|l| !l.starts_with('#')).count();
+        assert_eq!(rules.len(), rows);
+        assert!(rows > 800, "{rows}");
+        // processor/identity/get answers one `account`; identity/get a list of `accounts`.
+        let owner_name = [
+            Seg::Key("account".into()),
+            Seg::Key("owners".into()),
+            Seg::Index(0),
+            Seg::Key("names".into()),
+            Seg::Index(0),
+        ];
+        let covering: Vec<&Rule> = rules
+            .iter()
+            .filter(|r| r.applies("processor/identity/get", Side::Response) && r.matches(&owner_name))
+            .collect();
+        assert_eq!(covering.len(), 1, "the same Owner, on another endpoint");
+        assert_eq!(covering[0].action, Action::Pseudonymize(Kind::Name));
     }
 
     #[test]

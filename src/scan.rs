@@ -155,8 +155,14 @@ impl FileScan<'_> {
             return;
         }
         let field = last_key(path);
+        // A credential is a leak unless redaction hid it (nested ones become id pseudonyms;
+        // top-level request ones are dropped, so any left there is raw).
+        let top_level_request =
+            matches!(path, [Seg::Key(h), Seg::Key(b), Seg::Key(_)] if h == "request" && b == "body");
         if rules::is_credential(field) {
-            self.report(&text, "credential", value);
+            if top_level_request || !pseudonym::is_pseudonym(Kind::Id, value) {
+                self.report(&text, "credential", value);
+            }
             return;
         }
         match action {

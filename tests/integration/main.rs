@@ -4,6 +4,7 @@
 mod cli;
 mod clients;
 mod connections;
+mod corpus;
 mod credentials;
 mod demo;
 mod errors;

@@ -1,13 +1,19 @@
-//! Pattern detectors for personal and secret data in free text: emails, phone numbers,
-//! SSN-like numbers, street addresses and Plaid tokens.
+//! Detectors for personal and secret data in free text and under telling field names: emails,
+//! phone numbers (North American and international), SSNs (dashed anywhere, undashed where the
+//! text says so), street addresses, Plaid tokens, card numbers (Luhn-checked), IBANs (mod-97
+//! checked), JWTs, `Bearer`/`Basic` credentials, cloud API keys and PEM private keys; and, by
+//! field name, dates of birth and identity numbers.
 //!
-//! Shared by the redaction stage (which pseudonymizes what they find where no rule applies)
-//! and by `scan` (which reports what they find). Patterns only: no JSON, no I/O.
+//! Shared by the redaction stage (which replaces what they find where no rule applies) and by
+//! `scan` (which reports what they find). Patterns and checks only: no JSON, no I/O.
 
 use std::ops::Range;
 use std::sync::LazyLock;
 
 use regex::Regex;
+
+use crate::numbers;
+use crate::pseudonym::Kind;
 
 /// What a detector looks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -17,6 +23,12 @@ pub enum Detector {
     Ssn,
     Street,
     Token,
+    Card,
+    Iban,
+    Jwt,
+    AuthHeader,
+    CloudKey,
+    PrivateKey,
 }
 
 impl Detector {
@@ -28,6 +40,30 @@ impl Detector {
             Detector::Ssn => "ssn",
             Detector::Street => "street",
             Detector::Token => "plaid-token",
+            Detector::Card => "card-number",
+            Detector::Iban => "iban",
+            Detector::Jwt => "jwt",
+            Detector::AuthHeader => "authorization",
+            Detector::CloudKey => "cloud-api-key",
+            Detector::PrivateKey => "private-key",
+        }
+    }
+
+    /// The pseudonym kind a match becomes, or `None` where it is masked: secrets and numbers
+    /// with no shape worth keeping in free text.
+    pub fn kind(self) -> Option<Kind> {
+        match self {
+            Detector::Email => Some(Kind::Email),
+            Detector::Phone => Some(Kind::Phone),
+            Detector::Street => Some(Kind::Street),
+            Detector::Token => Some(Kind::Token),
+            Detector::Iban => Some(Kind::Iban),
+            Detector::Ssn
+            | Detector::Card
+            | Detector::Jwt
+            | Detector::AuthHeader
+            | Detector::CloudKey
+            | Detector::PrivateKey => None,
         }
     }
 }
@@ -35,9 +71,17 @@ impl Detector {
 struct Patterns {
     email: Regex,
     phone: Regex,
+    international_phone: Regex,
     ssn: Regex,
+    ssn_in_words: Regex,
     street: Regex,
     token: Regex,
+    card: Regex,
+    iban: Regex,
+    jwt: Regex,
+    auth: Regex,
+    cloud_key: Regex,
+    private_key: Regex,
 }
 
 // The patterns are literals, so compiling them cannot fail once it has worked. That is checked
@@ -45,51 +89,149 @@ struct Patterns {
 // `plaid-vcr scan`/`redact` (unit tests alone are not enough: dev-dependencies can turn on regex
 // features the binary lacks, which once hid a missing `unicode-case`).
 static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
+    let re = |pattern: &str| Regex::new(pattern).expect("detector patterns are valid literals");
     Patterns {
-    email: Regex::new(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}").expect("email pattern"),
-    // North American and international numbers written with 10 to 13 digits, with or without
-    // separators; bounded by non-word characters so digit runs inside ids do not match.
-    phone: Regex::new(r"(?:\+\d{1,3}[ .\-]?)?(?:\(\d{3}\)[ .\-]?|\b\d{3}[ .\-]?)\d{3}[ .\-]?\d{4}\b").expect("phone pattern"),
-    ssn: Regex::new(r"\b\d{3}-\d{2}-\d{4}\b").expect("ssn pattern"),
-    street: Regex::new(
-        r"\b\d{1,6}\s+(?:[A-Za-z][A-Za-z'\-]*\s+){1,4}(?i:street|st|road|rd|avenue|ave|lane|ln|drive|dr|boulevard|blvd|court|ct|way|place|pl|terrace|circle|parkway|pkwy|highway|hwy|square|trail)\b\.?",
-    )
-    .expect("street pattern"),
-    token: Regex::new(r"\b[a-z]+-(?:sandbox|development|production)-[A-Za-z0-9\-]{6,}").expect("token pattern"),
-}
+        email: re(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}"),
+        // North American numbers written with 10 to 13 digits, with or without separators;
+        // bounded by non-word characters so digit runs inside ids do not match.
+        phone: re(r"(?:\+\d{1,3}[ .\-]?)?(?:\(\d{3}\)[ .\-]?|\b\d{3}[ .\-]?)\d{3}[ .\-]?\d{4}\b"),
+        // E.164 and international formats: a `+`, a country code, 8 to 15 digits in all.
+        international_phone: re(r"\+[1-9](?:[ .\-]?\(?\d\)?){7,14}\b"),
+        ssn: re(r"\b\d{3}-\d{2}-\d{4}\b"),
+        // Nine digits undashed only where the text names them.
+        ssn_in_words: re(r"(?i)\b(?:ssn|social security(?: number)?|itin|tin|taxpayer id)\b\D{0,12}?(\d{9})\b"),
+        street: re(
+            r"\b\d{1,6}\s+(?:[A-Za-z][A-Za-z'\-]*\s+){1,4}(?i:street|st|road|rd|avenue|ave|lane|ln|drive|dr|boulevard|blvd|court|ct|way|place|pl|terrace|circle|parkway|pkwy|highway|hwy|square|trail)\b\.?",
+        ),
+        token: re(r"\b[a-z]+-(?:sandbox|development|production)-[A-Za-z0-9\-]{6,}"),
+        // 13 to 19 digits, optionally grouped by spaces or dashes; the Luhn check decides.
+        card: re(r"\b\d(?:[ \-]?\d){12,18}\b"),
+        // Country, check digits, then groups; the mod-97 check decides.
+        iban: re(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b"),
+        jwt: re(r"\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{8,}"),
+        auth: re(r"(?i)\b(?:bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,}"),
+        cloud_key: re(
+            r"\b(?:(?:AKIA|ASIA)[0-9A-Z]{16}|AIza[0-9A-Za-z_\-]{35}|gh[pousr]_[A-Za-z0-9]{36,}|xox[abprs]-[A-Za-z0-9\-]{10,}|[sr]k_(?:live|test)_[A-Za-z0-9]{16,})\b",
+        ),
+        private_key: re(r"(?s)-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----"),
+    }
 });
 
-/// Every match in `text`, in order of position; an SSN is not also reported as a phone.
+/// Every match in `text`, in order of position; of overlapping matches the first found wins
+/// (an SSN is not also a phone, a card number not also a phone).
 pub fn find(text: &str) -> Vec<(Detector, Range<usize>)> {
     let p = &*PATTERNS;
     let mut out: Vec<(Detector, Range<usize>)> = Vec::new();
+    let add = |out: &mut Vec<(Detector, Range<usize>)>, detector: Detector, range: Range<usize>| {
+        if !out.iter().any(|(_, r)| r.start < range.end && range.start < r.end) {
+            out.push((detector, range));
+        }
+    };
     // Cheap pre-checks keep the common case (short ids, enums) free of regex work.
-    let has_digit = text.bytes().any(|b| b.is_ascii_digit());
+    let digits = text.bytes().filter(u8::is_ascii_digit).count();
+    if text.contains("PRIVATE KEY-----") {
+        for m in p.private_key.find_iter(text) {
+            add(&mut out, Detector::PrivateKey, m.range());
+        }
+    }
+    if text.contains("eyJ") {
+        for m in p.jwt.find_iter(text) {
+            add(&mut out, Detector::Jwt, m.range());
+        }
+    }
+    if text.len() >= 14 {
+        for m in p.auth.find_iter(text) {
+            add(&mut out, Detector::AuthHeader, m.range());
+        }
+        for m in p.cloud_key.find_iter(text) {
+            add(&mut out, Detector::CloudKey, m.range());
+        }
+    }
     if text.contains('@') {
-        out.extend(p.email.find_iter(text).map(|m| (Detector::Email, m.range())));
+        for m in p.email.find_iter(text) {
+            add(&mut out, Detector::Email, m.range());
+        }
     }
     if text.contains("-sandbox-") || text.contains("-development-") || text.contains("-production-") {
-        out.extend(p.token.find_iter(text).map(|m| (Detector::Token, m.range())));
+        for m in p.token.find_iter(text) {
+            add(&mut out, Detector::Token, m.range());
+        }
     }
-    if has_digit {
-        out.extend(p.ssn.find_iter(text).map(|m| (Detector::Ssn, m.range())));
-        out.extend(p.street.find_iter(text).map(|m| (Detector::Street, m.range())));
-        for m in p.phone.find_iter(text) {
-            let overlaps = out.iter().any(|(_, r)| r.start < m.end() && m.start() < r.end);
-            if !overlaps {
-                out.push((Detector::Phone, m.range()));
+    if digits >= 8 && text.contains('+') {
+        // Before cards: an E.164 number can pass the Luhn check by chance.
+        for m in p.international_phone.find_iter(text) {
+            add(&mut out, Detector::Phone, m.range());
+        }
+    }
+    if digits >= 9 {
+        for m in p.card.find_iter(text) {
+            let compact: String = m.as_str().chars().filter(char::is_ascii_digit).collect();
+            if numbers::luhn_valid(&compact) && compact.bytes().any(|b| b != compact.as_bytes()[0]) {
+                add(&mut out, Detector::Card, m.range());
             }
+        }
+        for m in p.iban.find_iter(text) {
+            if numbers::iban_valid(m.as_str()) {
+                add(&mut out, Detector::Iban, m.range());
+            }
+        }
+        for c in p.ssn_in_words.captures_iter(text) {
+            if let Some(number) = c.get(1) {
+                add(&mut out, Detector::Ssn, number.range());
+            }
+        }
+        for m in p.ssn.find_iter(text) {
+            add(&mut out, Detector::Ssn, m.range());
+        }
+        for m in p.phone.find_iter(text) {
+            add(&mut out, Detector::Phone, m.range());
+        }
+    }
+    if digits > 0 {
+        for m in p.street.find_iter(text) {
+            add(&mut out, Detector::Street, m.range());
         }
     }
     out.sort_by_key(|(_, r)| r.start);
-    // Keep the first of overlapping matches (an email's digits are not also a phone).
-    let mut kept: Vec<(Detector, Range<usize>)> = Vec::with_capacity(out.len());
-    for (d, r) in out {
-        if kept.last().is_none_or(|(_, last)| r.start >= last.end) {
-            kept.push((d, r));
-        }
+    out
+}
+
+/// What a field's name says its value is, for fields no rule covers (`field` in any case): a
+/// date of birth, an identity number, or a secret (a random-looking value under a secret-like
+/// name such as `api_key`, hidden as an id). Redaction and `scan` both decide by this.
+pub fn by_name(field: &str, value: &str) -> Option<Kind> {
+    let field = field.to_ascii_lowercase();
+    if let Some(kind) = by_field(&field, value) {
+        return Some(kind);
     }
-    kept
+    (is_secret_like(&field) && is_high_entropy(value)).then_some(Kind::Id)
+}
+
+/// What a field's name says its value is, when the value has that form: a date of birth
+/// under `date_of_birth`/`dob`/`birth_date`, an identity number under `ssn`/`tin`/`itin`/
+/// `tax_id`/`national_id`/`id_number`. `field` is lower case.
+pub fn by_field(field: &str, value: &str) -> Option<Kind> {
+    let digits = value.bytes().filter(u8::is_ascii_digit).count();
+    let dob_field = field.contains("birth") || field == "dob";
+    let id_field = matches!(
+        field,
+        "ssn"
+            | "ssn_full"
+            | "ssn_last_4"
+            | "tin"
+            | "itin"
+            | "tax_id"
+            | "national_id"
+            | "id_number"
+            | "social_security_number"
+    );
+    if dob_field && digits >= 6 && value.len() <= 10 {
+        return Some(Kind::Dob);
+    }
+    if id_field && digits >= 4 {
+        return Some(Kind::IdNumber);
+    }
+    None
 }
 
 /// Whether a field name suggests a secret (`client_secret`, `api_key`, `password`, …).
@@ -140,6 +282,26 @@ mod tests {
     }
 
     #[test]
+    fn finds_numbers_of_a_standard_and_secrets() {
+        assert_eq!(kinds("card 4111 1111 1111 1111 on file"), [Detector::Card]);
+        assert_eq!(kinds("pay to GB82 WEST 1234 5698 7654 32"), [Detector::Iban]);
+        assert_eq!(kinds("my ssn is 123456789"), [Detector::Ssn]);
+        assert_eq!(kinds("ring +44 20 7946 0958"), [Detector::Phone]);
+        assert_eq!(kinds("+4915112345678"), [Detector::Phone]);
+        assert_eq!(kinds("Authorization: Bearer abc.def-ghi_jkl"), [Detector::AuthHeader]);
+        assert_eq!(kinds("AKIAIOSFODNN7EXAMPLE"), [Detector::CloudKey]);
+        assert_eq!(
+            kinds("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTYifQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV"),
+            [Detector::Jwt]
+        );
+        let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----";
+        assert_eq!(kinds(pem), [Detector::PrivateKey]);
+        assert_eq!(by_field("date_of_birth", "1985-07-14"), Some(Kind::Dob));
+        assert_eq!(by_field("ssn", "123456789"), Some(Kind::IdNumber));
+        assert_eq!(by_field("date", "1985-07-14"), None);
+    }
+
+    #[test]
     fn ignores_ids_dates_and_amounts() {
         for text in [
             "BxBXxLj1m4HMXBm9WZZmCWVbPjX16EHwv99vp",
@@ -148,6 +310,12 @@ mod tests {
             "ins_109508",
             "3nARps6TOYtbACO",
             "Plaid Gold Standard 0% Interest Checking",
+            "4111111111111112",
+            "0000000000000000",
+            "account 123456789",
+            "DE89370400440532013001",
+            "+1",
+            "12345.67",
         ] {
             assert!(kinds(text).is_empty(), "{text}: {:?}", kinds(text));
         }

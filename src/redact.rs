@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::detect::{self, Detector};
+use crate::detect;
 use crate::interaction::Interaction;
 use crate::pseudonym::{self, Kind, Pseudonymizer};
 use crate::rules::{self, last_key, Action, Rule, RuleConfig, RuleError, Seg, Side};
@@ -156,11 +156,12 @@ impl Redactor {
             Some(Action::Keep | Action::Drop) => None,
             Some(Action::Mask) => Some(pseudonym::mask(s)),
             Some(Action::Pseudonymize(kind)) => Some(self.pseudonym(side, kind, s)),
-            // A random-looking value under a secret-like key (`api_key`): hide it as an id.
-            None if detect::is_secret_like(&last_key(path).to_ascii_lowercase()) && detect::is_high_entropy(s) => {
-                Some(self.pseudonym(side, Kind::Id, s))
-            }
-            None => self.detect(side, s),
+            // What the field's name says (a date of birth, an SSN, an `api_key`), else the
+            // detectors over the text.
+            None => match detect::by_name(last_key(path), s) {
+                Some(kind) => Some(self.pseudonym(side, kind, s)),
+                None => self.detect(side, s),
+            },
         };
         match new.filter(|new| new != s) {
             Some(new) => {
@@ -192,12 +193,9 @@ impl Redactor {
         let mut last = 0;
         for (detector, range) in found {
             let piece = &text[range.clone()];
-            let replacement = match detector {
-                Detector::Email => self.pseudonym(side, Kind::Email, piece),
-                Detector::Phone => self.pseudonym(side, Kind::Phone, piece),
-                Detector::Street => self.pseudonym(side, Kind::Street, piece),
-                Detector::Token => self.pseudonym(side, Kind::Token, piece),
-                Detector::Ssn => pseudonym::mask(piece),
+            let replacement = match detector.kind() {
+                Some(kind) => self.pseudonym(side, kind, piece),
+                None => pseudonym::mask(piece),
             };
             out.push_str(&text[last..range.start]);
             out.push_str(&replacement);

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::cassette::{Cassette, CassetteError};
-use crate::detect::{self, Detector};
+use crate::detect;
 use crate::pseudonym::{self, Kind};
 use crate::rules::{self, last_key, path_text, Action, Rule, Seg, Side};
 
@@ -178,24 +178,24 @@ impl FileScan<'_> {
             Some(_) => return,
             None => {}
         }
-        let field = field.to_ascii_lowercase();
-        if detect::is_secret_like(&field) && detect::is_high_entropy(value) && !pseudonym::is_any_pseudonym(value) {
-            self.report(&text, "high-entropy", value);
-            return;
+        match detect::by_name(field, value) {
+            Some(Kind::Id) if !pseudonym::is_any_pseudonym(value) => self.report(&text, "high-entropy", value),
+            Some(kind) if !pseudonym::is_pseudonym(kind, value) => {
+                self.report(&text, &format!("pii:{}", kind.as_str()), value)
+            }
+            Some(_) => {}
+            None => self.text(&text, value),
         }
-        self.text(&text, value);
     }
 
     /// Runs the pattern detectors over free text.
     fn text(&mut self, path: &str, value: &str) {
         for (detector, range) in detect::find(value) {
             let piece = &value[range];
-            let redacted = match detector {
-                Detector::Email => pseudonym::is_pseudonym(Kind::Email, piece),
-                Detector::Phone => pseudonym::is_pseudonym(Kind::Phone, piece),
-                Detector::Street => pseudonym::is_pseudonym(Kind::Street, piece),
-                Detector::Token => pseudonym::is_pseudonym(Kind::Token, piece),
-                Detector::Ssn => pseudonym::mask(piece) == piece,
+            // The same decision redaction made: the detector's kind, or a mask.
+            let redacted = match detector.kind() {
+                Some(kind) => pseudonym::is_pseudonym(kind, piece),
+                None => pseudonym::mask(piece) == piece,
             };
             if !redacted && !self.config.allow.iter().any(|a| a == piece) {
                 self.report(path, detector.as_str(), piece);

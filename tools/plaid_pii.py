@@ -47,6 +47,9 @@ BY_FIELD = {
     "city": "city",
     "postal_code": "postal_code", "zip": "postal_code", "zip_code": "postal_code",
     "account_number": "account_number", "iban": "iban",
+    # MISMO-style fields of the Freddie Mac / VOA reports, after snake-casing.
+    "taxpayer_identifier_value": "id_number", "asset_owner_text": "name",
+    "asset_account_identifier": "account_number",
 }
 
 # Schemas whose own fields name a person, though the field names are generic.
@@ -180,7 +183,8 @@ def is_container(schema):
 
 
 def classify(field, owner):
-    field = field.lower()
+    # `TaxpayerIdentifierValue` (MISMO) and `taxpayer_identifier_value` are the same field.
+    field = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", field).lower()
     if NOT_PERSONAL_SCHEMA.search(owner) and not PERSON_SCHEMA.search(owner):
         return None
     for pattern, name, kind in BY_SCHEMA_FIELD:

@@ -7,6 +7,7 @@ mod connections;
 mod corpus;
 mod credentials;
 mod demo;
+mod detectors;
 mod errors;
 mod failures;
 mod keys;

@@ -196,3 +196,96 @@ async fn official_clients_replay_the_committed_cassette() {
         server.stop().await.unwrap();
     }
 }
+
+/// Runs `tests/clients/products.py` against `base` (bounded: 90 s) and returns its JSON line.
+async fn products(home: &Path, base: String) -> Value {
+    let python = home.join("venv/bin/python");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/products.py");
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(python)
+            .arg(script)
+            .env("PLAID_VCR_BASE", base)
+            .env("CLIENT_ID", "0123456789abcdef01234567")
+            .env("SECRET", "0123456789abcdef0123456789abcd")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python starts");
+        for _ in 0..900 {
+            if child.try_wait().unwrap().is_some() {
+                let out = child.wait_with_output().unwrap();
+                let (stdout, stderr) = (
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr),
+                );
+                assert!(out.status.success(), "products.py failed: {stderr}\n{stdout}");
+                return serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        panic!("products.py did not finish in 90 s");
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn plaid_python_parses_the_redacted_answers_of_other_products() {
+    let Some(home) = clients_home() else { return };
+    // The fake answers with Plaid's own examples (the spec's, from the corpus).
+    let corpus: Value = serde_json::from_str(include_str!("../corpus/plaid_examples.json")).unwrap();
+    let fake = FakePlaid::start().await;
+    let endpoints = [
+        "auth/get",
+        "identity_verification/get",
+        "transfer/get",
+        "beacon/user/get",
+    ];
+    for example in corpus["examples"].as_array().unwrap() {
+        let endpoint = example["endpoint"].as_str().unwrap();
+        if endpoints.contains(&endpoint) {
+            let body = example["response"].clone();
+            fake.reply(endpoint, Reply { status: 200, body });
+        }
+    }
+    let dirs = Dirs::new();
+    let proxy = start(&config(&dirs, Some(&fake)), Mode::Record).await;
+    let recorded = products(&home, proxy.base_url()).await;
+    assert_eq!(proxy.stop().await.unwrap().recorded.len(), 3);
+    fake.stop();
+
+    // Replayed offline, every answer still passes plaid-python's models, and the personal
+    // values in it are pseudonyms of the standard's form.
+    let replay = start(&config(&dirs, None), Mode::Replay).await;
+    let replayed = products(&home, replay.base_url()).await;
+    replay.stop().await.unwrap();
+    for field in [
+        "ach_account",
+        "beacon_given_name",
+        "beacon_date_of_birth",
+        "beacon_id_number",
+        "transfer_legal_name",
+        "beacon_street",
+    ] {
+        assert_ne!(recorded[field], replayed[field], "{field} was redacted: {replayed}");
+    }
+    let get = |f: &str| replayed[f].as_str().unwrap().to_owned();
+    // Already pseudonyms: pseudonymizing them again changes nothing.
+    for (kind, field) in [
+        (Kind::Dob, "beacon_date_of_birth"),
+        (Kind::IdNumber, "beacon_id_number"),
+    ] {
+        assert_eq!(
+            Pseudonymizer::new(b"any").pseudonymize(kind, &get(field)),
+            get(field),
+            "{field}"
+        );
+    }
+    assert!(get("beacon_ip_address").starts_with("192.0.2."), "{replayed}");
+    assert_eq!(
+        get("ach_account").len(),
+        recorded["ach_account"].as_str().unwrap().len()
+    );
+}

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 /// What kind of value a pseudonym stands for; decides its shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// A Plaid token (`access-sandbox-…`): prefix kept, identifier hashed (unkeyed).
     Token,
@@ -614,6 +614,55 @@ mod tests {
         assert_eq!(p().pseudonymize(Kind::Id, "acc_1"), "acc_1");
         assert_eq!(p().pseudonymize(Kind::Token, "access-sandbox-x"), "access-sandbox-x");
         assert_eq!(p().pseudonymize(Kind::Text, "JQ"), "XX");
+    }
+
+    #[test]
+    fn every_kind_is_named_in_config_files_as_as_str_says() {
+        for kind in [
+            Kind::Token,
+            Kind::Id,
+            Kind::Name,
+            Kind::Email,
+            Kind::Phone,
+            Kind::Street,
+            Kind::City,
+            Kind::Url,
+            Kind::Text,
+            Kind::Dob,
+            Kind::IdNumber,
+            Kind::Ip,
+            Kind::AccountNumber,
+            Kind::Iban,
+        ] {
+            let named: Kind = serde_json::from_value(serde_json::Value::from(kind.as_str())).unwrap();
+            assert_eq!(named, kind);
+        }
+    }
+
+    #[test]
+    fn new_kinds_keep_their_standard_and_are_idempotent() {
+        let cases = [
+            (Kind::Dob, "1985-07-14"),
+            (Kind::IdNumber, "123-45-6789"),
+            (Kind::IdNumber, "D1234567890123"),
+            (Kind::Ip, "203.45.1.9"),
+            (Kind::AccountNumber, "9900009606"),
+            (Kind::AccountNumber, "1111222233330000"),
+            (Kind::Iban, "GB33BUKB20201555555555"),
+        ];
+        for (kind, raw) in cases {
+            let a = p().pseudonymize(kind, raw);
+            assert_ne!(a, raw, "{kind:?}");
+            if kind != Kind::Ip {
+                assert_eq!(a.len(), raw.len(), "{kind:?} keeps its length: {a}");
+            }
+            assert_eq!(p().pseudonymize(kind, &a), a, "{kind:?} idempotent");
+            assert!(is_pseudonym(kind, &a), "{kind:?} {a}");
+        }
+        assert!(crate::numbers::iban_valid(
+            &p().pseudonymize(Kind::Iban, "GB33BUKB20201555555555")
+        ));
+        assert_eq!(p().pseudonymize(Kind::IdNumber, "123-45-6789"), "000-00-0000");
     }
 
     #[test]

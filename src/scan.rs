@@ -35,7 +35,8 @@ pub struct Finding {
     pub file: PathBuf,
     /// JSON path inside the file.
     pub path: String,
-    /// What found it: `pii:<kind>`, `email`, `phone`, `ssn`, `street`, `plaid-token`,
+    /// What found it: `pii:<kind>`, a detector's name (`email`, `phone`, `ssn`, `street`,
+    /// `iban`, `card-number`, `jwt`, `authorization`, `cloud-api-key`, `private-key`, `plaid-token`),
     /// `credential`, `high-entropy`, `unredacted-file` or `not-json`.
     pub detector: String,
     /// The value, masked: its first two characters and its length.

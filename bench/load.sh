@@ -4,11 +4,13 @@
 # Bounded: each wrk run lasts DURATION; both servers are killed on exit.
 #   bench/load.sh                 # defaults: 3 rounds of 10s, 32 connections, 1 wrk thread
 #   ROUNDS=5 DURATION=20s CONNS=64 bench/load.sh
+#   BIN=/path/to/other/plaid-vcr bench/load.sh   # compare another build
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-10s} CONNS=${CONNS:-32} THREADS=${THREADS:-1}
 command -v wrk >/dev/null || { echo "bench: wrk is missing (apt-get install wrk)" >&2; exit 2; }
 cargo build --release --quiet --bin plaid-vcr --example bare_hyper
+BIN=${BIN:-./target/release/plaid-vcr}
 
 tmp=$(mktemp -d)
 pids=()
@@ -17,7 +19,7 @@ trap cleanup EXIT
 
 . bench/lib.sh
 
-./target/release/plaid-vcr replay --cassette cassettes/demo --store "$tmp/store" --listen 127.0.0.1:0 \
+"$BIN" replay --cassette cassettes/demo --store "$tmp/store" --listen 127.0.0.1:0 \
   >"$tmp/vcr.out" 2>"$tmp/vcr.log" & pids+=($!)
 ./target/release/examples/bare_hyper >"$tmp/bare.out" & pids+=($!)
 vcr="$(first_url "$tmp/vcr.out")/plaid-compatible/identity/get"

@@ -185,7 +185,9 @@ pub fn find(text: &str) -> Vec<(Detector, Range<usize>)> {
             add(&mut out, Detector::Ssn, m.range());
         }
         for m in p.phone.find_iter(text) {
-            add(&mut out, Detector::Phone, m.range());
+            if !labelled_as_id(&text[..m.start()]) {
+                add(&mut out, Detector::Phone, m.range());
+            }
         }
     }
     if digits > 0 {
@@ -195,6 +197,30 @@ pub fn find(text: &str) -> Vec<(Detector, Range<usize>)> {
     }
     out.sort_by_key(|(_, r)| r.start);
     out
+}
+
+/// [`find`] for the value of `field`: a value that is nothing but a run of digits is a phone
+/// number only under a field named for one (`phone`, `mobile`, `tel`, `contact`, `fax`);
+/// elsewhere it is a reference or account number (`payment_reference_number: "4277075694"`).
+pub fn find_in(field: &str, text: &str) -> Vec<(Detector, Range<usize>)> {
+    let field = field.to_ascii_lowercase();
+    let phone_field = ["phone", "mobile", "tel", "contact", "fax"]
+        .iter()
+        .any(|w| field.contains(w));
+    let bare_digits = text.bytes().all(|b| b.is_ascii_digit());
+    let mut found = find(text);
+    if bare_digits && !phone_field {
+        found.retain(|(detector, range)| !(*detector == Detector::Phone && *range == (0..text.len())));
+    }
+    found
+}
+
+/// Whether the text just before a number labels it an identifier (`PPD ID: 1234567890`, an ACH
+/// company id in a bank descriptor; `#1234567890`), which a bare digit run must not be taken
+/// for a phone number beside.
+fn labelled_as_id(before: &str) -> bool {
+    let label = before.trim_end_matches([' ', ':', '.']).to_ascii_uppercase();
+    label.ends_with(" ID") || label == "ID" || label.ends_with('#') || label.ends_with(" NO")
 }
 
 /// What a field's name says its value is, for fields no rule covers (`field` in any case): a
@@ -300,6 +326,8 @@ mod tests {
         assert_eq!(by_field("date_of_birth", "1985-07-14"), Some(Kind::Dob));
         assert_eq!(by_field("ssn", "123456789"), Some(Kind::IdNumber));
         assert_eq!(by_field("date", "1985-07-14"), None);
+        assert!(find_in("payment_reference_number", "4277075694").is_empty());
+        assert_eq!(find_in("phone", "4155550101").len(), 1);
     }
 
     #[test]
@@ -317,6 +345,7 @@ mod tests {
             "DE89370400440532013001",
             "+1",
             "12345.67",
+            "AIRBNB PAYMENTS PPD ID: 1234567890",
         ] {
             assert!(kinds(text).is_empty(), "{text}: {:?}", kinds(text));
         }

@@ -160,7 +160,7 @@ impl Redactor {
             // detectors over the text.
             None => match detect::by_name(last_key(path), s) {
                 Some(kind) => Some(self.pseudonym(side, kind, s)),
-                None => self.detect(side, s),
+                None => self.detect(side, last_key(path), s),
             },
         };
         match new.filter(|new| new != s) {
@@ -184,8 +184,8 @@ impl Redactor {
     }
 
     /// Replaces what the generic detectors find in a string no rule covers.
-    fn detect(&self, side: Side, text: &str) -> Option<String> {
-        let found = detect::find(text);
+    fn detect(&self, side: Side, field: &str, text: &str) -> Option<String> {
+        let found = detect::find_in(field, text);
         if found.is_empty() {
             return None;
         }

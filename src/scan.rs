@@ -98,7 +98,7 @@ impl<'a> Scanner<'a> {
             Err(_) => {
                 let text = String::from_utf8_lossy(bytes);
                 scan.report("-", "not-json", &text);
-                scan.text("-", &text);
+                scan.text("-", "", &text);
             }
         }
         scan.findings
@@ -185,13 +185,13 @@ impl FileScan<'_> {
                 self.report(&text, &format!("pii:{}", kind.as_str()), value)
             }
             Some(_) => {}
-            None => self.text(&text, value),
+            None => self.text(&text, field, value),
         }
     }
 
     /// Runs the pattern detectors over free text.
-    fn text(&mut self, path: &str, value: &str) {
-        for (detector, range) in detect::find(value) {
+    fn text(&mut self, path: &str, field: &str, value: &str) {
+        for (detector, range) in detect::find_in(field, value) {
             let piece = &value[range];
             // The same decision redaction made: the detector's kind, or a mask.
             let redacted = match detector.kind() {

@@ -133,6 +133,7 @@ proptest! {
     fn plaid_like_values_are_not_personal(value in plaid_like()) {
         prop_assert!(detectors(&value).is_empty(), "{}: {:?}", value, detectors(&value));
         prop_assert_eq!(detect::by_name("amount", &value), None);
+        prop_assert!(detect::find_in("reference_number", &value).is_empty(), "{}", value);
     }
 
     #[test]
@@ -182,18 +183,27 @@ fn no_detector_of_a_standard_fires_on_the_non_personal_values_of_plaids_examples
         Detector::CloudKey,
         Detector::PrivateKey,
         Detector::Ssn,
+        Detector::Phone,
     ];
-    let fired: Vec<String> = strings
-        .iter()
-        .flat_map(|(field, s)| {
-            detectors(s)
-                .into_iter()
-                .filter(|d| standards.contains(d))
-                .map(move |d| format!("{field}: {d:?} in {s:?}"))
-        })
-        .collect();
+    // A phone written as one (`111-222-3333` in a merchant's bank descriptor) is a phone, if a
+    // business's; a bare run of digits found as a phone would be an id taken for one.
+    let mut formatted_phones = 0;
+    let mut fired = Vec::new();
+    for (field, s) in &strings {
+        for (detector, range) in detect::find_in(field, s) {
+            if !standards.contains(&detector) {
+                continue;
+            }
+            if detector == Detector::Phone && s[range].bytes().any(|b| !b.is_ascii_digit()) {
+                formatted_phones += 1;
+                continue;
+            }
+            fired.push(format!("{field}: {detector:?} in {s:?}"));
+        }
+    }
     eprintln!(
-        "detectors: {} non-personal strings of Plaid's examples checked",
+        "detectors: {} non-personal strings of Plaid's examples checked; {formatted_phones} formatted phone numbers \
+         in descriptions (redacted: they may be a person's)",
         strings.len()
     );
     assert!(strings.len() > 3000, "{}", strings.len());

@@ -38,6 +38,7 @@
 //! # });
 //! ```
 
+pub mod cache;
 pub mod cassette;
 pub mod cli;
 pub mod config;

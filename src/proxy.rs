@@ -19,6 +19,7 @@ use http_body_util::Full;
 use serde_json::Value;
 use tokio::sync::watch;
 
+use crate::cache::{Cache, Hit};
 use crate::cassette::Cassette;
 use crate::config::{Config, SequenceEnd};
 use crate::diff;
@@ -35,6 +36,9 @@ use crate::store::Store;
 pub const OUTCOME_HEADER: &str = "plaid-vcr-outcome";
 /// Response header carrying the full matching key of a request.
 pub const KEY_HEADER: &str = "plaid-vcr-key";
+
+const OUTCOME: header::HeaderName = header::HeaderName::from_static(OUTCOME_HEADER);
+const KEY: header::HeaderName = header::HeaderName::from_static(KEY_HEADER);
 
 /// An HTTP answer before it becomes a hyper response: status, headers, body bytes. Cloneable,
 /// so that identical misses in flight can share one upstream answer.
@@ -69,6 +73,8 @@ impl Reply {
 enum Handled {
     /// A health check; not logged or counted.
     Health(Reply),
+    /// Answered from the exact cache ([`crate::cache`]): a hit without the full pipeline.
+    Cached { endpoint: String, hit: Arc<Hit> },
     /// Answered from the recording `used` (an index key).
     Hit {
         endpoint: String,
@@ -115,7 +121,7 @@ impl Handled {
     fn outcome(&self) -> &'static str {
         match self {
             Handled::Health(_) => "health",
-            Handled::Hit { .. } => "hit",
+            Handled::Hit { .. } | Handled::Cached { .. } => "hit",
             Handled::Miss { .. } => "miss",
             Handled::Recorded { .. } => "recorded",
             Handled::Forwarded { .. } => "forwarded",
@@ -126,6 +132,7 @@ impl Handled {
     fn endpoint_and_key(&self) -> (Option<&str>, Option<&str>) {
         match self {
             Handled::Health(_) => (None, None),
+            Handled::Cached { endpoint, hit } => (Some(endpoint), hit.key.to_str().ok()),
             Handled::Hit { endpoint, key, .. }
             | Handled::Miss { endpoint, key, .. }
             | Handled::Recorded { endpoint, key, .. }
@@ -135,6 +142,18 @@ impl Handled {
     }
 
     fn into_response(self) -> Response<Full<Bytes>> {
+        if let Handled::Cached { hit, .. } = &self {
+            // The hot path: everything pre-built, the body shared, no parsing of header values.
+            let mut response = Response::new(Full::new(hit.body.clone()));
+            *response.status_mut() = hit.status;
+            let headers = response.headers_mut();
+            if let Some(ct) = &hit.content_type {
+                headers.insert(header::CONTENT_TYPE, ct.clone());
+            }
+            headers.insert(OUTCOME, HeaderValue::from_static("hit"));
+            headers.insert(KEY, hit.key.clone());
+            return response;
+        }
         let outcome = self.outcome();
         let key = self.endpoint_and_key().1.and_then(|k| HeaderValue::from_str(k).ok());
         let mut response = match self {
@@ -148,6 +167,7 @@ impl Handled {
                 response
             }
             Handled::Miss { error, .. } | Handled::Failed { error, .. } => error.into_response(),
+            Handled::Cached { .. } => unreachable!("answered above"),
         };
         response
             .headers_mut()
@@ -172,7 +192,9 @@ pub struct Proxy {
     /// Misses being recorded in `replay --record-missing`, by index key (single-flight).
     flights: Mutex<HashMap<String, Flight>>,
     steps: Steps,
-    tally: Mutex<Tally>,
+    tally: Tally,
+    /// Hits by exact request, in the modes that replay, without `--sequences`.
+    cache: Option<Cache>,
     /// The settings the pipeline reads per request (body limit, sequences, credentials, …).
     config: Config,
 }
@@ -189,6 +211,7 @@ impl fmt::Debug for Proxy {
 impl Proxy {
     /// A proxy from its parts (see [`crate::startup::open`]).
     pub fn new(serving: Serving, cassette: Cassette, store: Arc<Store>, redactor: Redactor, config: Config) -> Proxy {
+        let cache = (!matches!(serving, Serving::Record(_)) && !config.sequences).then(Cache::default);
         Proxy {
             serving,
             cassette,
@@ -196,7 +219,8 @@ impl Proxy {
             redactor,
             flights: Mutex::new(HashMap::new()),
             steps: Steps::default(),
-            tally: Mutex::new(Tally::default()),
+            tally: Tally::default(),
+            cache,
             config,
         }
     }
@@ -221,7 +245,7 @@ impl Proxy {
     pub fn summary(&self) -> Result<Summary, Error> {
         let recordings = self.store.recorded()?;
         Ok(self
-            .tally()
+            .tally
             .summary(&self.serving.mode().to_string(), &recordings, self.config.max_age))
     }
 
@@ -243,10 +267,12 @@ impl Proxy {
         if matches!(handled, Handled::Health(_)) {
             return;
         }
-        let mut tally = self.tally();
+        let tally = &self.tally;
         tally.request();
         match handled {
             Handled::Health(_) => {}
+            Handled::Cached { hit, .. } if Cache::first_use(hit) => tally.hit(&hit.used),
+            Handled::Cached { .. } => tally.hit_again(),
             Handled::Hit { used, .. } => tally.hit(used),
             Handled::Recorded { endpoint, used, .. } => tally.recorded(endpoint, used),
             Handled::Miss { endpoint, key, .. } => tally.miss(endpoint, key),
@@ -262,6 +288,7 @@ impl Proxy {
             Handled::Hit { reply, .. } | Handled::Recorded { reply, .. } | Handled::Forwarded { reply, .. } => {
                 reply.status
             }
+            Handled::Cached { hit, .. } => hit.status,
             Handled::Miss { error, .. } | Handled::Failed { error, .. } => error.status(),
         };
         let (endpoint, key) = handled.endpoint_and_key();
@@ -299,13 +326,52 @@ impl Proxy {
             client_id: self.config.client_id.as_ref(),
             secret: self.config.secret.as_ref(),
         };
-        match request::read(endpoint.clone(), request, limits, &self.redactor).await {
+        let failed = |endpoint: String, error| Handled::Failed {
+            endpoint: Some(endpoint),
+            key: None,
+            error,
+        };
+        let (parts, raw_body) = match request::collect(request, limits).await {
+            Ok(collected) => collected,
+            Err(error) => return failed(endpoint, error),
+        };
+        if let Some(hit) = self.cached(&endpoint, &parts.headers, &raw_body, limits) {
+            return Handled::Cached { endpoint, hit };
+        }
+        match request::parse(endpoint.clone(), parts, raw_body, limits, &self.redactor) {
             Ok(parsed) => self.dispatch(parsed).await,
-            Err(error) => Handled::Failed {
-                endpoint: Some(endpoint),
-                key: None,
-                error,
-            },
+            Err(error) => failed(endpoint, error),
+        }
+    }
+
+    /// The cached hit for exactly this request, if the checks the cache cannot remember pass
+    /// (JSON content type, a text Plaid-Version, credentials); otherwise the full path decides.
+    fn cached(&self, endpoint: &str, headers: &HeaderMap, raw_body: &Bytes, limits: Limits<'_>) -> Option<Arc<Hit>> {
+        let cache = self.cache.as_ref()?;
+        if !request::is_json(headers) {
+            return None;
+        }
+        let version = request::plaid_version(headers).ok()?;
+        let hit = cache.get(endpoint, version.as_deref(), raw_body)?;
+        request::credentials_present(headers, limits, hit.body_credentials).then_some(hit)
+    }
+
+    /// Remembers a hit of the full path in the exact cache.
+    fn remember(&self, request: &PlaidRequest, answer: &Answer, used: &str) {
+        let Some(cache) = &self.cache else { return };
+        let hit = Hit::new(
+            &request.endpoint,
+            request.plaid_version.as_deref(),
+            request.raw_body.clone(),
+            request.body_credentials,
+            &request.key,
+            used.to_owned(),
+            StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            &answer.content_type,
+            answer.body.clone(),
+        );
+        if let Some(hit) = hit {
+            cache.insert(hit);
         }
     }
 
@@ -342,7 +408,10 @@ impl Proxy {
             key: key.clone(),
         };
         match self.store.get(&index_key(key, step)) {
-            Ok(Some(answer)) => return Some(hit(answer, step)),
+            Ok(Some(answer)) => {
+                self.remember(request, &answer, &index_key(key, step));
+                return Some(hit(answer, step));
+            }
             Ok(None) => {}
             Err(e) => return Some(Handled::failed(endpoint, key, (&e).into())),
         }
@@ -465,6 +534,7 @@ impl Proxy {
             raw_body,
             stored_body,
             key,
+            ..
         } = request;
         let answer = match recorder.upstream().forward(&endpoint, &headers, raw_body).await {
             Ok(answer) => answer,
@@ -513,11 +583,6 @@ impl Proxy {
             used,
             reply,
         }
-    }
-
-    /// This run's tally; a poisoned lock (a panic elsewhere mid-update) still holds counts.
-    fn tally(&self) -> std::sync::MutexGuard<'_, Tally> {
-        self.tally.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -78,6 +78,8 @@ pub struct PlaidRequest {
     pub stored_body: Map<String, Value>,
     /// The matching key, computed once from `stored_body`.
     pub key: String,
+    /// Whether the body itself carried `client_id` / `secret` (for [`crate::cache`]).
+    pub body_credentials: [bool; 2],
 }
 
 /// Reads `request` (already routed to `endpoint`) into a [`PlaidRequest`].
@@ -87,6 +89,16 @@ pub async fn read<B>(
     limits: Limits<'_>,
     redactor: &Redactor,
 ) -> Result<PlaidRequest, RequestError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let (parts, raw_body) = collect(request, limits).await?;
+    parse(endpoint, parts, raw_body, limits, redactor)
+}
+
+/// The head and the whole body, within `max_body_bytes` and `client_timeout`.
+pub async fn collect<B>(request: Request<B>, limits: Limits<'_>) -> Result<(http::request::Parts, Bytes), RequestError>
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -102,21 +114,65 @@ where
     if declared.is_some_and(|len| len > limits.max_body_bytes as u64) {
         return Err(too_large);
     }
-    // A client that sent its head but stalls on the body must not hold the request open.
-    let collected = tokio::time::timeout(
-        limits.client_timeout,
-        Limited::new(body, limits.max_body_bytes).collect(),
-    )
-    .await
-    .map_err(|_| RequestError::BodyTimeout {
-        after: limits.client_timeout,
-    })?;
+    // A client that sent its head but stalls on the body must not hold the request open. A
+    // body that has already arrived (the usual case) is taken without arming a timer.
+    let mut collecting = std::pin::pin!(Limited::new(body, limits.max_body_bytes).collect());
+    let first =
+        std::future::poll_fn(|cx| std::task::Poll::Ready(std::future::Future::poll(collecting.as_mut(), cx))).await;
+    let collected = match first {
+        std::task::Poll::Ready(collected) => collected,
+        std::task::Poll::Pending => tokio::time::timeout(limits.client_timeout, collecting)
+            .await
+            .map_err(|_| RequestError::BodyTimeout {
+                after: limits.client_timeout,
+            })?,
+    };
     let raw_body = match collected {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<LengthLimitError>() => return Err(too_large),
         Err(_) => return Err(RequestError::UnreadableBody),
     };
+    Ok((parts, raw_body))
+}
 
+/// Whether the head says JSON: the Content-Type check of [`parse`], for callers that skip it.
+pub fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(is_json_content_type)
+}
+
+/// The `Plaid-Version` header, trimmed; `None` if absent or empty, `Err` if not text.
+pub fn plaid_version(headers: &HeaderMap) -> Result<Option<String>, RequestError> {
+    match headers.get("plaid-version").map(|v| v.to_str()) {
+        None => Ok(None),
+        Some(Ok(v)) if v.trim().is_empty() => Ok(None),
+        Some(Ok(v)) => Ok(Some(v.trim().to_owned())),
+        Some(Err(_)) => Err(RequestError::InvalidPlaidVersion),
+    }
+}
+
+/// Whether each credential (see [`CREDENTIALS`]) is present in a header or configured; with
+/// the body's own (`body_credentials`), whether the request may go on.
+pub fn credentials_present(headers: &HeaderMap, limits: Limits<'_>, body_credentials: [bool; 2]) -> bool {
+    CREDENTIALS
+        .iter()
+        .zip([limits.client_id, limits.secret])
+        .zip(body_credentials)
+        .all(|(((_, header), configured), in_body)| {
+            in_body || configured.is_some() || headers.get(*header).is_some_and(|v| !v.is_empty())
+        })
+}
+
+/// Parses, checks, redacts and keys a collected request.
+pub fn parse(
+    endpoint: String,
+    parts: http::request::Parts,
+    raw_body: Bytes,
+    limits: Limits<'_>,
+    redactor: &Redactor,
+) -> Result<PlaidRequest, RequestError> {
     match parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -134,6 +190,7 @@ where
     }
 
     let mut headers = parts.headers;
+    let body_credentials = CREDENTIALS.map(|(field, _)| has_text(body.get(field)));
     let mut missing = Vec::new();
     for ((field, header), configured) in CREDENTIALS.into_iter().zip([limits.client_id, limits.secret]) {
         if has_text(body.get(field)) || headers.get(header).is_some_and(|v| !v.is_empty()) {
@@ -153,12 +210,7 @@ where
         return Err(RequestError::MissingCredentials { fields: missing });
     }
 
-    let plaid_version = match headers.get("plaid-version").map(|v| v.to_str()) {
-        None => None,
-        Some(Ok(v)) if v.trim().is_empty() => None,
-        Some(Ok(v)) => Some(v.trim().to_owned()),
-        Some(Err(_)) => return Err(RequestError::InvalidPlaidVersion),
-    };
+    let plaid_version = plaid_version(&headers)?;
 
     let stored_body = redactor.request(&endpoint, body);
     let key = key::compute(&endpoint, plaid_version.as_deref(), &stored_body);
@@ -169,6 +221,7 @@ where
         raw_body,
         stored_body,
         key,
+        body_credentials,
     })
 }
 

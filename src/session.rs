@@ -5,6 +5,8 @@
 //! text for stderr and the JSON for `--report`. Keys and endpoints only: never a body.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -12,13 +14,20 @@ use serde::Serialize;
 use crate::key;
 use crate::store::Recorded;
 
-/// What the proxy did in this run so far.
+/// What the proxy did in this run so far. Shared by every connection without a global lock on
+/// the hot path: requests and hits are atomic counters; the lists (misses, recordings, the set
+/// of recordings used) take a lock, which a repeated hit never needs (see [`Tally::hit_again`]).
 #[derive(Debug, Default)]
 pub struct Tally {
-    requests: u64,
-    hits: u64,
-    errors: u64,
-    forwarded: u64,
+    requests: AtomicU64,
+    hits: AtomicU64,
+    errors: AtomicU64,
+    forwarded: AtomicU64,
+    lists: Mutex<Lists>,
+}
+
+#[derive(Debug, Default)]
+struct Lists {
     misses: Vec<Entry>,
     recorded: Vec<Entry>,
     used: HashSet<String>,
@@ -56,23 +65,33 @@ pub struct Entry {
 }
 
 impl Tally {
+    fn lists(&self) -> std::sync::MutexGuard<'_, Lists> {
+        // A poisoned lock (a panic elsewhere mid-update) still holds the counts.
+        self.lists.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Any request, whatever its outcome.
-    pub fn request(&mut self) {
-        self.requests += 1;
+    pub fn request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A request answered from the recording `index_key`.
-    pub fn hit(&mut self, index_key: &str) {
-        self.hits += 1;
-        // The hot path: most hits repeat a key already counted, so skip the allocation.
-        if !self.used.contains(index_key) {
-            self.used.insert(index_key.to_owned());
+    pub fn hit(&self, index_key: &str) {
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        let mut lists = self.lists();
+        if !lists.used.contains(index_key) {
+            lists.used.insert(index_key.to_owned());
         }
     }
 
+    /// A request answered from a recording already counted as used: no lock.
+    pub fn hit_again(&self) {
+        self.hits.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A request with no recording.
-    pub fn miss(&mut self, endpoint: &str, key: &str) {
-        self.misses.push(Entry {
+    pub fn miss(&self, endpoint: &str, key: &str) {
+        self.lists().misses.push(Entry {
             endpoint: endpoint.into(),
             key: key.into(),
             file: None,
@@ -81,11 +100,12 @@ impl Tally {
     }
 
     /// A request forwarded and recorded as `index_key`.
-    pub fn recorded(&mut self, endpoint: &str, index_key: &str) {
+    pub fn recorded(&self, endpoint: &str, index_key: &str) {
         // A recording is never also a hit in the same run (a hit means it already existed),
         // so `used` tells whether this key was recorded before: re-recording counts once.
-        if self.used.insert(index_key.to_owned()) {
-            self.recorded.push(Entry {
+        let mut lists = self.lists();
+        if lists.used.insert(index_key.to_owned()) {
+            lists.recorded.push(Entry {
                 endpoint: endpoint.into(),
                 key: index_key.into(),
                 file: None,
@@ -95,13 +115,13 @@ impl Tally {
     }
 
     /// A request forwarded but not recorded (5xx, 429, not JSON).
-    pub fn forwarded(&mut self) {
-        self.forwarded += 1;
+    pub fn forwarded(&self) {
+        self.forwarded.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A request rejected or failed.
-    pub fn error(&mut self) {
-        self.errors += 1;
+    pub fn error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The summary of this run, given every recording in the cassette.
@@ -112,18 +132,19 @@ impl Tally {
             file: Some(r.file.clone()),
             recorded_at: Some(r.recorded_at.clone()),
         };
+        let lists = self.lists();
         Summary {
             mode: mode.to_owned(),
-            requests: self.requests,
-            hits: self.hits,
-            misses: self.misses.clone(),
-            recorded: self.recorded.clone(),
-            forwarded: self.forwarded,
-            errors: self.errors,
+            requests: self.requests.load(Ordering::Relaxed),
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: lists.misses.clone(),
+            recorded: lists.recorded.clone(),
+            forwarded: self.forwarded.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
             recordings: recordings.len(),
             unused: recordings
                 .iter()
-                .filter(|r| !self.used.contains(&r.index_key))
+                .filter(|r| !lists.used.contains(&r.index_key))
                 .map(entry)
                 .collect(),
             max_age: max_age.map(|d| humantime::format_duration(d).to_string()),
@@ -254,7 +275,7 @@ mod tests {
 
     #[test]
     fn summaries_count_and_list_unused_and_stale_recordings() {
-        let mut t = Tally::default();
+        let t = Tally::default();
         t.request();
         t.hit("a");
         t.request();

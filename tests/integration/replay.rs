@@ -90,3 +90,46 @@ async fn replay_of_a_missing_cassette_directory_fails_at_start() {
     assert!(message.contains(&dirs.cassette().display().to_string()), "{message}");
     assert!(message.contains("does not exist"), "{message}");
 }
+
+#[tokio::test]
+async fn a_repeated_request_answers_exactly_like_the_first_and_is_still_checked_each_time() {
+    let dirs = Dirs::new();
+    let body = r#"{"access_token":"access-sandbox-de3ce8ef-33f8-452c-a685-8671031fc0f6"}"#;
+    record_into(&dirs, &[("identity/get", body)]).await;
+    let replay = start(&config(&dirs, None), Mode::Replay).await;
+    // The first goes through the full pipeline; the next ones through the exact cache.
+    let first = plaid(&replay, "identity/get", body).await;
+    for _ in 0..3 {
+        let again = plaid(&replay, "identity/get", body).await;
+        assert_eq!((again.status, again.outcome(), again.key()), (200, "hit", first.key()));
+        assert_eq!(again.body, first.body, "byte for byte");
+        assert_eq!(again.headers["content-type"], first.headers["content-type"]);
+    }
+    let url = format!("{}/identity/get", replay.base_url());
+    // What the cache cannot remember is checked on every request: credentials...
+    let no_credentials = send(
+        "POST",
+        &url,
+        &[("content-type", "application/json"), ("plaid-version", "2020-09-14")],
+        body,
+    )
+    .await;
+    assert_eq!(no_credentials.status, 400);
+    assert_eq!(no_credentials.json()["error_code"], "MISSING_FIELDS");
+    // ...the content type, and the Plaid-Version (another version is another request).
+    let mut text = CLIENT_HEADERS.to_vec();
+    text[0] = ("content-type", "text/plain");
+    assert_eq!(
+        send("POST", &url, &text, body).await.json()["error_code"],
+        "INVALID_BODY"
+    );
+    let mut other_version = CLIENT_HEADERS.to_vec();
+    other_version[3] = ("plaid-version", "2019-05-29");
+    assert_eq!(send("POST", &url, &other_version, body).await.outcome(), "miss");
+    let summary = replay.stop().await.unwrap();
+    assert_eq!(
+        (summary.requests, summary.hits, summary.misses.len(), summary.errors),
+        (7, 4, 1, 2)
+    );
+    assert!(summary.unused.is_empty(), "counted as used once, by the first hit");
+}

@@ -49,6 +49,7 @@ pub mod error;
 pub mod inspect;
 pub mod interaction;
 pub mod key;
+pub mod logbuf;
 pub mod mode;
 pub mod numbers;
 pub mod proxy;

@@ -75,7 +75,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 
 fn serve(mode: Mode, args: &ServeArgs, strict: bool, fail_on_unused: bool) -> Result<ExitCode, Failure> {
     let config = Config::resolve(&args.layer()).map_err(Error::from)?;
-    let log = init_logging(args.common.log_level.is_some(), &config);
+    let log = init_logging(args.common.log_level.is_some(), &config)?;
     let served = runtime()?.block_on(async {
         // Handlers first: once the "listening" line is out, a script may signal at once, and
         // the signal must mean a clean shutdown, not the default death.
@@ -147,7 +147,7 @@ fn redact_dir(args: &RedactArgs) -> Result<ExitCode, Failure> {
 
 fn sandbox_token(args: &SandboxTokenArgs) -> Result<ExitCode, Failure> {
     let config = Config::resolve(&args.common.layer()).map_err(Error::from)?;
-    let _log = init_logging(args.common.log_level.is_some(), &config);
+    let _log = init_logging(args.common.log_level.is_some(), &config)?;
     let token = runtime()?.block_on(plaid_vcr::sandbox::sandbox_token(
         &config,
         &args.institution,
@@ -234,24 +234,22 @@ fn verdict(clean: bool) -> ExitCode {
 /// `--log-level` (or `PLAID_VCR_LOG_LEVEL`) wins; otherwise `RUST_LOG`; otherwise the config
 /// file's `log_level`. A bare level applies to plaid-vcr's own logs, others stay at warn.
 ///
-/// Lines go to stderr through a writer thread, so a request's log line costs a copy into a
-/// buffer, not a write syscall under a lock. Nothing is dropped (a full buffer waits); the
-/// returned guard flushes what is buffered when dropped, so it lives until the command ends.
-fn init_logging(level_given: bool, config: &Config) -> tracing_appender::non_blocking::WorkerGuard {
+/// Lines are batched to stderr ([`plaid_vcr::logbuf`]): a request's log line costs a copy into
+/// a buffer, not a write syscall. The returned guard writes out what is buffered when dropped,
+/// so it lives until the command's output is done.
+fn init_logging(level_given: bool, config: &Config) -> Result<plaid_vcr::logbuf::Flusher, Error> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(rust_log) if !level_given && !rust_log.is_empty() => rust_log,
         _ => format!("warn,plaid_vcr={}", config.log_level),
     };
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("plaid-vcr-log")
-        .finish(std::io::stderr());
+    let (writer, flusher) =
+        plaid_vcr::logbuf::buffered(std::io::stderr()).map_err(Error::io("start the log writer thread", None))?;
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    guard
+    Ok(flusher)
 }
 
 /// A future that completes on SIGINT or SIGTERM; the handlers are installed when this

@@ -90,7 +90,8 @@ impl Drop for Flusher {
     }
 }
 
-/// One log event's writer: appends to the shared buffer.
+/// One log event's writer: appends to the shared buffer. tracing writes each event with one
+/// `write_all`, so lines from concurrent requests never interleave.
 pub struct LineWriter {
     shared: Arc<Shared>,
 }
@@ -150,8 +151,9 @@ mod tests {
             let writer = writer.clone();
             threads.push(std::thread::spawn(move || {
                 for i in 0..1000 {
+                    // As tracing writes an event: formatted first, then one write_all.
                     let mut w = tracing_subscriber::fmt::MakeWriter::make_writer(&writer);
-                    writeln!(w, "thread {t} line {i}").unwrap();
+                    w.write_all(format!("thread {t} line {i}\n").as_bytes()).unwrap();
                 }
             }));
         }

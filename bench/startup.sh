@@ -3,10 +3,11 @@
 # the first stdout line (cassette loaded, port bound), send SIGTERM, wait for exit 0.
 #   bench/startup.sh CASSETTE STORE [cold]   # "cold" deletes STORE first (full parse)
 # Make a large cassette with: cargo run --release --example gen_cassette -- 10000 /tmp/big
+# BIN=/path/to/other/plaid-vcr times another build.
 set -euo pipefail
 cassette=$1 store=$2
 [ "${3:-}" = cold ] && rm -rf "$store"
-bin="$(dirname "${BASH_SOURCE[0]}")/../target/release/plaid-vcr"
+bin="${BIN:-$(dirname "${BASH_SOURCE[0]}")/../target/release/plaid-vcr}"
 out=$(mktemp)
 "$bin" replay --cassette "$cassette" --store "$store" --listen 127.0.0.1:0 --log-level warn >"$out" &
 pid=$!

@@ -1,9 +1,11 @@
 //! The working store: a sled database under the store directory (default `.plaid-vcr/`).
 //!
-//! It is the index replay answers from (key → pre-serialized [`Answer`]) and the durable
-//! journal of what was recorded. Each cassette directory gets its own pair of trees, so one
-//! store can serve several cassettes without mixing them:
-//! - `index:<cassette>`: key → [`Answer::encode`] bytes;
+//! It is the index replay answers from (key → the cassette file holding the answer) and the
+//! durable journal of what was recorded. Answers are not copied in: the cassette files are
+//! them, read on a key's first hit (and kept by [`crate::cache`] after), so the store stays
+//! small and start-up writes kilobytes where it used to write the whole cassette. Each cassette
+//! directory gets its own trees, so one store can serve several cassettes without mixing them:
+//! - `index.v2:<cassette>`: key → the file, relative to the cassette;
 //! - `meta:<cassette>`: key → [`Recorded`] (endpoint, version, stored request, time, file),
 //!   what miss diagnosis, unused-recording reports and expiry read instead of the files;
 //! - `files:<cassette>`: file path relative to the cassette → fingerprint and key, which lets
@@ -21,7 +23,7 @@ use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use crate::cassette::{Cassette, CassetteError};
-use crate::interaction::{Answer, Interaction};
+use crate::interaction::{Answer, Head, Interaction};
 
 /// A problem opening or using the store.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +76,7 @@ pub struct Recorded {
 /// An open, exclusively locked store.
 pub struct Store {
     path: PathBuf,
+    cassette: Cassette,
     db: sled::Db,
     index: sled::Tree,
     meta: sled::Tree,
@@ -103,16 +106,25 @@ impl Store {
             path: path.to_owned(),
             source,
         };
-        let db = sled::Config::new().path(path.join("db")).open().map_err(db_err)?;
+        // The store holds index entries, not answers: a small page cache keeps memory flat as
+        // cassettes grow (sled's default is 1 GiB).
+        let db = sled::Config::new()
+            .path(path.join("db"))
+            .cache_capacity(SLED_CACHE_BYTES)
+            .open()
+            .map_err(db_err)?;
         // Trees are named after the absolute cassette path so that `cassettes/a` and
         // `./cassettes/a` share an index and two different cassettes never do.
         let id = fs::canonicalize(cassette).unwrap_or_else(|_| cassette.to_owned());
         let id = id.to_string_lossy();
-        let index = db.open_tree(format!("index:{id}")).map_err(db_err)?;
+        // `.v2`: index values are file paths since answers stopped being copied in; a store
+        // from before has `index:` trees, left alone, and is rebuilt from the cassette.
+        let index = db.open_tree(format!("index.v2:{id}")).map_err(db_err)?;
         let meta = db.open_tree(format!("meta:{id}")).map_err(db_err)?;
         let files = db.open_tree(format!("files:{id}")).map_err(db_err)?;
         Ok(Store {
             path: path.to_owned(),
+            cassette: Cassette::new(cassette),
             db,
             index,
             meta,
@@ -128,39 +140,47 @@ impl Store {
 
     /// Brings the index in line with the cassette files: parses new and changed files (a
     /// broken one fails the whole sync, naming the file), skips unchanged ones by fingerprint,
-    /// and drops entries whose file is gone. Flushes before returning.
+    /// and drops entries whose file is gone. Files are read and parsed on every core, a chunk
+    /// at a time (so memory does not grow with the cassette), and indexed a batch per chunk.
+    /// Flushes before returning.
     pub fn sync_cassette(&self, cassette: &Cassette) -> Result<SyncReport, StoreError> {
         let mut report = SyncReport::default();
         let mut owner: HashMap<String, PathBuf> = HashMap::new();
         let mut seen_files: HashSet<Vec<u8>> = HashSet::new();
-        for relative in cassette.list()? {
-            report.files += 1;
-            let full = cassette.root().join(&relative);
-            let file_key = path_bytes(&relative);
-            let print = fingerprint(&full).map_err(|source| CassetteError::Read {
-                path: full.clone(),
-                source,
-            })?;
-            let known = self.files.get(&file_key).map_err(|e| self.db_err(e))?;
-            let key = match known.as_deref().and_then(|v| unchanged_key(v, &print)) {
-                // The meta entry is written last, so its presence means the file is fully indexed.
-                Some(key) if self.meta.contains_key(key.as_bytes()).map_err(|e| self.db_err(e))? => key,
-                _ => {
-                    let interaction = cassette.read(&relative)?;
-                    self.insert(&relative, &print, &interaction)?;
-                    report.loaded += 1;
-                    interaction.index_key()
+        let files = cassette.list()?;
+        report.files = files.len();
+        for chunk in files.chunks(SYNC_CHUNK) {
+            let (mut index, mut meta, mut file_records) =
+                (sled::Batch::default(), sled::Batch::default(), sled::Batch::default());
+            for (relative, scanned) in chunk
+                .iter()
+                .zip(parallel_map(chunk, |relative| self.scan(cassette, relative)))
+            {
+                let key = match scanned? {
+                    Scanned::Unchanged(key) => key,
+                    Scanned::Changed(key, entries) => {
+                        index.insert(key.as_bytes(), entries.index);
+                        meta.insert(key.as_bytes(), entries.meta);
+                        file_records.insert(path_bytes(relative), entries.file);
+                        report.loaded += 1;
+                        key
+                    }
+                };
+                if let Some(first) = owner.insert(key.clone(), relative.clone()) {
+                    return Err(CassetteError::Duplicate {
+                        key,
+                        first: cassette.root().join(first),
+                        second: cassette.root().join(relative),
+                    }
+                    .into());
                 }
-            };
-            if let Some(first) = owner.insert(key.clone(), relative.clone()) {
-                return Err(CassetteError::Duplicate {
-                    key,
-                    first: cassette.root().join(first),
-                    second: cassette.root().join(relative),
-                }
-                .into());
+                seen_files.insert(path_bytes(relative));
             }
-            seen_files.insert(file_key);
+            // The index first: a crash between the batches leaves the file record missing,
+            // and the next sync simply re-reads that file.
+            self.index.apply_batch(index).map_err(|e| self.db_err(e))?;
+            self.meta.apply_batch(meta).map_err(|e| self.db_err(e))?;
+            self.files.apply_batch(file_records).map_err(|e| self.db_err(e))?;
         }
         for entry in self.files.iter() {
             let (file_key, _) = entry.map_err(|e| self.db_err(e))?;
@@ -179,6 +199,44 @@ impl Store {
         }
         self.flush()?;
         Ok(report)
+    }
+
+    /// What one file is to the index: unchanged since it was indexed (its key), or new or
+    /// changed (its fingerprint, key and index entries, from a validated [`Head`]).
+    fn scan(&self, cassette: &Cassette, relative: &Path) -> Result<Scanned, StoreError> {
+        let full = cassette.root().join(relative);
+        let read_err = |source| CassetteError::Read {
+            path: full.clone(),
+            source,
+        };
+        let print = fingerprint(&full).map_err(read_err)?;
+        let known = self.files.get(path_bytes(relative)).map_err(|e| self.db_err(e))?;
+        if let Some(key) = known.as_deref().and_then(|v| unchanged_key(v, &print)) {
+            // The meta entry is written with the index, so its presence means the file is indexed.
+            if self.meta.contains_key(key.as_bytes()).map_err(|e| self.db_err(e))? {
+                return Ok(Scanned::Unchanged(key));
+            }
+        }
+        let bytes = fs::read(&full).map_err(read_err)?;
+        let head = Head::from_file_bytes(&bytes).map_err(|source| CassetteError::Parse {
+            path: full.clone(),
+            source,
+        })?;
+        head.validate().map_err(|source| CassetteError::Invalid {
+            path: full.clone(),
+            source,
+        })?;
+        let recorded = Recorded {
+            index_key: head.index_key(),
+            endpoint: head.endpoint,
+            plaid_version: head.plaid_version,
+            request: head.request.body,
+            recorded_at: head.recorded_at,
+            status: head.response.status,
+            file: relative.to_string_lossy().into_owned(),
+        };
+        let (key, entries) = Self::entries(relative, &print, recorded);
+        Ok(Scanned::Changed(key, entries))
     }
 
     /// Every recording of this cassette, in key order.
@@ -213,17 +271,27 @@ impl Store {
         Ok(last)
     }
 
-    /// The recorded answer for `key` (an index key), if any. The replay hot path: one sled read.
+    /// The recorded answer for `key` (an index key), if any: read from the cassette file the
+    /// index names, whose key is checked (a file changed since the start fails loudly rather
+    /// than answering for another request).
     pub fn get(&self, key: &str) -> Result<Option<Answer>, StoreError> {
-        let Some(bytes) = self.index.get(key.as_bytes()).map_err(|e| self.db_err(e))? else {
+        let Some(file) = self.index.get(key.as_bytes()).map_err(|e| self.db_err(e))? else {
             return Ok(None);
+        };
+        let entry_err = |reason: String| StoreError::Entry {
+            key: key.to_owned(),
+            reason,
         };
         // An entry that does not decode must not read as a miss (which record-missing would
         // then re-record): it is a damaged store.
-        Answer::decode(&bytes).map(Some).ok_or_else(|| StoreError::Entry {
-            key: key.to_owned(),
-            reason: "the answer does not decode".into(),
-        })
+        let relative = std::str::from_utf8(&file).map_err(|_| entry_err("its file name is not text".into()))?;
+        let interaction = self.cassette.read(Path::new(relative))?;
+        if interaction.index_key() != key {
+            return Err(entry_err(format!(
+                "{relative} was changed since plaid-vcr started and no longer holds it; restart plaid-vcr"
+            )));
+        }
+        Ok(Some(interaction.answer()))
     }
 
     /// Indexes `interaction`, already written to `relative` in `cassette`, without flushing:
@@ -256,11 +324,8 @@ impl Store {
     }
 
     fn insert(&self, relative: &Path, print: &[u8], interaction: &Interaction) -> Result<(), StoreError> {
-        let index_key = interaction.index_key();
-        let mut file_value = print.to_vec();
-        file_value.extend_from_slice(index_key.as_bytes());
         let recorded = Recorded {
-            index_key: index_key.clone(),
+            index_key: interaction.index_key(),
             endpoint: interaction.endpoint.clone(),
             plaid_version: interaction.plaid_version.clone(),
             request: interaction.request.body.clone(),
@@ -268,20 +333,34 @@ impl Store {
             status: interaction.response.status,
             file: relative.to_string_lossy().into_owned(),
         };
-        let meta = serde_json::to_vec(&recorded)
-            .expect("a Recorded is strings, numbers and a JSON map with string keys: it always serializes");
+        let (key, entries) = Self::entries(relative, print, recorded);
         // The index entry goes first: a crash between the inserts leaves the file record
         // missing, and the next sync simply re-reads that file.
         self.index
-            .insert(index_key.as_bytes(), interaction.answer().encode())
+            .insert(key.as_bytes(), entries.index)
             .map_err(|e| self.db_err(e))?;
         self.meta
-            .insert(index_key.as_bytes(), meta)
+            .insert(key.as_bytes(), entries.meta)
             .map_err(|e| self.db_err(e))?;
         self.files
-            .insert(path_bytes(relative), file_value)
+            .insert(path_bytes(relative), entries.file)
             .map_err(|e| self.db_err(e))?;
         Ok(())
+    }
+
+    /// The three entries that index `interaction`, in the file at `relative`.
+    fn entries(relative: &Path, print: &[u8], recorded: Recorded) -> (String, Entries) {
+        let index_key = recorded.index_key.clone();
+        let mut file = print.to_vec();
+        file.extend_from_slice(index_key.as_bytes());
+        let meta = serde_json::to_vec(&recorded)
+            .expect("a Recorded is strings, numbers and a JSON map with string keys: it always serializes");
+        let entries = Entries {
+            index: path_bytes(relative),
+            meta,
+            file,
+        };
+        (index_key, entries)
     }
 
     fn db_err(&self, source: sled::Error) -> StoreError {
@@ -290,6 +369,47 @@ impl Store {
             source,
         }
     }
+}
+
+/// How many cassette files are parsed, then indexed, at a time.
+const SYNC_CHUNK: usize = 512;
+
+/// sled's page cache: the store holds only index entries and recording metadata.
+const SLED_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// One file, as [`Store::sync_cassette`] found it.
+enum Scanned {
+    Unchanged(String),
+    Changed(String, Entries),
+}
+
+/// The index, meta and file-record values of one interaction.
+struct Entries {
+    index: Vec<u8>,
+    meta: Vec<u8>,
+    file: Vec<u8>,
+}
+
+/// `f` over `items` on every core, results in order. A panic in `f` is a bug and is passed on.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(items.len());
+    if threads <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let per_thread = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let f = &f;
+        let handles: Vec<_> = items
+            .chunks(per_thread)
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    })
 }
 
 /// Takes the store's exclusive lock and writes our pid into the lock file for the next

@@ -134,7 +134,17 @@ impl Rule {
 
     /// Whether the rule's path matches `path` exactly (with `[]` and `**`).
     pub fn matches(&self, path: &[Seg]) -> bool {
-        match_path(&self.path, path)
+        // A pattern's last key or `[]` must meet the path's last segment (nothing after it could
+        // take that segment), so most rules are ruled out without walking the pattern: what
+        // keeps hundreds of rules cheap on every value of a body.
+        let tail_fits = match (self.path.last(), path.last()) {
+            (Some(Pat::Key(k)), Some(Seg::Key(s))) => k == s,
+            (Some(Pat::Key(_)), _) => false,
+            (Some(Pat::Each), Some(Seg::Index(_))) => true,
+            (Some(Pat::Each), _) => false,
+            _ => true,
+        };
+        tail_fits && match_path(&self.path, path)
     }
 }
 
@@ -389,42 +399,52 @@ pub fn applicable<'r>(rules: &'r [Rule], endpoint: &str, side: Side) -> Vec<&'r 
 /// and elements a `drop` governs are removed. Numbers, booleans and nulls are never visited.
 /// Returns the drops plus what `leaf` returned (its count of changed values).
 ///
-/// `path` is where `value` sits; paths are matched relative to the body the rules are for.
+/// `path` is where `value` sits (`leaf` sees paths from there); rules are matched against the
+/// part below it, relative to the body the rules are for.
 pub fn walk(rules: &[&Rule], value: &mut Value, path: &mut Vec<Seg>, leaf: &mut Leaf<'_>) -> usize {
-    visit(rules, value, path, None, leaf)
+    let base = path.len();
+    visit(rules, value, path, base, None, leaf)
 }
 
-fn visit(rules: &[&Rule], value: &mut Value, path: &mut Vec<Seg>, here: Option<Action>, leaf: &mut Leaf<'_>) -> usize {
+fn visit(
+    rules: &[&Rule],
+    value: &mut Value,
+    path: &mut Vec<Seg>,
+    base: usize,
+    here: Option<Action>,
+    leaf: &mut Leaf<'_>,
+) -> usize {
     let mut changed = 0;
     match value {
         Value::Object(map) => {
-            let keys: Vec<String> = map.keys().cloned().collect();
-            for key in keys {
+            map.retain(|key, child| {
                 path.push(Seg::Key(key.clone()));
-                if let Some(child) = map.get_mut(&key) {
-                    match here.or_else(|| first_match(rules, path, child)) {
-                        Some(Action::Drop) => {
-                            map.remove(&key);
-                            changed += 1;
-                        }
-                        action => changed += visit(rules, child, path, action, leaf),
+                let keep = match here.or_else(|| first_match(rules, &path[base..], child)) {
+                    Some(Action::Drop) => {
+                        changed += 1;
+                        false
                     }
-                }
+                    action => {
+                        changed += visit(rules, child, path, base, action, leaf);
+                        true
+                    }
+                };
                 path.pop();
-            }
+                keep
+            });
         }
         Value::Array(items) => {
             let mut index = 0;
             items.retain_mut(|item| {
                 path.push(Seg::Index(index));
                 index += 1;
-                let keep = match here.or_else(|| first_match(rules, path, item)) {
+                let keep = match here.or_else(|| first_match(rules, &path[base..], item)) {
                     Some(Action::Drop) => {
                         changed += 1;
                         false
                     }
                     action => {
-                        changed += visit(rules, item, path, action, leaf);
+                        changed += visit(rules, item, path, base, action, leaf);
                         true
                     }
                 };

@@ -55,12 +55,19 @@ pub fn scan_dir(dir: &Path, rules: &[Rule], config: &ScanConfig) -> Result<ScanR
     let cassette = Cassette::new(dir);
     cassette.require_exists()?;
     let scanner = Scanner::new(rules, config);
-    let mut report = ScanReport::default();
-    for relative in cassette.list()? {
-        let path = dir.join(&relative);
+    let files = cassette.list()?;
+    // Every core reads and scans its share; findings come back in file order.
+    let scanned = crate::cassette::parallel_map(&files, |relative| {
+        let path = dir.join(relative);
         let bytes = std::fs::read(&path).map_err(|source| CassetteError::Read { path, source })?;
-        report.files_scanned += 1;
-        report.findings.extend(scanner.file(&relative, &bytes));
+        Ok::<_, CassetteError>(scanner.file(relative, &bytes))
+    });
+    let mut report = ScanReport {
+        files_scanned: files.len(),
+        findings: Vec::new(),
+    };
+    for findings in scanned {
+        report.findings.extend(findings?);
     }
     Ok(report)
 }
@@ -98,7 +105,7 @@ impl<'a> Scanner<'a> {
             Err(_) => {
                 let text = String::from_utf8_lossy(bytes);
                 scan.report("-", "not-json", &text);
-                scan.text("-", "", &text);
+                scan.text(&|| "-".to_owned(), "", &text);
             }
         }
         scan.findings
@@ -130,10 +137,10 @@ impl FileScan<'_> {
             };
             let mut body = body;
             let applicable = rules::applicable(rules, &endpoint, side);
-            rules::walk(&applicable, &mut body, &mut Vec::new(), &mut |path, action, s| {
-                let mut full = vec![Seg::Key(half.to_owned()), Seg::Key("body".to_owned())];
-                full.extend_from_slice(path);
-                self.leaf(&full, action, s);
+            // Rules match below the prefix; findings name the whole path in the file.
+            let mut prefix = vec![Seg::Key(half.to_owned()), Seg::Key("body".to_owned())];
+            rules::walk(&applicable, &mut body, &mut prefix, &mut |path, action, s| {
+                self.leaf(path, action, s);
                 0
             });
         }
@@ -150,11 +157,12 @@ impl FileScan<'_> {
         {
             return;
         }
-        let text = path_text(path);
         // The file's own matching key is a SHA-256, not a secret.
-        if text == "key" {
+        if matches!(path, [Seg::Key(k)] if k == "key") {
             return;
         }
+        // The path as text only when there is something to report.
+        let text = || path_text(path);
         let field = last_key(path);
         // A credential is a leak unless redaction hid it (nested ones become id pseudonyms;
         // top-level request ones are dropped, so any left there is raw).
@@ -162,27 +170,27 @@ impl FileScan<'_> {
             matches!(path, [Seg::Key(h), Seg::Key(b), Seg::Key(_)] if h == "request" && b == "body");
         if rules::is_credential(field) {
             if top_level_request || !pseudonym::is_pseudonym(Kind::Id, value) {
-                self.report(&text, "credential", value);
+                self.report(&text(), "credential", value);
             }
             return;
         }
         match action {
             Some(Action::Keep | Action::Drop) => return,
             Some(Action::Pseudonymize(kind)) if !pseudonym::is_pseudonym(kind, value) => {
-                self.report(&text, &format!("pii:{}", kind.as_str()), value);
+                self.report(&text(), &format!("pii:{}", kind.as_str()), value);
                 return;
             }
             Some(Action::Mask) if pseudonym::mask(value) != value => {
-                self.report(&text, "pii:mask", value);
+                self.report(&text(), "pii:mask", value);
                 return;
             }
             Some(_) => return,
             None => {}
         }
         match detect::by_name(field, value) {
-            Some(Kind::Id) if !pseudonym::is_any_pseudonym(value) => self.report(&text, "high-entropy", value),
+            Some(Kind::Id) if !pseudonym::is_any_pseudonym(value) => self.report(&text(), "high-entropy", value),
             Some(kind) if !pseudonym::is_pseudonym(kind, value) => {
-                self.report(&text, &format!("pii:{}", kind.as_str()), value)
+                self.report(&text(), &format!("pii:{}", kind.as_str()), value)
             }
             Some(_) => {}
             None => self.text(&text, field, value),
@@ -190,8 +198,13 @@ impl FileScan<'_> {
     }
 
     /// Runs the pattern detectors over free text.
-    fn text(&mut self, path: &str, field: &str, value: &str) {
-        for (detector, range) in detect::find_in(field, value) {
+    fn text(&mut self, path: &dyn Fn() -> String, field: &str, value: &str) {
+        let found = detect::find_in(field, value);
+        if found.is_empty() {
+            return;
+        }
+        let path = path();
+        for (detector, range) in found {
             let piece = &value[range];
             // The same decision redaction made: the detector's kind, or a mask.
             let redacted = match detector.kind() {
@@ -199,7 +212,7 @@ impl FileScan<'_> {
                 None => pseudonym::mask(piece) == piece,
             };
             if !redacted && !self.config.allow.iter().any(|a| a == piece) {
-                self.report(path, detector.as_str(), piece);
+                self.report(&path, detector.as_str(), piece);
             }
         }
     }

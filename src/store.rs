@@ -152,10 +152,9 @@ impl Store {
         for chunk in files.chunks(SYNC_CHUNK) {
             let (mut index, mut meta, mut file_records) =
                 (sled::Batch::default(), sled::Batch::default(), sled::Batch::default());
-            for (relative, scanned) in chunk
-                .iter()
-                .zip(parallel_map(chunk, |relative| self.scan(cassette, relative)))
-            {
+            for (relative, scanned) in chunk.iter().zip(crate::cassette::parallel_map(chunk, |relative| {
+                self.scan(cassette, relative)
+            })) {
                 let key = match scanned? {
                     Scanned::Unchanged(key) => key,
                     Scanned::Changed(key, entries) => {
@@ -388,28 +387,6 @@ struct Entries {
     index: Vec<u8>,
     meta: Vec<u8>,
     file: Vec<u8>,
-}
-
-/// `f` over `items` on every core, results in order. A panic in `f` is a bug and is passed on.
-fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(items.len());
-    if threads <= 1 {
-        return items.iter().map(f).collect();
-    }
-    let per_thread = items.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let f = &f;
-        let handles: Vec<_> = items
-            .chunks(per_thread)
-            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-            .collect()
-    })
 }
 
 /// Takes the store's exclusive lock and writes our pid into the lock file for the next

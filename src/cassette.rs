@@ -153,7 +153,8 @@ impl Cassette {
                 }
             }
         }
-        out.sort();
+        // Byte order: deterministic, and much cheaper than comparing path components.
+        out.sort_unstable_by(|a, b| a.as_os_str().as_encoded_bytes().cmp(b.as_os_str().as_encoded_bytes()));
         Ok(out)
     }
 

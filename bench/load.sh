@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Load test on loopback: `plaid-vcr replay` (demo cassette, default info logging to a file)
-# against a bare hyper server answering the same bytes, alternated ROUNDS times with wrk.
-# Bounded: each wrk run lasts DURATION; both servers are killed on exit.
-#   bench/load.sh                 # defaults: 3 rounds of 10s, 32 connections, 1 wrk thread
-#   ROUNDS=5 DURATION=20s CONNS=64 bench/load.sh
+# against a bare hyper server answering the same bytes (examples/bare_hyper.rs), alternated
+# ROUNDS times with wrk (bare, plaid-vcr, bare, plaid-vcr, ...). Per run: requests/s, server CPU
+# per request (user+system from /proc/PID/stat over the run), p50 and p99; per round the
+# plaid-vcr/bare ratios; at the end the medians and both servers' RSS. Bounded: each wrk run
+# lasts DURATION; both servers are killed on exit.
+#   bench/load.sh                 # defaults: 5 rounds of 10s, 32 connections, 1 wrk thread
+#   ROUNDS=7 DURATION=20s CONNS=64 bench/load.sh
 #   BIN=/path/to/other/plaid-vcr bench/load.sh   # compare another build
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-10s} CONNS=${CONNS:-32} THREADS=${THREADS:-1}
+ROUNDS=${ROUNDS:-5} DURATION=${DURATION:-10s} CONNS=${CONNS:-32} THREADS=${THREADS:-1}
 command -v wrk >/dev/null || { echo "bench: wrk is missing (apt-get install wrk)" >&2; exit 2; }
 cargo build --release --quiet --bin plaid-vcr --example bare_hyper
 BIN=${BIN:-./target/release/plaid-vcr}
@@ -30,12 +33,32 @@ curl -fsS -o /dev/null -X POST "$vcr" -H 'Content-Type: application/json' -H 'PL
   -H 'PLAID-SECRET: b' -H 'Plaid-Version: 2020-09-14' \
   -d '{"access_token":"access-sandbox-de3ce8ef-33f8-452c-a685-8671031fc0f6"}'
 
-run() { wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s bench/identity_get.lua "$1" | awk '
-  /Requests\/sec/ {rps=$2} /^ +50%/ {p50=$2} /^ +99%/ {p99=$2}
-  END {printf "%s req/s  p50 %s  p99 %s\n", rps, p50, p99}'; }
+ticks=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # utime + stime, in clock ticks
 
+# One wrk run against URL served by PID: prints "req/s cpu_us_per_request p50_ms p99_ms".
+run() {
+  local before after
+  before=$(cpu_ticks "$2")
+  wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s bench/identity_get.lua "$1" >"$tmp/wrk"
+  after=$(cpu_ticks "$2")
+  awk -v cpu=$((after - before)) -v hz="$ticks" '
+    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; return v * 1000 }
+    /requests in/ {n = $1} /Requests\/sec/ {rps = $2} /^ +50%/ {p50 = ms($2)} /^ +99%/ {p99 = ms($2)}
+    END {printf "%.0f %.2f %.3f %.3f\n", rps, cpu / hz * 1e6 / n, p50, p99}' "$tmp/wrk"
+}
+
+printf '%-6s %-10s %10s %12s %9s %9s\n' round server "req/s" "cpu us/req" "p50 ms" "p99 ms"
+: >"$tmp/ratios"
 for round in $(seq "$ROUNDS"); do
-  printf 'round %s  bare hyper : %s\n' "$round" "$(run "$bare")"
-  printf 'round %s  plaid-vcr  : %s\n' "$round" "$(run "$vcr")"
+  read -r b_rps b_cpu b_p50 b_p99 <<<"$(run "$bare" "${pids[1]}")"
+  read -r v_rps v_cpu v_p50 v_p99 <<<"$(run "$vcr" "${pids[0]}")"
+  printf '%-6s %-10s %10s %12s %9s %9s\n' "$round" "bare hyper" "$b_rps" "$b_cpu" "$b_p50" "$b_p99"
+  printf '%-6s %-10s %10s %12s %9s %9s\n' "$round" "plaid-vcr" "$v_rps" "$v_cpu" "$v_p50" "$v_p99"
+  awk -v a="$v_rps" -v b="$b_rps" -v c="$v_cpu" -v d="$b_cpu" -v p="$v_p99" -v q="$b_p99" \
+    'BEGIN {printf "%.3f %.3f %.3f\n", a / b, c / d, p / q}' >>"$tmp/ratios"
 done
-echo "plaid-vcr RSS after load: $(ps -o rss= -p "${pids[0]}") KiB; bare hyper: $(ps -o rss= -p "${pids[1]}") KiB"
+median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+echo "median plaid-vcr/bare: req/s $(cut -d' ' -f1 "$tmp/ratios" | median)x," \
+  "cpu per request $(cut -d' ' -f2 "$tmp/ratios" | median)x, p99 $(cut -d' ' -f3 "$tmp/ratios" | median)x"
+echo "RSS after load: plaid-vcr $(ps -o rss= -p "${pids[0]}") KiB, bare hyper $(ps -o rss= -p "${pids[1]}") KiB"

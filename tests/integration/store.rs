@@ -150,3 +150,29 @@ async fn one_store_keeps_separate_indexes_for_separate_cassettes() {
     assert_eq!(plaid(&replay, "identity/get", BODY).await.outcome(), "miss");
     replay.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_file_changed_under_a_running_replay_fails_loudly_instead_of_answering_for_another_request() {
+    // The store indexes keys to files and reads answers from them on a first hit: a file
+    // replaced since the start must not answer for the request it no longer holds.
+    let dirs = Dirs::new();
+    let other = r#"{"access_token":"access-sandbox-00000000-1111-4222-8333-444444444444"}"#;
+    record_into(&dirs, &[("identity/get", BODY), ("identity/get", other)]).await;
+    let replay = start(&config(&dirs, None), Mode::Replay).await;
+    let files = dirs.cassette_files();
+    let (a, b) = (dirs.cassette().join(&files[0]), dirs.cassette().join(&files[1]));
+    let b_bytes = std::fs::read(&b).unwrap();
+    std::fs::write(&a, &b_bytes).unwrap();
+    let (first, second) = (
+        plaid(&replay, "identity/get", BODY).await,
+        plaid(&replay, "identity/get", other).await,
+    );
+    let changed = if first.status == 500 { first } else { second };
+    assert_eq!(changed.status, 500, "{:?}", changed.body);
+    assert_eq!(changed.json()["error_code"], "PLAID_VCR_STORE_ERROR");
+    assert!(changed.json()["error_message"]
+        .as_str()
+        .unwrap()
+        .contains("restart plaid-vcr"));
+    replay.stop().await.unwrap();
+}

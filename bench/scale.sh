@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# How start-up, memory and scan grow with the cassette: for N interactions (default 1,000,
+# 10,000 and 50,000, made once with examples/gen_cassette.rs under $BENCH_DIR), the median of
+# RUNS of: a replay start with a fresh store (every file parsed: each CI checkout) and with the
+# store already built, each to ready and back (bench/startup.sh), with their peak RSS; and
+# `plaid-vcr scan` of the cassette.
+#   bench/scale.sh                         # N = 1000 10000 50000, 3 runs each
+#   SIZES="10000" RUNS=5 bench/scale.sh
+#   BIN=/path/to/other/plaid-vcr bench/scale.sh   # measure another build
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+SIZES=${SIZES:-"1000 10000 50000"} RUNS=${RUNS:-3} BENCH_DIR=${BENCH_DIR:-/tmp/plaid-vcr-bench}
+[ -x /usr/bin/time ] || { echo "bench: /usr/bin/time is missing (apt-get install time)" >&2; exit 2; }
+cargo build --release --quiet --bin plaid-vcr --example gen_cassette
+export BIN=${BIN:-$PWD/target/release/plaid-vcr}
+mkdir -p "$BENCH_DIR"
+
+# Median of "seconds peak_kib" lines: prints "seconds peak_MiB".
+median() { sort -n | awk '{s[NR] = $1; m[NR] = $2} END {i = int((NR + 1) / 2); printf "%.3f %.1f", s[i], m[i] / 1024}'; }
+# One timed run of a command: "seconds peak_kib" (the largest process: plaid-vcr).
+timed() { /usr/bin/time -f '%e %M' -o "$BENCH_DIR/time" "$@" >/dev/null 2>&1; cat "$BENCH_DIR/time"; }
+
+printf '%8s %14s %9s %14s %9s %10s\n' interactions "cold start s" "peak MiB" "warm start s" "peak MiB" "scan s"
+for n in $SIZES; do
+  cassette="$BENCH_DIR/cassette-$n" store="$BENCH_DIR/store-$n"
+  [ -d "$cassette" ] || ./target/release/examples/gen_cassette "$n" "$cassette" >/dev/null
+  cold=$(for _ in $(seq "$RUNS"); do timed bash bench/startup.sh "$cassette" "$store" cold; done | median)
+  warm=$(for _ in $(seq "$RUNS"); do timed bash bench/startup.sh "$cassette" "$store"; done | median)
+  scan=$(for _ in $(seq "$RUNS"); do timed "$BIN" scan "$cassette"; done | median)
+  printf '%8s %14s %9s %14s %9s %10s\n' "$n" ${cold% *} ${cold#* } ${warm% *} ${warm#* } ${scan% *}
+done

@@ -72,6 +72,11 @@ impl Hit {
         })
     }
 
+    /// The endpoint of the request this answers.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
     fn size(&self) -> usize {
         self.request.len() + self.body.len() + self.used.len() + self.endpoint.len()
     }

@@ -23,13 +23,20 @@ pub enum Mode {
     ReplayRecordMissing,
 }
 
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Mode {
+    /// The mode as the command line names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Mode::Record => "record",
             Mode::Replay => "replay",
             Mode::ReplayRecordMissing => "replay --record-missing",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

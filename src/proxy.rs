@@ -74,7 +74,7 @@ enum Handled {
     /// A health check; not logged or counted.
     Health(Reply),
     /// Answered from the exact cache ([`crate::cache`]): a hit without the full pipeline.
-    Cached { endpoint: String, hit: Arc<Hit> },
+    Cached(Arc<Hit>),
     /// Answered from the recording `used` (an index key).
     Hit {
         endpoint: String,
@@ -121,7 +121,7 @@ impl Handled {
     fn outcome(&self) -> &'static str {
         match self {
             Handled::Health(_) => "health",
-            Handled::Hit { .. } | Handled::Cached { .. } => "hit",
+            Handled::Hit { .. } | Handled::Cached(_) => "hit",
             Handled::Miss { .. } => "miss",
             Handled::Recorded { .. } => "recorded",
             Handled::Forwarded { .. } => "forwarded",
@@ -132,7 +132,7 @@ impl Handled {
     fn endpoint_and_key(&self) -> (Option<&str>, Option<&str>) {
         match self {
             Handled::Health(_) => (None, None),
-            Handled::Cached { endpoint, hit } => (Some(endpoint), hit.key.to_str().ok()),
+            Handled::Cached(hit) => (Some(hit.endpoint()), hit.key.to_str().ok()),
             Handled::Hit { endpoint, key, .. }
             | Handled::Miss { endpoint, key, .. }
             | Handled::Recorded { endpoint, key, .. }
@@ -142,7 +142,7 @@ impl Handled {
     }
 
     fn into_response(self) -> Response<Full<Bytes>> {
-        if let Handled::Cached { hit, .. } = &self {
+        if let Handled::Cached(hit) = &self {
             // The hot path: everything pre-built, the body shared, no parsing of header values.
             let mut response = Response::new(Full::new(hit.body.clone()));
             *response.status_mut() = hit.status;
@@ -167,7 +167,7 @@ impl Handled {
                 response
             }
             Handled::Miss { error, .. } | Handled::Failed { error, .. } => error.into_response(),
-            Handled::Cached { .. } => unreachable!("answered above"),
+            Handled::Cached(_) => unreachable!("answered above"),
         };
         response
             .headers_mut()
@@ -271,8 +271,8 @@ impl Proxy {
         tally.request();
         match handled {
             Handled::Health(_) => {}
-            Handled::Cached { hit, .. } if Cache::first_use(hit) => tally.hit(&hit.used),
-            Handled::Cached { .. } => tally.hit_again(),
+            Handled::Cached(hit) if Cache::first_use(hit) => tally.hit(&hit.used),
+            Handled::Cached(_) => tally.hit_again(),
             Handled::Hit { used, .. } => tally.hit(used),
             Handled::Recorded { endpoint, used, .. } => tally.recorded(endpoint, used),
             Handled::Miss { endpoint, key, .. } => tally.miss(endpoint, key),
@@ -288,16 +288,19 @@ impl Proxy {
             Handled::Hit { reply, .. } | Handled::Recorded { reply, .. } | Handled::Forwarded { reply, .. } => {
                 reply.status
             }
-            Handled::Cached { hit, .. } => hit.status,
+            Handled::Cached(hit) => hit.status,
             Handled::Miss { error, .. } | Handled::Failed { error, .. } => error.status(),
         };
         let (endpoint, key) = handled.endpoint_and_key();
         let (endpoint, key) = (endpoint.unwrap_or("-"), key.map(key::prefix).unwrap_or("-"));
-        let (mode, outcome, status) = (self.serving.mode(), handled.outcome(), status.as_u16());
+        let (mode, outcome, status) = (self.serving.mode().as_str(), handled.outcome(), status.as_u16());
+        // Plain integers and static strings: the line costs less to format than the answer
+        // costs to send (a Duration's Debug form was a float format per request).
+        let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         if matches!(handled, Handled::Forwarded { .. }) || status >= 500 {
-            tracing::warn!(%mode, endpoint, outcome, status, ?latency, key, "request");
+            tracing::warn!(mode, endpoint, outcome, status, latency_us, key, "request");
         } else {
-            tracing::info!(%mode, endpoint, outcome, status, ?latency, key, "request");
+            tracing::info!(mode, endpoint, outcome, status, latency_us, key, "request");
         }
     }
 
@@ -336,7 +339,7 @@ impl Proxy {
             Err(error) => return failed(endpoint, error),
         };
         if let Some(hit) = self.cached(&endpoint, &parts.headers, &raw_body, limits) {
-            return Handled::Cached { endpoint, hit };
+            return Handled::Cached(hit);
         }
         match request::parse(endpoint.clone(), parts, raw_body, limits, &self.redactor) {
             Ok(parsed) => self.dispatch(parsed).await,
@@ -351,8 +354,8 @@ impl Proxy {
         if !request::is_json(headers) {
             return None;
         }
-        let version = request::plaid_version(headers).ok()?;
-        let hit = cache.get(endpoint, version.as_deref(), raw_body)?;
+        let version = request::plaid_version_str(headers).ok()?;
+        let hit = cache.get(endpoint, version, raw_body)?;
         request::credentials_present(headers, limits, hit.body_credentials).then_some(hit)
     }
 

@@ -145,10 +145,15 @@ pub fn is_json(headers: &HeaderMap) -> bool {
 
 /// The `Plaid-Version` header, trimmed; `None` if absent or empty, `Err` if not text.
 pub fn plaid_version(headers: &HeaderMap) -> Result<Option<String>, RequestError> {
+    plaid_version_str(headers).map(|v| v.map(str::to_owned))
+}
+
+/// [`plaid_version`], borrowed from the headers.
+pub fn plaid_version_str(headers: &HeaderMap) -> Result<Option<&str>, RequestError> {
     match headers.get("plaid-version").map(|v| v.to_str()) {
         None => Ok(None),
         Some(Ok(v)) if v.trim().is_empty() => Ok(None),
-        Some(Ok(v)) => Ok(Some(v.trim().to_owned())),
+        Some(Ok(v)) => Ok(Some(v.trim())),
         Some(Err(_)) => Err(RequestError::InvalidPlaidVersion),
     }
 }
@@ -229,6 +234,10 @@ pub fn parse(
 /// `/plaid-compatible//identity/get` (clients whose base path ends in `/`) give `identity/get`.
 pub fn endpoint_of(path: &str) -> Option<String> {
     let rest = path.strip_prefix(PREFIX)?.strip_prefix('/')?;
+    if is_endpoint(rest) {
+        // The usual case: nothing to normalize.
+        return Some(rest.to_owned());
+    }
     let endpoint = rest.split('/').filter(|s| !s.is_empty()).collect::<Vec<_>>().join("/");
     is_endpoint(&endpoint).then_some(endpoint)
 }

@@ -1,4 +1,5 @@
-//! One recorded request/response pair: its on-disk JSON form and its pre-serialized answer.
+//! One recorded request/response pair: its on-disk JSON form, the [`Head`] start-up reads of
+//! it, and the [`Answer`] replay serves.
 //!
 //! An [`Interaction`] only ever holds redacted data (it is built from the output of
 //! [`crate::redact`]). Its file form is pretty-printed with sorted keys, so the same

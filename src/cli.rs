@@ -3,6 +3,9 @@
 //! Every serving option is `Option` here so that [`crate::config`] can tell "not given" from a
 //! value and layer flags > `PLAID_VCR_*` environment (read by clap) > config file > defaults.
 //! Each argument struct turns into the library's [`Layer`]; the library never sees clap types.
+// The doc comments here are `--help` text: `[redact]` names a config section, and URLs are
+// printed as they are; neither is a rustdoc link.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::bare_urls)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -10,7 +10,7 @@ use crate::upstream::Upstream;
 use crate::writer::Writer;
 
 /// What plaid-vcr does with each request, as the user chooses it. Dispatched on in one place,
-/// [`Proxy::dispatch`].
+/// `Proxy::dispatch` ([`crate::proxy::Proxy`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Reads nothing from the cassette to answer; forwards every request upstream and writes
@@ -61,7 +61,7 @@ impl Serving {
 }
 
 /// What recording needs: the upstream client, the one durable writer, and the OS lock on the
-/// cassette directory (held as long as the recorder lives; see [`Cassette::lock`]).
+/// cassette directory (held as long as the recorder lives; see [`crate::cassette::Cassette::lock`]).
 pub struct Recorder {
     upstream: Upstream,
     // Dropped before the lock: the writer drains its queue first.

@@ -3,7 +3,7 @@
 //! A recording is queued with [`Writer::commit`] and the caller waits for its acknowledgement.
 //! The writer thread takes everything queued so far as one batch and, in this order:
 //! 1. writes each cassette file to a temp file, fsyncs it and renames it into place
-//!    ([`crate::cassette::stage`]): each file is old or new, never half;
+//!    ([`crate::cassette::Staged`]): each file is old or new, never half;
 //! 2. fsyncs every directory the batch touched, once: the renames are durable;
 //! 3. applies the batch to sled and flushes sled once, with a blocking flush on this thread;
 //! 4. acknowledges every request of the batch.

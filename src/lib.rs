@@ -52,6 +52,7 @@ pub mod key;
 pub mod logbuf;
 pub mod mode;
 pub mod numbers;
+mod outcome;
 pub mod proxy;
 pub mod pseudonym;
 pub mod redact;

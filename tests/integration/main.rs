@@ -12,6 +12,7 @@ mod errors;
 mod failures;
 mod keys;
 mod privacy;
+mod pseudonyms;
 mod record;
 mod reliability;
 mod replay;

@@ -231,7 +231,16 @@ pub fn by_name(field: &str, value: &str) -> Option<Kind> {
     if let Some(kind) = by_field(&field, value) {
         return Some(kind);
     }
-    (is_secret_like(&field) && is_high_entropy(value)).then_some(Kind::Id)
+    if !(is_secret_like(&field) && is_high_entropy(value)) {
+        return None;
+    }
+    // A Plaid token under a name no rule knows (`*_tokens[]`) keeps its token pseudonym, the
+    // one the same token gets everywhere else; any other secret is hidden as an id.
+    let plaid_token = PATTERNS
+        .token
+        .find(value)
+        .is_some_and(|m| m.range() == (0..value.len()));
+    Some(if plaid_token { Kind::Token } else { Kind::Id })
 }
 
 /// What a field's name says its value is, when the value has that form: a date of birth

@@ -275,6 +275,14 @@ pub fn builtin() -> Vec<Rule> {
             &format!("**.{field}"),
             Pseudonymize(Kind::Token),
         ));
+        // The same tokens sent as a list (`/asset_report/create`'s `access_tokens`): the same
+        // pseudonyms, so a token a replayed exchange handed out matches there too.
+        rules.push(Rule::new(
+            None,
+            Side::Both,
+            &format!("**.{field}s[]"),
+            Pseudonymize(Kind::Token),
+        ));
     }
     for field in ID_FIELDS {
         rules.push(Rule::new(

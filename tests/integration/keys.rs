@@ -97,3 +97,36 @@ proptest! {
         prop_assert_ne!(&base, &key::compute("identity/get", Some("2020-09-14"), &body(&a, Some(&ids), &[])));
     }
 }
+
+#[test]
+fn tokens_in_lists_get_the_same_pseudonym_as_the_token_alone() {
+    // /asset_report/create sends its tokens as a list; the token a replayed exchange hands out
+    // must match there as it does on identity/get.
+    use plaid_vcr::redact::{Redactor, RequestPii};
+    let redactor = Redactor::new(plaid_vcr::rules::builtin(), RequestPii::Placeholder, b"k");
+    let token = "access-sandbox-de3ce8ef-33f8-452c-a685-8671031fc0f6";
+    let single = redactor.request(
+        "identity/get",
+        serde_json::json!({ "access_token": token })
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
+    for (endpoint, body) in [
+        (
+            "asset_report/create",
+            serde_json::json!({ "access_tokens": [token], "days_requested": 30 }),
+        ),
+        (
+            "some/new_endpoint",
+            serde_json::json!({ "processor_tokens": [token], "user_tokens": [token] }),
+        ),
+    ] {
+        let listed = redactor.request(endpoint, body.as_object().unwrap().clone());
+        for (field, values) in &listed {
+            if let Some(values) = values.as_array() {
+                assert_eq!(values[0], single["access_token"], "{endpoint} {field}");
+            }
+        }
+    }
+}

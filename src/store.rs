@@ -81,6 +81,8 @@ pub struct Store {
     index: sled::Tree,
     meta: sled::Tree,
     files: sled::Tree,
+    /// The digest of the cassette's listing the index was last brought in line with.
+    state: sled::Tree,
     // Held for the lifetime of the store; dropping it releases the lock.
     _lock: File,
 }
@@ -122,6 +124,7 @@ impl Store {
         let index = db.open_tree(format!("index.v2:{id}")).map_err(db_err)?;
         let meta = db.open_tree(format!("meta:{id}")).map_err(db_err)?;
         let files = db.open_tree(format!("files:{id}")).map_err(db_err)?;
+        let state = db.open_tree(format!("state:{id}")).map_err(db_err)?;
         Ok(Store {
             path: path.to_owned(),
             cassette: Cassette::new(cassette),
@@ -129,6 +132,7 @@ impl Store {
             index,
             meta,
             files,
+            state,
             _lock: lock,
         })
     }
@@ -149,12 +153,28 @@ impl Store {
         let mut seen_files: HashSet<Vec<u8>> = HashSet::new();
         let files = cassette.list()?;
         report.files = files.len();
-        for chunk in files.chunks(SYNC_CHUNK) {
+        let prints = crate::cassette::parallel_map(&files, |relative| {
+            let full = cassette.root().join(relative);
+            fingerprint(&full).map_err(|source| CassetteError::Read { path: full, source })
+        })
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+        // Every path and fingerprint as the last complete sync left them: nothing to do. (Any
+        // change to a file, recording included, changes its fingerprint, so the digest.)
+        let listing = listing_digest(&files, &prints);
+        if self.state.get(LISTING).map_err(|e| self.db_err(e))?.as_deref() == Some(&listing[..]) {
+            return Ok(report);
+        }
+        // Invalidated before the index changes, written back only once it is complete.
+        self.state.remove(LISTING).map_err(|e| self.db_err(e))?;
+        let listed: Vec<(&PathBuf, &Vec<u8>)> = files.iter().zip(&prints).collect();
+        for chunk in listed.chunks(SYNC_CHUNK) {
             let (mut index, mut meta, mut file_records) =
                 (sled::Batch::default(), sled::Batch::default(), sled::Batch::default());
-            for (relative, scanned) in chunk.iter().zip(crate::cassette::parallel_map(chunk, |relative| {
-                self.scan(cassette, relative)
-            })) {
+            let scanned =
+                crate::cassette::parallel_map(chunk, |(relative, print)| self.scan(cassette, relative, print));
+            for ((relative, _), scanned) in chunk.iter().zip(scanned) {
+                let relative: &PathBuf = relative;
                 let key = match scanned? {
                     Scanned::Unchanged(key) => key,
                     Scanned::Changed(key, entries) => {
@@ -196,21 +216,21 @@ impl Store {
                 report.removed += 1;
             }
         }
+        self.state.insert(LISTING, &listing[..]).map_err(|e| self.db_err(e))?;
         self.flush()?;
         Ok(report)
     }
 
     /// What one file is to the index: unchanged since it was indexed (its key), or new or
     /// changed (its fingerprint, key and index entries, from a validated [`Head`]).
-    fn scan(&self, cassette: &Cassette, relative: &Path) -> Result<Scanned, StoreError> {
+    fn scan(&self, cassette: &Cassette, relative: &Path, print: &[u8]) -> Result<Scanned, StoreError> {
         let full = cassette.root().join(relative);
         let read_err = |source| CassetteError::Read {
             path: full.clone(),
             source,
         };
-        let print = fingerprint(&full).map_err(read_err)?;
         let known = self.files.get(path_bytes(relative)).map_err(|e| self.db_err(e))?;
-        if let Some(key) = known.as_deref().and_then(|v| unchanged_key(v, &print)) {
+        if let Some(key) = known.as_deref().and_then(|v| unchanged_key(v, print)) {
             // The meta entry is written with the index, so its presence means the file is indexed.
             if self.meta.contains_key(key.as_bytes()).map_err(|e| self.db_err(e))? {
                 return Ok(Scanned::Unchanged(key));
@@ -234,7 +254,7 @@ impl Store {
             status: head.response.status,
             file: relative.to_string_lossy().into_owned(),
         };
-        let (key, entries) = Self::entries(relative, &print, recorded);
+        let (key, entries) = Self::entries(relative, print, recorded);
         Ok(Scanned::Changed(key, entries))
     }
 
@@ -368,6 +388,21 @@ impl Store {
             source,
         }
     }
+}
+
+/// The `state` entry holding the digest of the listing last synced.
+const LISTING: &[u8] = b"listing";
+
+/// SHA-256 over every (path, fingerprint) of a cassette listing, in order.
+fn listing_digest(files: &[PathBuf], prints: &[Vec<u8>]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut digest = Sha256::new();
+    for (file, print) in files.iter().zip(prints) {
+        digest.update(path_bytes(file));
+        digest.update([0]);
+        digest.update(print);
+    }
+    digest.finalize().into()
 }
 
 /// How many cassette files are parsed, then indexed, at a time.

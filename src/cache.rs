@@ -109,6 +109,14 @@ impl Cache {
     /// Remembers `hit`, unless the cache is full or another request has the same hash.
     pub fn insert(&self, hit: Hit) {
         let hash = self.hash(&hit.endpoint, hit.plaid_version.as_deref(), &hit.request);
+        // A full cache is told apart under the shared lock: requests past the bound must not
+        // queue on the exclusive one just to be turned away.
+        {
+            let entries = self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if entries.by_hash.len() >= MAX_ENTRIES || entries.bytes + hit.size() > MAX_BYTES {
+                return;
+            }
+        }
         let mut entries = self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         if entries.by_hash.len() >= MAX_ENTRIES || entries.bytes + hit.size() > MAX_BYTES {
             return;

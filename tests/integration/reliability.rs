@@ -246,3 +246,53 @@ async fn a_second_recorder_on_the_same_cassette_with_another_store_fails_at_star
     assert!(again.first_line.contains("listening"), "{}", again.stderr());
     assert_eq!(again.signal_and_wait("TERM"), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thirty_two_clients_repeating_the_same_requests_get_identical_answers_and_exact_counts() {
+    // The exact cache and the tally under contention: first hits (which fill the cache) race
+    // with repeats (served from it), on four worker threads.
+    const CLIENTS: usize = 32;
+    const EACH: usize = 40;
+    let dirs = Dirs::new();
+    let bodies: Vec<String> = (0..4).map(|n| distinct_body("same", n)).collect();
+    let pairs: Vec<(&str, &str)> = bodies.iter().map(|b| ("identity/get", b.as_str())).collect();
+    record_into(&dirs, &pairs).await;
+    // What each request answers, from a second replay server on its own store, so that the
+    // one under test starts cold and its first hits race with the repeats.
+    let mut reference_config = config(&dirs, None);
+    reference_config.store = dirs.root.path().join("reference-store");
+    let reference = start(&reference_config, Mode::Replay).await;
+    let mut expected = Vec::new();
+    for body in &bodies {
+        let first = plaid(&reference, "identity/get", body).await;
+        let key = first.key();
+        expected.push((first.body, key));
+    }
+    reference.stop().await.unwrap();
+    let replay = Arc::new(start(&config(&dirs, None), Mode::Replay).await);
+    let expected = Arc::new(expected);
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let (replay, bodies, expected) = (replay.clone(), bodies.clone(), expected.clone());
+            tokio::spawn(async move {
+                for i in 0..EACH {
+                    let n = (c + i) % bodies.len();
+                    let resp = plaid(&replay, "identity/get", &bodies[n]).await;
+                    assert_eq!(resp.outcome(), "hit");
+                    assert_eq!((&resp.body, resp.key()), (&expected[n].0, expected[n].1.clone()));
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.unwrap();
+    }
+    let summary = Arc::into_inner(replay).unwrap().stop().await.unwrap();
+    let total = (CLIENTS * EACH) as u64;
+    assert_eq!(
+        (summary.requests, summary.hits),
+        (total, total),
+        "every request counted once, as a hit"
+    );
+    assert!(summary.unused.is_empty() && summary.misses.is_empty());
+}

@@ -9,7 +9,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::interaction::{Interaction, InvalidInteraction};
+use crate::interaction::{Head, Interaction, InvalidInteraction};
 use crate::key;
 
 /// A problem with a cassette directory or one of its files.
@@ -176,6 +176,19 @@ impl Cassette {
             .validate()
             .map_err(|source| CassetteError::Invalid { path, source })?;
         Ok(interaction)
+    }
+
+    /// [`Cassette::parse`] as far as the index needs: the response body checked as JSON but not
+    /// built ([`Head`]); the same validation, the same errors naming the file.
+    pub fn parse_head<'a>(&self, relative: &Path, bytes: &'a [u8]) -> Result<Head<'a>, CassetteError> {
+        let path = self.root.join(relative);
+        let head = Head::from_file_bytes(bytes).map_err(|source| CassetteError::Parse {
+            path: path.clone(),
+            source,
+        })?;
+        head.validate()
+            .map_err(|source| CassetteError::Invalid { path, source })?;
+        Ok(head)
     }
 
     /// Writes `interaction` atomically and durably; returns its path relative to the root.

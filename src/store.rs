@@ -23,7 +23,7 @@ use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use crate::cassette::{Cassette, CassetteError};
-use crate::interaction::{Answer, Head, Interaction};
+use crate::interaction::{Answer, Interaction};
 
 /// A problem opening or using the store.
 #[derive(Debug, thiserror::Error)]
@@ -237,14 +237,7 @@ impl Store {
             }
         }
         let bytes = fs::read(&full).map_err(read_err)?;
-        let head = Head::from_file_bytes(&bytes).map_err(|source| CassetteError::Parse {
-            path: full.clone(),
-            source,
-        })?;
-        head.validate().map_err(|source| CassetteError::Invalid {
-            path: full.clone(),
-            source,
-        })?;
+        let head = cassette.parse_head(relative, &bytes)?;
         let recorded = Recorded {
             index_key: head.index_key(),
             endpoint: head.endpoint,

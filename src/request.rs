@@ -144,11 +144,6 @@ pub fn is_json(headers: &HeaderMap) -> bool {
 }
 
 /// The `Plaid-Version` header, trimmed; `None` if absent or empty, `Err` if not text.
-pub fn plaid_version(headers: &HeaderMap) -> Result<Option<String>, RequestError> {
-    plaid_version_str(headers).map(|v| v.map(str::to_owned))
-}
-
-/// [`plaid_version`], borrowed from the headers.
 pub fn plaid_version_str(headers: &HeaderMap) -> Result<Option<&str>, RequestError> {
     match headers.get("plaid-version").map(|v| v.to_str()) {
         None => Ok(None),
@@ -197,8 +192,12 @@ pub fn parse(
     let mut headers = parts.headers;
     let body_credentials = CREDENTIALS.map(|(field, _)| has_text(body.get(field)));
     let mut missing = Vec::new();
-    for ((field, header), configured) in CREDENTIALS.into_iter().zip([limits.client_id, limits.secret]) {
-        if has_text(body.get(field)) || headers.get(header).is_some_and(|v| !v.is_empty()) {
+    let credentials = CREDENTIALS
+        .into_iter()
+        .zip([limits.client_id, limits.secret])
+        .zip(body_credentials);
+    for (((field, header), configured), in_body) in credentials {
+        if in_body || headers.get(header).is_some_and(|v| !v.is_empty()) {
             continue;
         }
         // A configured credential stands in for a missing one, as a header: never added to
@@ -215,7 +214,7 @@ pub fn parse(
         return Err(RequestError::MissingCredentials { fields: missing });
     }
 
-    let plaid_version = plaid_version(&headers)?;
+    let plaid_version = plaid_version_str(&headers)?.map(str::to_owned);
 
     let stored_body = redactor.request(&endpoint, body);
     let key = key::compute(&endpoint, plaid_version.as_deref(), &stored_body);

@@ -55,7 +55,7 @@ impl Hit {
         key: &str,
         used: String,
         status: StatusCode,
-        content_type: &str,
+        content_type: Option<HeaderValue>,
         body: Bytes,
     ) -> Option<Hit> {
         Some(Hit {
@@ -67,7 +67,7 @@ impl Hit {
             used,
             counted: AtomicBool::new(false),
             status,
-            content_type: HeaderValue::from_str(content_type).ok(),
+            content_type,
             body,
         })
     }
@@ -151,7 +151,7 @@ mod tests {
             "abc",
             "abc".into(),
             StatusCode::OK,
-            "application/json",
+            Some(HeaderValue::from_static("application/json")),
             Bytes::from_static(b"{}"),
         )
         .unwrap()

@@ -24,7 +24,7 @@ use crate::cassette::Cassette;
 use crate::config::{Config, SequenceEnd};
 use crate::diff;
 use crate::error::{Error, RequestError};
-use crate::interaction::{index_key, Answer, Interaction};
+use crate::interaction::{index_key, Interaction};
 use crate::key;
 use crate::mode::{Recorder, Serving};
 use crate::redact::Redactor;
@@ -215,8 +215,8 @@ impl Proxy {
         request::credentials_present(headers, limits, hit.body_credentials).then_some(hit)
     }
 
-    /// Remembers a hit of the full path in the exact cache.
-    fn remember(&self, request: &PlaidRequest, answer: &Answer, used: &str) {
+    /// Remembers a hit of the full path, answered with `reply`, in the exact cache.
+    fn remember(&self, request: &PlaidRequest, reply: &Reply, used: &str) {
         let Some(cache) = &self.cache else { return };
         let hit = Hit::new(
             &request.endpoint,
@@ -225,9 +225,9 @@ impl Proxy {
             request.body_credentials,
             &request.key,
             used.to_owned(),
-            StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            &answer.content_type,
-            answer.body.clone(),
+            reply.status,
+            reply.headers.get(http::header::CONTENT_TYPE).cloned(),
+            reply.body.clone(),
         );
         if let Some(hit) = hit {
             cache.insert(hit);
@@ -260,16 +260,18 @@ impl Proxy {
     /// otherwise it is `None` too (record-missing records the next step).
     fn replay(&self, request: &PlaidRequest, step: u32, exhaust: bool) -> Option<Handled> {
         let (endpoint, key) = (&request.endpoint, &request.key);
-        let hit = |answer: Answer, step: u32| Handled::Hit {
-            used: index_key(key, step),
-            reply: Reply::of(&answer),
+        let hit = |reply: Reply, used: String| Handled::Hit {
+            used,
+            reply,
             endpoint: endpoint.clone(),
             key: key.clone(),
         };
-        match self.store.get(&index_key(key, step)) {
+        let index = index_key(key, step);
+        match self.store.get(&index) {
             Ok(Some(answer)) => {
-                self.remember(request, &answer, &index_key(key, step));
-                return Some(hit(answer, step));
+                let reply = Reply::of(&answer);
+                self.remember(request, &reply, &index);
+                return Some(hit(reply, index));
             }
             Ok(None) => {}
             Err(e) => return Some(Handled::failed(endpoint, key, (&e).into())),
@@ -293,7 +295,7 @@ impl Proxy {
             });
         }
         match self.store.get(&index_key(key, last)) {
-            Ok(Some(answer)) => Some(hit(answer, last)),
+            Ok(Some(answer)) => Some(hit(Reply::of(&answer), index_key(key, last))),
             Ok(None) => None,
             Err(e) => Some(Handled::failed(endpoint, key, (&e).into())),
         }

@@ -71,34 +71,37 @@ fn flow(home: &Path, lang: Lang, base: &str, mode: &str, credentials: bool) -> V
         .env("PLAID_VCR_BASE", base)
         .env("PLAID_VCR_MODE", mode)
         .env_remove("CLIENT_ID")
-        .env_remove("SECRET")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .env_remove("SECRET");
     if credentials {
         command
             .env("CLIENT_ID", "0123456789abcdef01234567")
             .env("SECRET", "0123456789abcdef0123456789abcd");
     }
+    run_script(command, &format!("{lang:?} flow ({mode})"))
+}
+
+/// Runs a client script (bounded: 90 s), asserts it succeeded and returns the JSON of its last
+/// stdout line; `what` names it in failures.
+fn run_script(mut command: Command, what: &str) -> Value {
     let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("{lang:?} flow did not start: {e}"));
+        .unwrap_or_else(|e| panic!("{what} did not start: {e}"));
     for _ in 0..900 {
         if child.try_wait().unwrap().is_some() {
             let out = child.wait_with_output().unwrap();
             let stdout = String::from_utf8_lossy(&out.stdout);
             let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(
-                out.status.success(),
-                "{lang:?} flow ({mode}) failed: {stderr}\n{stdout}"
-            );
+            assert!(out.status.success(), "{what} failed: {stderr}\n{stdout}");
             let line = stdout.lines().last().unwrap_or_default();
-            return serde_json::from_str(line).unwrap_or_else(|e| panic!("{lang:?}: not JSON ({e}): {stdout}"));
+            return serde_json::from_str(line).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {stdout}"));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     let _ = child.kill();
-    panic!("{lang:?} flow ({mode}) did not finish in 90 s");
+    panic!("{what} did not finish in 90 s");
 }
 
 async fn flow_async(home: &Path, lang: Lang, base: String, mode: &'static str, credentials: bool) -> Value {
@@ -199,36 +202,15 @@ async fn official_clients_replay_the_committed_cassette() {
 
 /// Runs `tests/clients/products.py` against `base` (bounded: 90 s) and returns its JSON line.
 async fn products(home: &Path, base: String) -> Value {
-    let python = home.join("venv/bin/python");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/products.py");
-    tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(python)
-            .arg(script)
-            .env("PLAID_VCR_BASE", base)
-            .env("CLIENT_ID", "0123456789abcdef01234567")
-            .env("SECRET", "0123456789abcdef0123456789abcd")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("python starts");
-        for _ in 0..900 {
-            if child.try_wait().unwrap().is_some() {
-                let out = child.wait_with_output().unwrap();
-                let (stdout, stderr) = (
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr),
-                );
-                assert!(out.status.success(), "products.py failed: {stderr}\n{stdout}");
-                return serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = child.kill();
-        panic!("products.py did not finish in 90 s");
-    })
-    .await
-    .unwrap()
+    let mut command = Command::new(home.join("venv/bin/python"));
+    command
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/products.py"))
+        .env("PLAID_VCR_BASE", base)
+        .env("CLIENT_ID", "0123456789abcdef01234567")
+        .env("SECRET", "0123456789abcdef0123456789abcd");
+    tokio::task::spawn_blocking(move || run_script(command, "products.py"))
+        .await
+        .unwrap()
 }
 
 #[tokio::test]

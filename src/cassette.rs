@@ -37,6 +37,8 @@ pub enum CassetteError {
     Busy(PathBuf),
     #[error("cannot lock cassette directory {path}: {source}")]
     Lock { path: PathBuf, source: std::io::Error },
+    #[error("webhook file {path} is not a valid recorded webhook: {reason}; fix or delete the file")]
+    Webhook { path: PathBuf, reason: String },
 }
 
 /// A cassette directory.
@@ -147,6 +149,10 @@ impl Cassette {
                     continue;
                 }
                 if is_dir {
+                    // Recorded webhooks have their own walk (crate::webhook); `check` sees all.
+                    if !all && rel.as_os_str().is_empty() && name == crate::webhook::DIR {
+                        continue;
+                    }
                     stack.push(rel.join(name));
                 } else if all || name.ends_with(".json") {
                     out.push(rel.join(name));
@@ -230,6 +236,8 @@ pub struct Rewrite {
     pub to: PathBuf,
     /// Values the transformation changed.
     pub changed: usize,
+    /// The index key before and after, when it changed (webhook files follow it).
+    pub rekeyed: Option<(String, String)>,
 }
 
 impl Cassette {
@@ -249,6 +257,7 @@ impl Cassette {
                 source,
             })?;
             let changed = transform(&mut interaction);
+            let before = interaction.index_key();
             interaction.key = key::compute(
                 &interaction.endpoint,
                 interaction.plaid_version.as_deref(),
@@ -266,10 +275,12 @@ impl Cassette {
                     source,
                 })?;
             }
+            let after = interaction.index_key();
             done.push(Rewrite {
                 from: relative,
                 to,
                 changed,
+                rekeyed: (before != after).then_some((before, after)),
             });
         }
         Ok(done)

@@ -236,6 +236,16 @@ pub struct ServeArgs {
     /// Time in-flight requests get to finish after SIGINT/SIGTERM [default: 10s]
     #[arg(long, value_name = "DURATION", env = "PLAID_VCR_SHUTDOWN_TIMEOUT", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Option<Duration>,
+
+    /// Recording: the base URL at which upstream reaches plaid-vcr's webhook receiver
+    /// (/plaid-vcr/webhooks/ on this listener; a tunnel for real Plaid). Webhook URLs in
+    /// requests are rewritten to it and the webhooks recorded; without it they pass through
+    #[arg(long, value_name = "URL", env = "PLAID_VCR_WEBHOOK_PUBLIC_URL")]
+    pub webhook_public_url: Option<String>,
+
+    /// Replay: deliver recorded webhooks to URL instead of the URL the app registered
+    #[arg(long, value_name = "URL", env = "PLAID_VCR_WEBHOOK_TARGET")]
+    pub webhook_target: Option<String>,
 }
 
 impl ServeArgs {
@@ -251,6 +261,8 @@ impl ServeArgs {
             sequences: self.sequences,
             sequence_exhausted: self.sequence_exhausted,
             max_age: self.max_age,
+            webhook_public_url: self.webhook_public_url.clone(),
+            webhook_target: self.webhook_target.clone(),
             ..self.common.layer()
         }
     }

@@ -111,6 +111,10 @@ pub struct Config {
     pub client_id: Option<Secret>,
     /// Plaid secret added to requests without one (`PLAID_SECRET`, `plaid_secret`).
     pub secret: Option<Secret>,
+    /// Base URL at which upstream reaches plaid-vcr's webhook receiver (recording modes).
+    pub webhook_public_url: Option<String>,
+    /// Where replayed webhooks go instead of the URL the app registered.
+    pub webhook_target: Option<String>,
 }
 
 impl Default for Config {
@@ -136,6 +140,8 @@ impl Default for Config {
             max_age: None,
             client_id: None,
             secret: None,
+            webhook_public_url: None,
+            webhook_target: None,
         }
     }
 }
@@ -162,6 +168,8 @@ pub struct Layer {
     pub sequences: bool,
     pub sequence_exhausted: Option<SequenceEnd>,
     pub max_age: Option<Duration>,
+    pub webhook_public_url: Option<String>,
+    pub webhook_target: Option<String>,
 }
 
 /// The config file's keys, all optional (see config.example.toml).
@@ -187,6 +195,23 @@ struct FileConfig {
     max_age: Option<String>,
     plaid_client_id: Option<Secret>,
     plaid_secret: Option<Secret>,
+    webhook_public_url: Option<String>,
+    webhook_target: Option<String>,
+}
+
+/// An absolute `http://` or `https://` URL without a query, or why not.
+fn check_http_url(key: &'static str, url: &str) -> Result<(), ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid { key, message };
+    let uri: http::Uri = url.parse().map_err(|e| invalid(format!("{url:?} is not a URL: {e}")))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
+        return Err(invalid(format!(
+            "{url:?} must be an http:// or https:// URL with a host"
+        )));
+    }
+    if uri.query().is_some() {
+        return Err(invalid(format!("{url:?} must not have a query string")));
+    }
+    Ok(())
 }
 
 impl Config {
@@ -236,6 +261,8 @@ impl Config {
             max_age: pick_duration(args.max_age, file.max_age, "max_age")?,
             client_id: env_secret(CLIENT_ID_ENV).or(file.plaid_client_id),
             secret: env_secret(SECRET_ENV).or(file.plaid_secret),
+            webhook_public_url: args.webhook_public_url.clone().or(file.webhook_public_url),
+            webhook_target: args.webhook_target.clone().or(file.webhook_target),
         };
         config.validate()?;
         Ok(config)
@@ -264,6 +291,14 @@ impl Config {
                     key,
                     message: "must be greater than 0s".into(),
                 });
+            }
+        }
+        for (key, url) in [
+            ("webhook_public_url", &self.webhook_public_url),
+            ("webhook_target", &self.webhook_target),
+        ] {
+            if let Some(url) = url {
+                check_http_url(key, url)?;
             }
         }
         if !["error", "warn", "info", "debug", "trace", "off"].contains(&self.log_level.as_str()) {

@@ -10,10 +10,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::body::Body;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
-use http_body_util::Full;
 use serde_json::{json, Value};
 
 use crate::diff::Miss;
@@ -37,6 +37,8 @@ pub enum Error {
     Redact(#[from] RedactError),
     #[error(transparent)]
     Rules(#[from] RuleError),
+    #[error(transparent)]
+    Signer(#[from] crate::signer::SignerError),
     #[error("cannot listen on {addr}: {source}; pass --listen 127.0.0.1:0 to pick a free port")]
     Listen {
         addr: std::net::SocketAddr,
@@ -115,6 +117,10 @@ pub enum RequestError {
     UpstreamTimeout(String),
     #[error("{0}")]
     Store(String),
+    #[error("no webhook URL was registered under this receiver path in this plaid-vcr session")]
+    UnknownWebhookReceiver,
+    #[error("the app's webhook URL did not answer: {0}")]
+    WebhookAppUnreachable(String),
 }
 
 impl RequestError {
@@ -122,7 +128,7 @@ impl RequestError {
     pub fn status(&self) -> StatusCode {
         use RequestError::*;
         match self {
-            NotFound | NoRecording(_) | SequenceExhausted { .. } => StatusCode::NOT_FOUND,
+            NotFound | NoRecording(_) | SequenceExhausted { .. } | UnknownWebhookReceiver => StatusCode::NOT_FOUND,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             MissingContentType
             | InvalidPlaidVersion
@@ -133,7 +139,7 @@ impl RequestError {
             | MissingCredentials { .. } => StatusCode::BAD_REQUEST,
             TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            UpstreamUnreachable(_) => StatusCode::BAD_GATEWAY,
+            UpstreamUnreachable(_) | WebhookAppUnreachable(_) => StatusCode::BAD_GATEWAY,
             UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -143,7 +149,7 @@ impl RequestError {
     pub fn error_type(&self) -> &'static str {
         use RequestError::*;
         match self {
-            UpstreamUnreachable(_) | UpstreamTimeout(_) | Store(_) => API_ERROR,
+            UpstreamUnreachable(_) | UpstreamTimeout(_) | Store(_) | WebhookAppUnreachable(_) => API_ERROR,
             _ => INVALID_REQUEST,
         }
     }
@@ -164,6 +170,8 @@ impl RequestError {
             UpstreamUnreachable(_) => "PLAID_VCR_UPSTREAM_UNREACHABLE",
             UpstreamTimeout(_) => "PLAID_VCR_UPSTREAM_TIMEOUT",
             Store(_) => "PLAID_VCR_STORE_ERROR",
+            UnknownWebhookReceiver => "PLAID_VCR_UNKNOWN_WEBHOOK_RECEIVER",
+            WebhookAppUnreachable(_) => "PLAID_VCR_WEBHOOK_APP_UNREACHABLE",
         }
     }
 
@@ -186,6 +194,11 @@ impl RequestError {
             }
             UpstreamUnreachable(_) => "check --upstream and --upstream-ca, and that Plaid is reachable from here",
             UpstreamTimeout(_) => "raise connect_timeout / response_timeout, or check the network path to Plaid",
+            UnknownWebhookReceiver => {
+                "plaid-vcr receives webhooks while recording with --webhook-public-url, at the receiver URLs \
+                 it put into this session's requests"
+            }
+            WebhookAppUnreachable(_) => "start the app's webhook endpoint; Plaid retries a failed delivery",
             _ => return None,
         };
         Some(hint.to_owned())
@@ -229,8 +242,8 @@ impl RequestError {
 
     /// The whole HTTP answer: status, JSON body, and the headers the error calls for (`Allow`
     /// on a 405; `Connection: close` on a 408, as the rest of the body may still trickle in).
-    pub fn into_response(self) -> Response<Full<Bytes>> {
-        let mut response = Response::new(Full::new(self.body()));
+    pub fn into_response(self) -> Response<Body> {
+        let mut response = Response::new(Body::new(self.body()));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
         headers.insert(
@@ -340,6 +353,8 @@ mod tests {
             UpstreamUnreachable("refused".into()),
             UpstreamTimeout("slow".into()),
             Store("disk".into()),
+            UnknownWebhookReceiver,
+            WebhookAppUnreachable("refused".into()),
         ];
         for e in &all {
             match e {
@@ -358,7 +373,9 @@ mod tests {
                 | SequenceExhausted { .. }
                 | UpstreamUnreachable(_)
                 | UpstreamTimeout(_)
-                | Store(_) => {}
+                | Store(_)
+                | UnknownWebhookReceiver
+                | WebhookAppUnreachable(_) => {}
             }
         }
         all

@@ -12,6 +12,7 @@ use crate::interaction::{index_key, Interaction};
 use crate::key;
 use crate::rules::Rule;
 use crate::scan::{self, ScanConfig};
+use crate::webhook::{self, Webhook};
 
 /// One problem `check` found.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -87,6 +88,26 @@ pub fn ls(dir: &Path) -> Result<String, CassetteError> {
         per_endpoint.len(),
         dir.display()
     ));
+    let webhooks = webhook::list(dir)?;
+    if !webhooks.is_empty() {
+        out.push_str("\nWEBHOOK  AFTER  FILE\n");
+        for relative in &webhooks {
+            let line = match std::fs::read(dir.join(relative)).map(|b| Webhook::from_file_bytes(&b)) {
+                Ok(Ok(w)) => format!(
+                    "{} {}  {} {}  {}",
+                    w.webhook_type.as_deref().unwrap_or("-"),
+                    w.webhook_code.as_deref().unwrap_or("-"),
+                    w.after_endpoint.as_deref().unwrap_or("-"),
+                    webhook::stem(w.after.as_deref()),
+                    relative.display()
+                ),
+                _ => format!("{} (invalid: run plaid-vcr check)", relative.display()),
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out.push_str(&format!("{} webhooks\n", webhooks.len()));
+    }
     Ok(out)
 }
 
@@ -97,6 +118,7 @@ pub fn check(dir: &Path, rules: &[Rule], scan_config: &ScanConfig) -> Result<Vec
     let mut problems = Vec::new();
     let mut owners: HashMap<String, PathBuf> = HashMap::new();
     let mut interactions: Vec<(PathBuf, Interaction)> = Vec::new();
+    let mut webhooks: Vec<(PathBuf, Webhook)> = Vec::new();
     // Each file is read once and serves both the validation and the leak scan.
     let scanner = scan::Scanner::new(rules, scan_config);
     let mut leaks = Vec::new();
@@ -115,6 +137,21 @@ pub fn check(dir: &Path, rules: &[Rule], scan_config: &ScanConfig) -> Result<Vec
         let path = dir.join(&relative);
         let bytes = std::fs::read(&path).map_err(|source| CassetteError::Read { path, source })?;
         leaks.extend(scanner.file(&relative, &bytes));
+        if relative.starts_with(webhook::DIR) {
+            match Webhook::from_file_bytes(&bytes) {
+                Err(reason) => problems.push(problem(format!("invalid: not a valid recorded webhook: {reason}"))),
+                Ok(w) => {
+                    if w.relative_path() != relative {
+                        problems.push(problem(format!(
+                            "orphan: misnamed, it should be {}",
+                            w.relative_path().display()
+                        )));
+                    }
+                    webhooks.push((relative, w));
+                }
+            }
+            continue;
+        }
         match cassette.parse(&relative, &bytes) {
             Err(e) => problems.push(problem(invalid_reason(&e))),
             Ok(i) => {
@@ -137,6 +174,23 @@ pub fn check(dir: &Path, rules: &[Rule], scan_config: &ScanConfig) -> Result<Vec
             problems.push(Problem {
                 file: relative.clone(),
                 problem: format!("orphan: sequence step {} without step {}", i.step(), i.step() - 1),
+            });
+        }
+    }
+    for (relative, w) in &webhooks {
+        let problem = match &w.after {
+            None => Some("undeliverable: recorded before any interaction, so replay never delivers it".to_owned()),
+            Some(after) if !owners.contains_key(after) => Some(format!(
+                "orphan: follows interaction {} ({}), which is not in the cassette, so replay never delivers it",
+                webhook::stem(Some(after)),
+                w.after_endpoint.as_deref().unwrap_or("-")
+            )),
+            Some(_) => None,
+        };
+        if let Some(problem) = problem {
+            problems.push(Problem {
+                file: relative.clone(),
+                problem,
             });
         }
     }

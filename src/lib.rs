@@ -38,11 +38,13 @@
 //! # });
 //! ```
 
+pub mod body;
 pub mod cache;
 pub mod cassette;
 pub mod cli;
 pub mod config;
 pub mod connections;
+pub mod delivery;
 pub mod detect;
 pub mod diff;
 pub mod error;
@@ -55,6 +57,7 @@ pub mod numbers;
 mod outcome;
 pub mod proxy;
 pub mod pseudonym;
+pub mod receiver;
 pub mod redact;
 pub mod request;
 pub mod rules;
@@ -62,9 +65,11 @@ pub mod sandbox;
 pub mod scan;
 pub mod server;
 pub mod session;
+pub mod signer;
 pub mod startup;
 pub mod store;
 pub mod upstream;
+pub mod webhook;
 pub mod writer;
 
 pub use config::Config;

@@ -12,7 +12,7 @@ use plaid_vcr::cli::{CheckArgs, Cli, Command, Format, RedactArgs, SandboxTokenAr
 use plaid_vcr::config::Layer;
 use plaid_vcr::redact::{self, Redactor};
 use plaid_vcr::sandbox::SandboxError;
-use plaid_vcr::{cassette::Cassette, inspect, rules, scan, Config, Error, Mode, Server};
+use plaid_vcr::{cassette::Cassette, inspect, rules, scan, webhook, Config, Error, Mode, Server};
 
 /// What a command can fail with: the library's errors, or the sandbox flow's.
 #[derive(Debug, thiserror::Error)]
@@ -116,9 +116,7 @@ fn redact_dir(args: &RedactArgs) -> Result<ExitCode, Failure> {
         config.redact.request_pii,
         &redact::load_secret(&config.store).map_err(Error::from)?,
     );
-    let rewrites = cassette
-        .rewrite(|interaction| redactor.redact_interaction(interaction))
-        .map_err(Error::from)?;
+    let rewrites = redact::redact_cassette(&cassette, &redactor).map_err(Error::from)?;
     let mut out = String::new();
     for r in &rewrites {
         let (from, changed) = (args.dir.join(&r.from), r.changed);
@@ -134,7 +132,7 @@ fn redact_dir(args: &RedactArgs) -> Result<ExitCode, Failure> {
             );
         }
     }
-    let total = cassette.list().map_err(Error::from)?.len();
+    let total = cassette.list().map_err(Error::from)?.len() + webhook::list(&args.dir).map_err(Error::from)?.len();
     let _ = writeln!(
         out,
         "{} of {total} files changed in {}",

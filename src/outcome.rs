@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
+use crate::body::Body;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
-use http_body_util::Full;
 
 use crate::cache::Hit;
 use crate::error::RequestError;
@@ -82,6 +82,14 @@ pub(crate) enum Handled {
         key: String,
         reply: Reply,
     },
+    /// Answered by plaid-vcr itself: `/webhook_verification_key/get` for its own signing key.
+    OwnKey { endpoint: String, reply: Reply },
+    /// A webhook upstream sent while recording: forwarded to the app (whose status `reply`
+    /// carries back) and recorded as `file`, unless its body was not JSON.
+    Webhook {
+        reply: Reply,
+        file: Option<std::path::PathBuf>,
+    },
     /// Rejected before matching (bad input, unknown path) or failed (upstream down, store).
     Failed {
         endpoint: Option<String>,
@@ -106,13 +114,17 @@ impl Handled {
             Handled::Miss { .. } => "miss",
             Handled::Recorded { .. } => "recorded",
             Handled::Forwarded { .. } => "forwarded",
+            Handled::OwnKey { .. } => "own-key",
+            Handled::Webhook { file: Some(_), .. } => "webhook-recorded",
+            Handled::Webhook { file: None, .. } => "webhook-forwarded",
             Handled::Failed { .. } => "error",
         }
     }
 
     pub(crate) fn endpoint_and_key(&self) -> (Option<&str>, Option<&str>) {
         match self {
-            Handled::Health(_) => (None, None),
+            Handled::Health(_) | Handled::Webhook { .. } => (None, None),
+            Handled::OwnKey { endpoint, .. } => (Some(endpoint), None),
             Handled::Cached(hit) => (Some(hit.endpoint()), hit.key.to_str().ok()),
             Handled::Hit { endpoint, key, .. }
             | Handled::Miss { endpoint, key, .. }
@@ -122,10 +134,10 @@ impl Handled {
         }
     }
 
-    pub(crate) fn into_response(self) -> Response<Full<Bytes>> {
+    pub(crate) fn into_response(self) -> Response<Body> {
         if let Handled::Cached(hit) = &self {
             // The hot path: everything pre-built, the body shared, no parsing of header values.
-            let mut response = Response::new(Full::new(hit.body.clone()));
+            let mut response = Response::new(Body::new(hit.body.clone()));
             *response.status_mut() = hit.status;
             let headers = response.headers_mut();
             if let Some(ct) = &hit.content_type {
@@ -139,10 +151,12 @@ impl Handled {
         let key = self.endpoint_and_key().1.and_then(|k| HeaderValue::from_str(k).ok());
         let mut response = match self {
             Handled::Health(reply)
+            | Handled::OwnKey { reply, .. }
+            | Handled::Webhook { reply, .. }
             | Handled::Hit { reply, .. }
             | Handled::Recorded { reply, .. }
             | Handled::Forwarded { reply, .. } => {
-                let mut response = Response::new(Full::new(reply.body));
+                let mut response = Response::new(Body::new(reply.body));
                 *response.status_mut() = reply.status;
                 *response.headers_mut() = reply.headers;
                 response

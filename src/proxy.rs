@@ -9,28 +9,32 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::HeaderMap;
 use http::{Request, Response, StatusCode};
-use http_body_util::Full;
 use serde_json::Value;
 use tokio::sync::watch;
 
+use crate::body::Body;
 use crate::cache::{Cache, Hit};
 use crate::cassette::Cassette;
 use crate::config::{Config, SequenceEnd};
+use crate::delivery::{self, Deliveries};
 use crate::diff;
 use crate::error::{Error, RequestError};
 use crate::interaction::{index_key, Interaction};
 use crate::key;
 use crate::mode::{Recorder, Serving};
+use crate::receiver::Receiver;
 use crate::redact::Redactor;
 use crate::request::{self, Limits, PlaidRequest, Route};
 use crate::session::{Steps, Summary, Tally};
 use crate::store::Store;
+use crate::webhook;
 
 use crate::outcome::{Handled, Reply};
 pub use crate::outcome::{KEY_HEADER, OUTCOME_HEADER};
@@ -38,6 +42,17 @@ pub use crate::outcome::{KEY_HEADER, OUTCOME_HEADER};
 /// A recording of a miss in progress, which identical misses wait on instead of calling
 /// upstream again: `None` until the one upstream exchange is answered.
 type Flight = watch::Receiver<Option<Arc<Handled>>>;
+
+/// Webhooks delivered after one answer, each with where it goes.
+type Batch = Vec<(Arc<delivery::Recorded>, Option<String>)>;
+
+/// The webhook side of a proxy (see [`crate::startup`]): the receiver while recording with
+/// `--webhook-public-url`, the recorded webhooks to deliver while replaying.
+#[derive(Debug, Default)]
+pub struct Webhooks {
+    pub receiver: Option<Receiver>,
+    pub deliveries: Option<Arc<Deliveries>>,
+}
 
 /// The proxy: mode, cassette, store, redactor and session state shared by all connections.
 pub struct Proxy {
@@ -53,6 +68,9 @@ pub struct Proxy {
     cache: Option<Cache>,
     /// The settings the pipeline reads per request (body limit, sequences, credentials, …).
     config: Config,
+    webhooks: Webhooks,
+    /// Whether the "webhook URLs pass through" notice was logged (once per run).
+    told_passthrough: AtomicBool,
 }
 
 impl fmt::Debug for Proxy {
@@ -78,6 +96,21 @@ impl Proxy {
             tally: Tally::default(),
             cache,
             config,
+            webhooks: Webhooks::default(),
+            told_passthrough: AtomicBool::new(false),
+        }
+    }
+
+    /// The proxy with its webhook receiver and deliveries.
+    pub fn with_webhooks(mut self, webhooks: Webhooks) -> Proxy {
+        self.webhooks = webhooks;
+        self
+    }
+
+    /// Waits (up to `timeout`) for queued webhook deliveries; part of a graceful stop.
+    pub async fn finish_deliveries(&self, timeout: Duration) {
+        if let Some(deliveries) = &self.webhooks.deliveries {
+            deliveries.finish(timeout).await;
         }
     }
 
@@ -100,28 +133,40 @@ impl Proxy {
     /// Fails if the store cannot be read: "unused" must never be computed from nothing.
     pub fn summary(&self) -> Result<Summary, Error> {
         let recordings = self.store.recorded()?;
-        Ok(self
+        let mut summary = self
             .tally
-            .summary(&self.serving.mode().to_string(), &recordings, self.config.max_age))
+            .summary(&self.serving.mode().to_string(), &recordings, self.config.max_age);
+        if let Some(deliveries) = &self.webhooks.deliveries {
+            summary.webhooks.add_deliveries(deliveries.counts());
+        }
+        Ok(summary)
     }
 
     /// Answers one HTTP request. Never panics on input and always answers: every failure
     /// becomes a Plaid-shaped error.
-    pub async fn handle<B>(self: Arc<Self>, request: Request<B>) -> Response<Full<Bytes>>
+    pub async fn handle<B>(self: Arc<Self>, request: Request<B>) -> Response<Body>
     where
         B: hyper::body::Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let started = Instant::now();
-        let handled = self.route(request).await;
+        let (handled, batch) = self.route(request).await;
         self.count(&handled);
         self.log(&handled, started.elapsed());
-        handled.into_response()
+        let mut response = handled.into_response();
+        if let (Some(batch), Some(deliveries)) = (batch, &self.webhooks.deliveries) {
+            let sent = response.body_mut().on_sent();
+            deliveries.enqueue(batch, sent);
+        }
+        response
     }
 
     fn count(&self, handled: &Handled) {
-        if matches!(handled, Handled::Health(_)) {
-            return;
+        match handled {
+            // Neither is a Plaid request of the app's.
+            Handled::Health(_) => return,
+            Handled::Webhook { file, .. } => return self.tally.webhook_received(file.is_some()),
+            _ => {}
         }
         let tally = &self.tally;
         tally.request();
@@ -133,6 +178,8 @@ impl Proxy {
             Handled::Recorded { endpoint, used, .. } => tally.recorded(endpoint, used),
             Handled::Miss { endpoint, key, .. } => tally.miss(endpoint, key),
             Handled::Forwarded { .. } => tally.forwarded(),
+            Handled::OwnKey { .. } => {}
+            Handled::Webhook { .. } => {}
             Handled::Failed { .. } => tally.error(),
         }
     }
@@ -141,9 +188,11 @@ impl Proxy {
         let status = match handled {
             // Health checks poll; a line each would drown the request log.
             Handled::Health(_) => return,
-            Handled::Hit { reply, .. } | Handled::Recorded { reply, .. } | Handled::Forwarded { reply, .. } => {
-                reply.status
-            }
+            Handled::Hit { reply, .. }
+            | Handled::Recorded { reply, .. }
+            | Handled::Forwarded { reply, .. }
+            | Handled::OwnKey { reply, .. }
+            | Handled::Webhook { reply, .. } => reply.status,
             Handled::Cached(hit) => hit.status,
             Handled::Miss { error, .. } | Handled::Failed { error, .. } => error.status(),
         };
@@ -160,7 +209,8 @@ impl Proxy {
         }
     }
 
-    async fn route<B>(self: &Arc<Self>, request: Request<B>) -> Handled
+    /// What happened to `request`, and the webhooks to deliver once its answer is sent.
+    async fn route<B>(self: &Arc<Self>, request: Request<B>) -> (Handled, Option<Batch>)
     where
         B: hyper::body::Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
@@ -168,23 +218,23 @@ impl Proxy {
         let endpoint = match request::route(request.method(), request.uri().path()) {
             Ok(Route::Health) => {
                 let ok = Bytes::from_static(b"{\"status\":\"ok\"}\n");
-                return Handled::Health(Reply::new(StatusCode::OK, "application/json; charset=utf-8", ok));
+                return (
+                    Handled::Health(Reply::new(StatusCode::OK, "application/json; charset=utf-8", ok)),
+                    None,
+                );
             }
             Ok(Route::Plaid(endpoint)) => endpoint,
+            Ok(Route::Webhook(token)) => return (self.receive_webhook(&token, request).await, None),
             Err(error) => {
-                return Handled::Failed {
+                let failed = Handled::Failed {
                     endpoint: request::endpoint_of(request.uri().path()),
                     key: None,
                     error,
-                }
+                };
+                return (failed, None);
             }
         };
-        let limits = Limits {
-            max_body_bytes: self.config.max_body_bytes,
-            client_timeout: self.config.client_timeout,
-            client_id: self.config.client_id.as_ref(),
-            secret: self.config.secret.as_ref(),
-        };
+        let limits = self.limits();
         let failed = |endpoint: String, error| Handled::Failed {
             endpoint: Some(endpoint),
             key: None,
@@ -192,14 +242,86 @@ impl Proxy {
         };
         let (parts, raw_body) = match request::collect(request, limits).await {
             Ok(collected) => collected,
-            Err(error) => return failed(endpoint, error),
+            Err(error) => return (failed(endpoint, error), None),
         };
         if let Some(hit) = self.cached(&endpoint, &parts.headers, &raw_body, limits) {
-            return Handled::Cached(hit);
+            let batch = self.answered(&hit.used, &raw_body);
+            return (Handled::Cached(hit), batch);
         }
-        match request::parse(endpoint.clone(), parts, raw_body, limits, &self.redactor) {
+        if let Some(own) = self.own_key(&endpoint, &raw_body) {
+            return (own, None);
+        }
+        let handled = match request::parse(endpoint.clone(), parts, raw_body.clone(), limits, &self.redactor) {
             Ok(parsed) => self.dispatch(parsed).await,
             Err(error) => failed(endpoint, error),
+        };
+        let batch = match &handled {
+            Handled::Hit { used, .. } | Handled::Recorded { used, .. } => self.answered(used, &raw_body),
+            _ => None,
+        };
+        (handled, batch)
+    }
+
+    fn limits(&self) -> Limits<'_> {
+        Limits {
+            max_body_bytes: self.config.max_body_bytes,
+            client_timeout: self.config.client_timeout,
+            client_id: self.config.client_id.as_ref(),
+            secret: self.config.secret.as_ref(),
+        }
+    }
+
+    /// Registers the webhook URL a request answered as `used` carried, and returns the recorded
+    /// webhooks that follow that answer. Nothing at all when the cassette has no webhooks.
+    fn answered(&self, used: &str, raw_body: &[u8]) -> Option<Batch> {
+        let deliveries = self.webhooks.deliveries.as_ref().filter(|d| d.any())?;
+        deliveries.answered(used, raw_body)
+    }
+
+    /// `/webhook_verification_key/get` for plaid-vcr's own signing key, answered here.
+    fn own_key(&self, endpoint: &str, raw_body: &[u8]) -> Option<Handled> {
+        if endpoint != "webhook_verification_key/get" {
+            return None;
+        }
+        let answer = self.webhooks.deliveries.as_ref()?.key_answer(raw_body)?;
+        Some(Handled::OwnKey {
+            endpoint: endpoint.to_owned(),
+            reply: Reply::new(StatusCode::OK, "application/json; charset=utf-8", answer),
+        })
+    }
+
+    /// A webhook upstream POSTed to the receiver (recording with `--webhook-public-url`).
+    async fn receive_webhook<B>(&self, token: &str, request: Request<B>) -> Handled
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let failed = |error| Handled::Failed {
+            endpoint: None,
+            key: None,
+            error,
+        };
+        let Some(receiver) = &self.webhooks.receiver else {
+            return failed(RequestError::UnknownWebhookReceiver);
+        };
+        let (parts, body) = match request::collect(request, self.limits()).await {
+            Ok(collected) => collected,
+            Err(error) => return failed(error),
+        };
+        match receiver.receive(token, &parts.headers, body, &self.redactor).await {
+            Ok(received) => match received.app_status {
+                Ok(status) => Handled::Webhook {
+                    reply: Reply::new(status, "application/json; charset=utf-8", Bytes::new()),
+                    file: received.file,
+                },
+                Err(error) => {
+                    if received.file.is_some() {
+                        self.tally.webhook_received(true);
+                    }
+                    failed(error)
+                }
+            },
+            Err(error) => failed(error),
         }
     }
 
@@ -397,7 +519,23 @@ impl Proxy {
             key,
             ..
         } = request;
-        let answer = match recorder.upstream().forward(&endpoint, &headers, raw_body).await {
+        let index = index_key(&key, step);
+        let upstream_body = match &self.webhooks.receiver {
+            Some(receiver) => receiver.register(&raw_body, &index).unwrap_or(raw_body),
+            None => {
+                if webhook::registered_url_in(&raw_body).is_some()
+                    && !self.told_passthrough.swap(true, Ordering::Relaxed)
+                {
+                    tracing::info!(
+                        %endpoint,
+                        "a request registers a webhook URL; it passes through unchanged and webhooks are not \
+                         recorded (pass --webhook-public-url URL to record them)"
+                    );
+                }
+                raw_body
+            }
+        };
+        let answer = match recorder.upstream().forward(&endpoint, &headers, upstream_body).await {
             Ok(answer) => answer,
             Err(e) => return Handled::failed(&endpoint, &key, (&e).into()),
         };
@@ -419,6 +557,10 @@ impl Proxy {
             return Handled::Forwarded { endpoint, key, reply };
         };
 
+        let body = self.redactor.response(&endpoint, body);
+        if let Some(receiver) = &self.webhooks.receiver {
+            receiver.answered(&index, &endpoint, &stored_body, &body);
+        }
         let mut interaction = Interaction::new(
             key.clone(),
             &endpoint,
@@ -426,7 +568,7 @@ impl Proxy {
             stored_body,
             status.as_u16(),
             &content_type,
-            self.redactor.response(&endpoint, body),
+            body,
             SystemTime::now(),
         );
         interaction.unredacted = self.redactor.is_raw();

@@ -10,16 +10,19 @@
 //! Requests are redacted without the redaction secret by default (personal data becomes a fixed
 //! placeholder), so the key of a request is the same on every machine.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::cassette::{Cassette, CassetteError, Rewrite};
 use crate::detect;
 use crate::interaction::Interaction;
 use crate::pseudonym::{self, Kind, Pseudonymizer};
 use crate::rules::{self, last_key, Action, Rule, RuleConfig, RuleError, Seg, Side};
+use crate::webhook;
 
 /// Environment variable holding the redaction secret (any string; share it to get the same
 /// pseudonyms of personal data on every machine). Named `_KEY` for compatibility.
@@ -204,6 +207,30 @@ impl Redactor {
         out.push_str(&text[last..]);
         Some(out)
     }
+}
+
+/// Redacts every interaction and webhook file of `cassette` in place (`plaid-vcr redact`):
+/// interactions are re-keyed as their requests change, and the webhook files that follow them
+/// are renamed with them. Returns the files that changed.
+pub fn redact_cassette(cassette: &Cassette, redactor: &Redactor) -> Result<Vec<Rewrite>, CassetteError> {
+    let mut rewrites = cassette.rewrite(|interaction| redactor.redact_interaction(interaction))?;
+    let rekeyed: HashMap<String, String> = rewrites.iter().filter_map(|r| r.rekeyed.clone()).collect();
+    let webhooks = webhook::rewrite_files(cassette.root(), |w| {
+        let mut changed = redactor.redact(webhook::RULES_ENDPOINT, Side::Response, &mut w.webhook.body);
+        for link in [&mut w.after, &mut w.registered_by] {
+            if let Some(new) = link.as_ref().and_then(|old| rekeyed.get(old)) {
+                *link = Some(new.clone());
+                changed += 1;
+            }
+        }
+        if !redactor.is_raw() && w.unredacted {
+            w.unredacted = false;
+            changed += 1;
+        }
+        changed
+    })?;
+    rewrites.extend(webhooks);
+    Ok(rewrites)
 }
 
 /// The redaction secret personal-data pseudonyms are keyed with: `PLAID_VCR_REDACT_KEY` if

@@ -35,6 +35,8 @@ pub enum Route {
     Health,
     /// `POST /plaid-compatible/<endpoint>`.
     Plaid(String),
+    /// `POST /plaid-vcr/webhooks/<receiver token>`: a webhook upstream sends while recording.
+    Webhook(String),
 }
 
 /// Routes by method and path.
@@ -44,6 +46,12 @@ pub fn route(method: &Method, path: &str) -> Result<Route, RequestError> {
             Method::GET | Method::HEAD => Ok(Route::Health),
             _ => Err(RequestError::MethodNotAllowed { allow: "GET" }),
         };
+    }
+    if let Some(token) = path.strip_prefix(crate::webhook::RECEIVER_PATH) {
+        if method != Method::POST {
+            return Err(RequestError::MethodNotAllowed { allow: "POST" });
+        }
+        return Ok(Route::Webhook(token.to_owned()));
     }
     let endpoint = endpoint_of(path).ok_or(RequestError::NotFound)?;
     if method != Method::POST {

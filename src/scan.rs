@@ -55,7 +55,8 @@ pub fn scan_dir(dir: &Path, rules: &[Rule], config: &ScanConfig) -> Result<ScanR
     let cassette = Cassette::new(dir);
     cassette.require_exists()?;
     let scanner = Scanner::new(rules, config);
-    let files = cassette.list()?;
+    let mut files = cassette.list()?;
+    files.extend(crate::webhook::list(dir)?);
     // Every core reads and scans its share; findings come back in file order.
     let scanned = crate::cassette::parallel_map(&files, |relative| {
         let path = dir.join(relative);
@@ -131,12 +132,22 @@ impl FileScan<'_> {
         }
         let endpoint = file.get("endpoint").and_then(Value::as_str).unwrap_or("").to_owned();
         let rules = self.rules;
-        for (half, side) in [("request", Side::Request), ("response", Side::Response)] {
+        // A webhook file (crate::webhook) has one half, redacted as a webhook body.
+        for (half, side) in [
+            ("request", Side::Request),
+            ("response", Side::Response),
+            ("webhook", Side::Response),
+        ] {
             let Some(body) = file.get_mut(half).and_then(|h| h.get_mut("body")).map(Value::take) else {
                 continue;
             };
             let mut body = body;
-            let applicable = rules::applicable(rules, &endpoint, side);
+            let endpoint = if half == "webhook" {
+                crate::webhook::RULES_ENDPOINT
+            } else {
+                endpoint.as_str()
+            };
+            let applicable = rules::applicable(rules, endpoint, side);
             // Rules match below the prefix; findings name the whole path in the file.
             let mut prefix = vec![Seg::Key(half.to_owned()), Seg::Key("body".to_owned())];
             rules::walk(&applicable, &mut body, &mut prefix, &mut |path, action, s| {
@@ -157,8 +168,9 @@ impl FileScan<'_> {
         {
             return;
         }
-        // The file's own matching key is a SHA-256, not a secret.
-        if matches!(path, [Seg::Key(k)] if k == "key") {
+        // The file's own matching key (a webhook file's interaction keys) is a SHA-256, not a
+        // secret.
+        if matches!(path, [Seg::Key(k)] if k == "key" || k == "after" || k == "registered_by") {
             return;
         }
         // The path as text only when there is something to report.

@@ -148,6 +148,8 @@ impl Server {
         {
             tracing::warn!(timeout = ?shutdown_timeout, "in-flight requests did not finish in time; closing them");
         }
+        // Webhooks queued after answers already sent still go out (bounded like the requests).
+        proxy.finish_deliveries(shutdown_timeout).await;
         // The writer finishes what is queued (fsyncs: off the runtime's workers).
         let closing = proxy.clone();
         tokio::task::spawn_blocking(move || closing.close())

@@ -23,6 +23,7 @@ pub struct Tally {
     hits: AtomicU64,
     errors: AtomicU64,
     forwarded: AtomicU64,
+    webhooks_recorded: AtomicU64,
     lists: Mutex<Lists>,
 }
 
@@ -120,6 +121,14 @@ impl Tally {
     }
 
     /// A request rejected or failed.
+    /// A webhook upstream sent while recording, forwarded to the app; `recorded` unless its
+    /// body was not JSON.
+    pub fn webhook_received(&self, recorded: bool) {
+        if recorded {
+            self.webhooks_recorded.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     pub fn error(&self) {
         self.errors.fetch_add(1, Ordering::Relaxed);
     }
@@ -152,6 +161,10 @@ impl Tally {
                 .into_iter()
                 .map(entry)
                 .collect(),
+            webhooks: WebhookSummary {
+                recorded: self.webhooks_recorded.load(Ordering::Relaxed),
+                ..WebhookSummary::default()
+            },
         }
     }
 }
@@ -192,6 +205,34 @@ pub struct Summary {
     pub max_age: Option<String>,
     /// Recordings older than `max_age`.
     pub stale: Vec<Entry>,
+    /// Webhooks recorded and delivered in this run.
+    pub webhooks: WebhookSummary,
+}
+
+/// What happened to webhooks in a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct WebhookSummary {
+    /// Received from upstream and recorded (recording modes).
+    pub recorded: u64,
+    /// Replayed to the app and answered 2xx (replay modes).
+    pub delivered: u64,
+    /// Replayed but still refused, non-2xx or timed out after the retries.
+    pub failed: u64,
+    /// Webhook files of the cassette never delivered in this run (replay modes).
+    pub undelivered: Vec<String>,
+}
+
+impl WebhookSummary {
+    /// Adds the replay side's counts.
+    pub fn add_deliveries(&mut self, counts: crate::delivery::DeliveryCounts) {
+        self.delivered = counts.delivered;
+        self.failed = counts.failed;
+        self.undelivered = counts.undelivered;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.recorded == 0 && self.delivered == 0 && self.failed == 0 && self.undelivered.is_empty()
+    }
 }
 
 impl Summary {
@@ -207,6 +248,9 @@ impl Summary {
                 "{} recordings are older than {age} (--strict)",
                 self.stale.len()
             ));
+        }
+        if strict && self.webhooks.failed > 0 {
+            out.push(format!("{} webhook deliveries failed (--strict)", self.webhooks.failed));
         }
         if fail_on_unused && !self.unused.is_empty() {
             out.push(format!(
@@ -247,6 +291,25 @@ impl Summary {
         list(&mut out, "recorded", &self.recorded);
         list(&mut out, "unused", &self.unused);
         list(&mut out, "stale", &self.stale);
+        let w = &self.webhooks;
+        if !w.is_empty() {
+            out.push_str(&format!(
+                "webhooks: {} recorded, {} delivered, {} failed, {} never delivered\n",
+                w.recorded,
+                w.delivered,
+                w.failed,
+                w.undelivered.len()
+            ));
+            for file in w.undelivered.iter().take(20) {
+                out.push_str(&format!("  undelivered webhook {file}\n"));
+            }
+            if w.undelivered.len() > 20 {
+                out.push_str(&format!(
+                    "  … and {} more undelivered webhooks (see --report FILE)\n",
+                    w.undelivered.len() - 20
+                ));
+            }
+        }
         out
     }
 

@@ -4,17 +4,21 @@
 //! here serves a request.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::cassette::{Cassette, CassetteError};
 use crate::config::Config;
+use crate::delivery::Deliveries;
 use crate::error::Error;
 use crate::mode::{Mode, Recorder, Serving};
 use crate::proxy::Proxy;
+use crate::proxy::Webhooks;
+use crate::receiver::Receiver;
 use crate::redact::{self, Redactor};
 use crate::rules;
+use crate::signer::Signer;
 use crate::store::Store;
-use crate::upstream::Upstream;
+use crate::upstream::{Poster, Upstream};
 use crate::writer::Writer;
 
 /// Opens everything `mode` needs. Replay requires the cassette directory to exist and never
@@ -74,7 +78,45 @@ pub fn open(config: &Config, mode: Mode) -> Result<Proxy, Error> {
             }
         }
     };
-    Ok(Proxy::new(serving, cassette, store, redactor, config.clone()))
+    let webhooks = webhooks(config, mode, &cassette)?;
+    Ok(Proxy::new(serving, cassette, store, redactor, config.clone()).with_webhooks(webhooks))
+}
+
+/// The webhook side of `mode`: the receiver when recording with `--webhook-public-url`, the
+/// recorded webhooks and a fresh signing key when replaying.
+fn webhooks(config: &Config, mode: Mode, cassette: &Cassette) -> Result<Webhooks, Error> {
+    // Reaching the app's webhook URL: a plain client with its own, shorter timeouts (an app
+    // that does not answer in 10 s will not), trusting the same extra CA as upstream.
+    let poster = || {
+        Poster::new(
+            config.upstream_ca.as_deref(),
+            config.connect_timeout.min(Duration::from_secs(5)),
+            Duration::from_secs(10),
+        )
+    };
+    let receiver = match (mode, &config.webhook_public_url) {
+        (Mode::Record | Mode::ReplayRecordMissing, Some(url)) => {
+            tracing::info!("recording webhooks: webhook URLs in requests are rewritten to this receiver");
+            Some(Receiver::new(url, poster()?, cassette.root().to_owned()))
+        }
+        _ => None,
+    };
+    let deliveries = match mode {
+        Mode::Record => None,
+        Mode::Replay | Mode::ReplayRecordMissing => {
+            let deliveries = Deliveries::load(
+                cassette.root(),
+                Signer::generate()?,
+                poster()?,
+                config.webhook_target.clone(),
+            )?;
+            if deliveries.any() {
+                tracing::info!(kid = deliveries.kid(), "replaying webhooks, signed with this key id");
+            }
+            Some(Arc::new(deliveries))
+        }
+    };
+    Ok(Webhooks { receiver, deliveries })
 }
 
 fn redactor(config: &Config, cassette: &Cassette) -> Result<Redactor, Error> {

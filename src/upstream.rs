@@ -63,15 +63,108 @@ pub struct UpstreamResponse {
     pub body: Bytes,
 }
 
-/// A connection-pooling TLS client for one upstream base URL.
+/// A connection-pooling HTTP(S) client for absolute URLs: the one [`Upstream`] forwards with,
+/// and the one that forwards webhooks to the app and delivers replayed ones. TLS trusts the
+/// webpki roots plus the PEM certificates in a CA file, if given.
+#[derive(Clone)]
+pub struct Poster {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+}
+
+impl std::fmt::Debug for Poster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Poster").finish_non_exhaustive()
+    }
+}
+
+impl Poster {
+    /// A client with the given timeouts, trusting `ca` in addition to the webpki roots.
+    pub fn new(
+        ca: Option<&Path>,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+    ) -> Result<Poster, UpstreamError> {
+        let mut roots = RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        if let Some(path) = ca {
+            add_ca(&mut roots, path)?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| UpstreamError::Tls(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(connect_timeout));
+        http.set_nodelay(true);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        Ok(Poster {
+            client,
+            connect_timeout,
+            response_timeout,
+        })
+    }
+
+    /// POSTs `body` with `headers` to `url`.
+    ///
+    /// The response timeout covers the whole exchange, body included; connect failures are
+    /// [`UpstreamError::Unreachable`] unless they were a connect timeout.
+    pub async fn post(&self, url: &str, headers: HeaderMap, body: Bytes) -> Result<UpstreamResponse, UpstreamError> {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(url)
+            .body(Full::new(body))
+            .map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
+        *request.headers_mut() = headers;
+
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| classify(e, self.connect_timeout))?;
+            let status = response.status();
+            let content_type = response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+                .collect()
+                .await
+                .map_err(|e| UpstreamError::Body(e.to_string()))?
+                .to_bytes();
+            Ok(UpstreamResponse {
+                status,
+                content_type,
+                body,
+            })
+        };
+        match tokio::time::timeout(self.response_timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(UpstreamError::Timeout(self.response_timeout)),
+        }
+    }
+}
+
+/// The client for one upstream base URL (Plaid, or a fake).
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    poster: Poster,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
     base_path: String,
-    connect_timeout: Duration,
-    response_timeout: Duration,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -107,37 +200,11 @@ impl Upstream {
             return Err(url_err("it must not have a query string"));
         }
         let base_path = uri.path().trim_end_matches('/').to_owned();
-
-        let mut roots = RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        if let Some(path) = ca {
-            add_ca(&mut roots, path)?;
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| UpstreamError::Tls(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(connect_timeout));
-        http.set_nodelay(true);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_all_versions()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new()).build(connector);
         Ok(Upstream {
-            client,
+            poster: Poster::new(ca, connect_timeout, response_timeout)?,
             scheme,
             authority,
             base_path,
-            connect_timeout,
-            response_timeout,
         })
     }
 
@@ -147,49 +214,15 @@ impl Upstream {
     }
 
     /// POSTs `body` to `<upstream>/<endpoint>` with the client's end-to-end headers.
-    ///
-    /// The response timeout covers the whole exchange, body included; connect failures are
-    /// [`UpstreamError::Unreachable`] unless they were a connect timeout.
     pub async fn forward(
         &self,
         endpoint: &str,
         headers: &HeaderMap,
         body: Bytes,
     ) -> Result<UpstreamResponse, UpstreamError> {
-        let mut request = Request::builder()
-            .method(Method::POST)
-            .uri(self.url_for(endpoint))
-            .body(Full::new(body))
-            .map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
-        *request.headers_mut() = forwarded_headers(headers);
-
-        let exchange = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|e| classify(e, self.connect_timeout))?;
-            let status = response.status();
-            let content_type = response
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
-                .collect()
-                .await
-                .map_err(|e| UpstreamError::Body(e.to_string()))?
-                .to_bytes();
-            Ok(UpstreamResponse {
-                status,
-                content_type,
-                body,
-            })
-        };
-        match tokio::time::timeout(self.response_timeout, exchange).await {
-            Ok(result) => result,
-            Err(_) => Err(UpstreamError::Timeout(self.response_timeout)),
-        }
+        self.poster
+            .post(&self.url_for(endpoint), forwarded_headers(headers), body)
+            .await
     }
 }
 

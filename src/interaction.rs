@@ -76,7 +76,8 @@ pub enum InvalidInteraction {
     #[error("step {0} is not a sequence step (2 or more; the first step has none)")]
     Step(u32),
     #[error(
-        "key {found} does not match its request (recomputed {expected}); the request was edited by hand, re-record it"
+        "key {found} does not match its request (recomputed {expected}); the request was edited by hand or keyed by an \
+         older plaid-vcr: `plaid-vcr redact DIR` re-keys the files, or re-record it"
     )]
     Key { found: String, expected: String },
 }

@@ -2,8 +2,10 @@
 //!
 //! The canonical form is `{"body", "endpoint", "plaid_version", "v"}` with object keys sorted,
 //! `client_id`/`secret` removed, `options` absent or null read as `{}`, and
-//! `options.account_ids` sorted and de-duplicated. Whitespace, key order and account_ids order
-//! never change the key; any other difference (another access_token, other options) does.
+//! `options.account_ids` sorted and de-duplicated, and a webhook URL (`webhook`,
+//! `options.webhook`) read as the constant [`WEBHOOK_URL`]. Whitespace, key order, account_ids
+//! order and where the app listens for webhooks never change the key; any other difference
+//! (another access_token, other options) does.
 //!
 //! This module only normalizes: it never sees raw credentials or raw tokens, because the proxy
 //! hands it the output of [`crate::redact`], so a real token and its pseudonym give one key.
@@ -27,6 +29,10 @@ pub const KEY_VERSION: u64 = 1;
 /// How many hex characters of a key name a cassette file and appear in logs.
 pub const PREFIX_LEN: usize = 16;
 
+/// What a webhook URL reads as in the canonical form: the app's own address (a port picked per
+/// test run, a tunnel) never changes what Plaid answers, so it must not turn a replay into a miss.
+pub const WEBHOOK_URL: &str = "<webhook url>";
+
 /// The canonical JSON value a key is computed over.
 ///
 /// Relies on `serde_json::Map` keeping keys sorted (its default, without `preserve_order`);
@@ -34,12 +40,14 @@ pub const PREFIX_LEN: usize = 16;
 pub fn canonical(endpoint: &str, plaid_version: Option<&str>, body: &Map<String, Value>) -> Value {
     let mut body = body.clone();
     body.retain(|field, _| !crate::rules::is_credential(field));
+    neutral_webhook(&mut body);
     let options = match body.remove("options") {
         None | Some(Value::Null) => Value::Object(Map::new()),
         Some(Value::Object(mut options)) => {
             if let Some(Value::Array(ids)) = options.get_mut("account_ids") {
                 sort_dedup(ids);
             }
+            neutral_webhook(&mut options);
             Value::Object(options)
         }
         // Not an object: Plaid will reject it; keep it as sent so it still keys distinctly.
@@ -81,6 +89,13 @@ pub fn hex(bytes: &[u8]) -> String {
     })
 }
 
+/// Replaces a webhook URL string in `map` by [`WEBHOOK_URL`].
+fn neutral_webhook(map: &mut Map<String, Value>) {
+    if let Some(url @ Value::String(_)) = map.get_mut("webhook") {
+        *url = Value::String(WEBHOOK_URL.to_owned());
+    }
+}
+
 /// Sorts by each element's compact JSON text (a total order over mixed types) and removes
 /// duplicates, so `["b","a","a"]` and `["a","b"]` key the same.
 fn sort_dedup(values: &mut Vec<Value>) {
@@ -118,6 +133,28 @@ mod tests {
         let e = obj(json!({"access_token": "t", "options": null}));
         assert_eq!(compute("identity/get", None, &c), compute("identity/get", None, &d));
         assert_eq!(compute("identity/get", None, &c), compute("identity/get", None, &e));
+    }
+
+    #[test]
+    fn where_the_app_listens_for_webhooks_does_not_change_the_key() {
+        let a = obj(json!({"options": {"webhook": "https://example.net/webhook/aaaa"}, "institution_id": "ins_1"}));
+        let b = obj(json!({"options": {"webhook": "https://example.net/webhook/bbbb"}, "institution_id": "ins_1"}));
+        assert_eq!(
+            compute("sandbox/public_token/create", None, &a),
+            compute("sandbox/public_token/create", None, &b)
+        );
+        let c = obj(json!({"access_token": "t", "webhook": "https://example.net/webhook/cccc"}));
+        let d = obj(json!({"access_token": "t", "webhook": "https://example.net/webhook/dddd"}));
+        assert_eq!(
+            compute("item/webhook/update", None, &c),
+            compute("item/webhook/update", None, &d)
+        );
+        // Having a webhook or not still differs, as does everything else in the body.
+        let e = obj(json!({"institution_id": "ins_1"}));
+        assert_ne!(
+            compute("sandbox/public_token/create", None, &a),
+            compute("sandbox/public_token/create", None, &e)
+        );
     }
 
     #[test]

@@ -105,6 +105,10 @@ impl Receiver {
     /// Notes that upstream answered the interaction `index` (before it is written): webhooks
     /// that arrive next follow it. `request` and `response` are the redacted bodies.
     pub fn answered(&self, index: &str, endpoint: &str, request: &Map<String, Value>, response: &Value) {
+        // An app fetches the key because a webhook arrived: a consequence, never a cause.
+        if endpoint == "webhook_verification_key/get" {
+            return;
+        }
         let mut state = self.state();
         let token = request.get("access_token").and_then(Value::as_str);
         if let (Some(t), Some(item)) = (
@@ -144,13 +148,24 @@ impl Receiver {
             .get(token)
             .cloned()
             .ok_or(RequestError::UnknownWebhookReceiver)?;
+        // What it follows is decided as it arrives: the app may call Plaid while handling it
+        // (to fetch the verification key), and those calls are not its cause.
+        let parsed = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .map(|value| redactor.response(webhook::RULES_ENDPOINT, value));
+        let placed = parsed.as_ref().map(|body| {
+            let mut state = self.state();
+            let after = webhook::item_of(body)
+                .and_then(|item| state.by_item.get(item))
+                .or(state.last.as_ref())
+                .cloned();
+            let seq = state.seq.entry(after.as_ref().map(|a| a.index.clone())).or_insert(0);
+            *seq += 1;
+            (after, *seq)
+        });
         let app_status = match self
             .poster
-            .post(
-                &registration.app_url,
-                upstream::forwarded_headers(headers),
-                body.clone(),
-            )
+            .post(&registration.app_url, upstream::forwarded_headers(headers), body)
             .await
         {
             Ok(answer) => Ok(answer.status),
@@ -159,20 +174,9 @@ impl Receiver {
                 Err(RequestError::WebhookAppUnreachable(e.to_string()))
             }
         };
-        let Ok(value) = serde_json::from_slice::<Value>(&body) else {
+        let (Some(body), Some((after, seq))) = (parsed, placed) else {
             tracing::warn!("a webhook body is not JSON; forwarded, not recorded");
             return Ok(Received { app_status, file: None });
-        };
-        let body = redactor.response(webhook::RULES_ENDPOINT, value);
-        let (after, seq) = {
-            let mut state = self.state();
-            let after = webhook::item_of(&body)
-                .and_then(|item| state.by_item.get(item))
-                .or(state.last.as_ref())
-                .cloned();
-            let seq = state.seq.entry(after.as_ref().map(|a| a.index.clone())).or_insert(0);
-            *seq += 1;
-            (after, *seq)
         };
         let text = |field: &str| body.get(field).and_then(Value::as_str).map(str::to_owned);
         let webhook = Webhook {

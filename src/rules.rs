@@ -312,6 +312,13 @@ pub fn builtin() -> Vec<Rule> {
         ));
     }
     rules.push(Rule::new(None, Side::Both, "**.webhook", Pseudonymize(Kind::Url)));
+    // WEBHOOK_UPDATE_ACKNOWLEDGED names the app's new URL, which may embed tokens like `webhook`.
+    rules.push(Rule::new(
+        None,
+        Side::Both,
+        "**.new_webhook_url",
+        Pseudonymize(Kind::Url),
+    ));
     // Sandbox test credentials are public defaults (user_good/pass_good) and choose the answer.
     rules.push(Rule::new(None, Side::Request, "options.override_username", Keep));
     rules.push(Rule::new(None, Side::Request, "options.override_password", Keep));

@@ -18,4 +18,5 @@ mod reliability;
 mod replay;
 mod store;
 mod support;
+mod webhooks;
 mod workflow;

@@ -48,7 +48,20 @@ struct FakeState {
     delay: Option<Duration>,
     /// While set and `true`, answers wait (see [`FakePlaid::hold`]).
     hold: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Set by [`FakePlaid::send_webhooks`].
+    webhooks: Option<FakeWebhooks>,
 }
+
+/// Plaid's webhook side, faked: its own ES256 key, the item's webhook URL, and the statuses
+/// its deliveries got back.
+struct FakeWebhooks {
+    signer: Arc<plaid_vcr::signer::Signer>,
+    url: Option<String>,
+    statuses: Arc<Mutex<Vec<u16>>>,
+}
+
+/// The item the fake's exchange hands out (the spec's example id).
+pub const ITEM_ID: &str = "M5eVJqLnv3tbzdngLDp9FL5OlDNxlNhlE55op";
 
 /// A fake Plaid: TLS with a self-signed rcgen certificate on 127.0.0.1:0, counting calls per
 /// endpoint and answering with a fresh random `request_id` every time.
@@ -161,6 +174,28 @@ impl FakePlaid {
         self.state.lock().unwrap().hold = None;
     }
 
+    /// Makes the fake send signed webhooks as Plaid's sandbox does: `SYNC_UPDATES_AVAILABLE`
+    /// after `/sandbox/public_token/create` (to its `options.webhook`), the code asked for by
+    /// `/sandbox/item/fire_webhook`, `WEBHOOK_UPDATE_ACKNOWLEDGED` to the new URL after
+    /// `/item/webhook/update`; it answers `/webhook_verification_key/get` with its key.
+    pub fn send_webhooks(&self) {
+        self.state.lock().unwrap().webhooks = Some(FakeWebhooks {
+            signer: Arc::new(plaid_vcr::signer::Signer::generate().unwrap()),
+            url: None,
+            statuses: Arc::new(Mutex::new(Vec::new())),
+        });
+    }
+
+    /// The statuses the fake's webhook deliveries were answered with, in order.
+    pub fn webhook_statuses(&self) -> Vec<u16> {
+        let state = self.state.lock().unwrap();
+        state
+            .webhooks
+            .as_ref()
+            .map(|w| w.statuses.lock().unwrap().clone())
+            .unwrap_or_default()
+    }
+
     /// Stops accepting; the port closes.
     pub fn stop(&self) {
         self.task.abort();
@@ -197,17 +232,28 @@ async fn fake_answer(
     .find(|e| path.ends_with(&format!("/{e}")))
     .map(str::to_string)
     .unwrap_or_else(|| path.trim_start_matches('/').to_string());
-    let (reply, delay, hold) = {
+    let (reply, delay, hold, webhook) = {
         let mut s = state.lock().unwrap();
         *s.calls.entry(endpoint.clone()).or_default() += 1;
+        let webhook = s.webhooks.as_mut().and_then(|w| webhook_reaction(w, &endpoint, &body));
         s.seen.push(Seen {
             path,
             version,
             headers,
             body,
         });
-        (s.replies.get(&endpoint).cloned(), s.delay, s.hold.clone())
+        (s.replies.get(&endpoint).cloned(), s.delay, s.hold.clone(), webhook)
     };
+    if let Some((reply, send)) = webhook {
+        if let Some(send) = send {
+            tokio::spawn(send);
+        }
+        let bytes = serde_json::to_vec_pretty(&reply).unwrap();
+        return Ok(Response::builder()
+            .header("content-type", "application/json; charset=utf-8")
+            .body(Full::new(Bytes::from(bytes)))
+            .unwrap());
+    }
     if let Some(mut hold) = hold {
         // Bounded: a test that forgets to release fails on its own timeouts, not by hanging.
         let _ = tokio::time::timeout(Duration::from_secs(30), hold.wait_for(|held| !held)).await;
@@ -225,6 +271,82 @@ async fn fake_answer(
         .header("content-type", "application/json; charset=utf-8")
         .body(Full::new(Bytes::from(bytes)))
         .unwrap())
+}
+
+type Sending = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// What the webhook-sending fake answers `endpoint` with, and the webhook it sends after;
+/// `None` for endpoints without webhook behaviour.
+fn webhook_reaction(hooks: &mut FakeWebhooks, endpoint: &str, body: &[u8]) -> Option<(Value, Option<Sending>)> {
+    let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let with_id = |mut v: Value| {
+        v["request_id"] = Value::String(random_request_id());
+        v
+    };
+    let (answer, webhook) = match endpoint {
+        "sandbox/public_token/create" => {
+            hooks.url = request["options"]["webhook"].as_str().map(str::to_owned);
+            let sync = json!({
+                "webhook_type": "TRANSACTIONS", "webhook_code": "SYNC_UPDATES_AVAILABLE", "item_id": ITEM_ID,
+                "initial_update_complete": true, "historical_update_complete": false, "environment": "sandbox"
+            });
+            (
+                json!({"public_token": "public-sandbox-b0e2c4ee-a763-4df5-bfe9-46a46bce993d"}),
+                Some(sync),
+            )
+        }
+        "sandbox/item/fire_webhook" => {
+            let code = request["webhook_code"].as_str().unwrap_or("DEFAULT_UPDATE");
+            let fired = if code == "DEFAULT_UPDATE" {
+                json!({"webhook_type": "TRANSACTIONS", "webhook_code": code, "item_id": ITEM_ID, "new_transactions": 3,
+                       "error": null, "environment": "sandbox"})
+            } else {
+                json!({"webhook_type": request["webhook_type"].as_str().unwrap_or("ITEM"), "webhook_code": code,
+                       "item_id": ITEM_ID, "environment": "sandbox"})
+            };
+            (json!({"webhook_fired": true}), Some(fired))
+        }
+        "item/webhook/update" => {
+            let new = request["webhook"].as_str().unwrap_or("").to_owned();
+            hooks.url = Some(new.clone());
+            let item = json!({"item": {"item_id": ITEM_ID, "webhook": new, "institution_id": "ins_109508",
+                "available_products": [], "billed_products": ["transactions"], "error": null,
+                "update_type": "background", "consent_expiration_time": null}});
+            let ack = json!({"webhook_type": "ITEM", "webhook_code": "WEBHOOK_UPDATE_ACKNOWLEDGED", "item_id": ITEM_ID,
+                             "new_webhook_url": new, "error": null, "environment": "sandbox"});
+            (item, Some(ack))
+        }
+        "webhook_verification_key/get" => {
+            if request["key_id"].as_str() != Some(hooks.signer.kid()) {
+                return None;
+            }
+            (json!({"key": hooks.signer.jwk()}), None)
+        }
+        _ => return None,
+    };
+    let send = match (webhook, hooks.url.clone()) {
+        (Some(webhook), Some(url)) => {
+            let (signer, statuses) = (hooks.signer.clone(), hooks.statuses.clone());
+            let send: Sending = Box::pin(async move {
+                // Plaid sends webhooks after it has answered, asynchronously.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let bytes = serde_json::to_vec_pretty(&webhook).unwrap();
+                let jwt = signer.sign(&bytes).unwrap();
+                let headers = [
+                    ("content-type", "application/json"),
+                    ("plaid-verification", jwt.as_str()),
+                ];
+                let status = match try_send("POST", &url, &headers, bytes).await {
+                    Ok(resp) => resp.status,
+                    Err(_) => 0,
+                };
+                statuses.lock().unwrap().push(status);
+            });
+            Some(send)
+        }
+        _ => None,
+    };
+    Some((with_id(answer), send))
 }
 
 fn default_reply(endpoint: &str) -> Reply {

@@ -377,7 +377,11 @@ mod tests {
     #[test]
     fn config_example_toml_lists_every_key_with_its_default() {
         let example = include_str!("../config.example.toml");
-        let (_dir, path) = write_config(&example.replace("# upstream_ca = ", "upstream_ca = "));
+        let example = example
+            .replace("# upstream_ca = ", "upstream_ca = ")
+            .replace("# webhook_public_url = ", "webhook_public_url = ")
+            .replace("# webhook_target = ", "webhook_target = ");
+        let (_dir, path) = write_config(&example);
         let c = Config::resolve(&Layer {
             config: Some(path.clone()),
             ..Default::default()
@@ -389,6 +393,8 @@ mod tests {
             upstream_ca: Some(base.join("certs/private-ca.pem")),
             cassette: base.join(&defaults.cassette),
             store: base.join(&defaults.store),
+            webhook_public_url: Some("https://my-tunnel.example.com".into()),
+            webhook_target: Some("http://127.0.0.1:3000/plaid/webhook".into()),
             ..defaults
         };
         assert_eq!(c, expected);
@@ -457,6 +463,24 @@ mod tests {
         let c = Config::resolve(&args).unwrap();
         assert_eq!(c.listen.port(), 0);
         assert_eq!(c.connect_timeout, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn webhook_urls_must_be_http_urls_with_a_host() {
+        for (key, bad) in [
+            ("webhook_public_url", "my-tunnel.example.com"),
+            ("webhook_target", "ftp://x/hook"),
+            ("webhook_public_url", "https://x/?token=1"),
+        ] {
+            let (_d, path) = write_config(&format!("{key} = \"{bad}\"\n"));
+            let err = Config::resolve(&Layer {
+                config: Some(path),
+                ..Default::default()
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(key) && err.contains(bad), "{err}");
+        }
     }
 
     #[test]

@@ -107,6 +107,11 @@ impl Proxy {
         self
     }
 
+    /// The key id replayed webhooks are signed with; `None` in `record`.
+    pub fn webhook_key_id(&self) -> Option<&str> {
+        self.webhooks.deliveries.as_deref().map(Deliveries::kid)
+    }
+
     /// Waits (up to `timeout`) for queued webhook deliveries; part of a graceful stop.
     pub async fn finish_deliveries(&self, timeout: Duration) {
         if let Some(deliveries) = &self.webhooks.deliveries {

@@ -164,6 +164,7 @@ impl Server {
     pub fn spawn(self) -> RunningServer {
         let addr = self.addr;
         let connections = self.connections.clone();
+        let webhook_key_id = self.proxy.webhook_key_id().map(str::to_owned);
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(self.run(async move {
             let _ = rx.await;
@@ -171,6 +172,7 @@ impl Server {
         RunningServer {
             addr,
             connections,
+            webhook_key_id,
             stop: Some(tx),
             task: Some(task),
         }
@@ -181,6 +183,7 @@ impl Server {
 pub struct RunningServer {
     addr: SocketAddr,
     connections: Arc<Connections>,
+    webhook_key_id: Option<String>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<Summary, Error>>>,
 }
@@ -194,6 +197,12 @@ impl RunningServer {
     /// The base URL to give a Plaid client: `http://IP:PORT/plaid-compatible`.
     pub fn base_url(&self) -> String {
         format!("http://{}{PREFIX}", self.addr)
+    }
+
+    /// The key id replayed webhooks are signed with (`None` in `record`), which
+    /// `/webhook_verification_key/get` answers for.
+    pub fn webhook_key_id(&self) -> Option<&str> {
+        self.webhook_key_id.as_deref()
     }
 
     /// Requests being answered right now (tests use it to act at an exact moment).
@@ -268,6 +277,11 @@ impl ReplayServer {
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.server.local_addr()
+    }
+
+    /// The key id replayed webhooks are signed with (see [`crate::signer`]).
+    pub fn webhook_key_id(&self) -> Option<&str> {
+        self.server.webhook_key_id()
     }
 
     /// Shuts down and returns the session summary (hits, misses, unused recordings).

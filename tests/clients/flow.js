@@ -1,6 +1,7 @@
 // The sandbox flow through plaid-vcr with the official Node client (npm `plaid`).
 // Env: PLAID_VCR_BASE (http://127.0.0.1:PORT/plaid-compatible), PLAID_VCR_MODE (record|replay),
-// CLIENT_ID / SECRET (optional: without them the client sends no credentials).
+// CLIENT_ID / SECRET (optional: without them the client sends no credentials), PLAID_VCR_KID
+// (optional: a webhook key id to fetch with /webhook_verification_key/get).
 // Prints one JSON line of what it saw; exits 1 with a message when something is off.
 const { Configuration, PlaidApi } = require('plaid');
 
@@ -51,6 +52,11 @@ async function main() {
     out.miss = await failure(() => client.identityGet({ access_token: 'access-sandbox-00000000-0000-4000-8000-000000000000' }));
     const anonymous = new PlaidApi(new Configuration({ basePath: base }));
     out.no_credentials = await failure(() => anonymous.accountsGet({ access_token: token }));
+  }
+  if (process.env.PLAID_VCR_KID) {
+    // plaid-vcr's own webhook signing key.
+    const { key } = (await client.webhookVerificationKeyGet({ key_id: process.env.PLAID_VCR_KID })).data;
+    out.webhook_key = { kid: key.kid, alg: key.alg, crv: key.crv, kty: key.kty, x: key.x.length, expired_at: key.expired_at };
   }
   console.log(JSON.stringify(out));
 }

@@ -1,7 +1,8 @@
 """The sandbox flow through plaid-vcr with the official Python client (PyPI `plaid-python`).
 
 Env: PLAID_VCR_BASE (http://127.0.0.1:PORT/plaid-compatible), PLAID_VCR_MODE (record|replay),
-CLIENT_ID / SECRET (optional: without them the client sends no credentials).
+CLIENT_ID / SECRET (optional: without them the client sends no credentials), PLAID_VCR_KID
+(optional: a webhook key id to fetch with /webhook_verification_key/get).
 Prints one JSON line of what it saw; exits 1 with a message when something is off. The client
 validates every response against its models, strictly: a call returning at all means the
 (redacted, replayed) answer passed that validation.
@@ -18,6 +19,7 @@ from plaid.model.identity_get_request_options import IdentityGetRequestOptions
 from plaid.model.item_public_token_exchange_request import ItemPublicTokenExchangeRequest
 from plaid.model.products import Products
 from plaid.model.sandbox_public_token_create_request import SandboxPublicTokenCreateRequest
+from plaid.model.webhook_verification_key_get_request import WebhookVerificationKeyGetRequest
 
 BASE = os.environ["PLAID_VCR_BASE"]
 MODE = os.environ["PLAID_VCR_MODE"]
@@ -74,6 +76,10 @@ def main():
         out["miss"] = failure(lambda: api.identity_get(IdentityGetRequest(access_token="access-sandbox-00000000-0000-4000-8000-000000000000")))
         anonymous = client(with_credentials=False)
         out["no_credentials"] = failure(lambda: anonymous.accounts_get(AccountsGetRequest(access_token=token)))
+    if os.environ.get("PLAID_VCR_KID"):
+        # plaid-vcr's own webhook signing key, parsed by the client's JWKPublicKey model.
+        key = api.webhook_verification_key_get(WebhookVerificationKeyGetRequest(key_id=os.environ["PLAID_VCR_KID"])).key
+        out["webhook_key"] = {"kid": key.kid, "alg": key.alg, "crv": key.crv, "kty": key.kty, "x": len(key.x), "expired_at": key.expired_at}
     print(json.dumps(out))
 
 

@@ -52,7 +52,7 @@ fn clients_home() -> Option<PathBuf> {
 }
 
 /// Runs the flow script for `lang` against `base` and returns its JSON line (bounded: 90 s).
-fn flow(home: &Path, lang: Lang, base: &str, mode: &str, credentials: bool) -> Value {
+fn flow(home: &Path, lang: Lang, base: &str, mode: &str, credentials: bool, kid: Option<&str>) -> Value {
     let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
     let mut command = match lang {
         Lang::Node => {
@@ -72,6 +72,10 @@ fn flow(home: &Path, lang: Lang, base: &str, mode: &str, credentials: bool) -> V
         .env("PLAID_VCR_MODE", mode)
         .env_remove("CLIENT_ID")
         .env_remove("SECRET");
+    command.env_remove("PLAID_VCR_KID");
+    if let Some(kid) = kid {
+        command.env("PLAID_VCR_KID", kid);
+    }
     if credentials {
         command
             .env("CLIENT_ID", "0123456789abcdef01234567")
@@ -104,9 +108,16 @@ fn run_script(mut command: Command, what: &str) -> Value {
     panic!("{what} did not finish in 90 s");
 }
 
-async fn flow_async(home: &Path, lang: Lang, base: String, mode: &'static str, credentials: bool) -> Value {
+async fn flow_async(
+    home: &Path,
+    lang: Lang,
+    base: String,
+    mode: &'static str,
+    credentials: bool,
+    kid: Option<String>,
+) -> Value {
     let home = home.to_owned();
-    tokio::task::spawn_blocking(move || flow(&home, lang, &base, mode, credentials))
+    tokio::task::spawn_blocking(move || flow(&home, lang, &base, mode, credentials, kid.as_deref()))
         .await
         .unwrap()
 }
@@ -138,7 +149,7 @@ async fn official_clients_record_then_replay_offline() {
         cfg.client_id = Some(Secret::new("vcr-held-client-id"));
         cfg.secret = Some(Secret::new("vcr-held-secret"));
         let proxy = start(&cfg, Mode::Record).await;
-        let recorded = flow_async(&home, lang, proxy.base_url(), "record", false).await;
+        let recorded = flow_async(&home, lang, proxy.base_url(), "record", false, None).await;
         let summary = proxy.stop().await.unwrap();
         assert_eq!(summary.recorded.len(), 5, "{lang:?}: {summary:?}");
         assert_eq!(
@@ -163,7 +174,7 @@ async fn official_clients_record_then_replay_offline() {
         fake.stop();
 
         let replay = start(&config(&dirs, None), Mode::Replay).await;
-        let replayed = flow_async(&home, lang, replay.base_url(), "replay", true).await;
+        let replayed = flow_async(&home, lang, replay.base_url(), "replay", true, None).await;
         let summary = replay.stop().await.unwrap();
         assert_replayed(lang, &replayed);
         assert_eq!(
@@ -194,8 +205,15 @@ async fn official_clients_replay_the_committed_cassette() {
     for lang in LANGS {
         let cassette = Path::new(env!("CARGO_MANIFEST_DIR")).join("cassettes/clients");
         let server = plaid_vcr::ReplayServer::start(cassette).await.unwrap();
-        let out = flow_async(&home, lang, server.base_url(), "replay", true).await;
+        let kid = server.webhook_key_id().expect("replay signs webhooks").to_owned();
+        let out = flow_async(&home, lang, server.base_url(), "replay", true, Some(kid.clone())).await;
         assert_replayed(lang, &out);
+        // The client's own model parses plaid-vcr's JWK, answered for its key id.
+        assert_eq!(
+            out["webhook_key"],
+            serde_json::json!({"kid": kid, "alg": "ES256", "crv": "P-256", "kty": "EC", "x": 43, "expired_at": null}),
+            "{lang:?}: {out}"
+        );
         server.stop().await.unwrap();
     }
 }

@@ -133,6 +133,26 @@ impl Receiver {
         state.last = Some(answered);
     }
 
+    /// Which interaction a webhook with (redacted) `body` follows, and its place after it. The
+    /// first one after an interaction in this session first removes what an earlier session
+    /// recorded after it, under the lock: a later webhook of this session (seq 2, 3, …) is only
+    /// placed after that, so its file can never be the one removed. (A few unlinks, once per
+    /// interaction per session: cheap enough to do here.)
+    fn place(&self, body: &Value) -> Result<(Option<Answered>, u32), RequestError> {
+        let mut state = self.state();
+        let after = webhook::item_of(body)
+            .and_then(|item| state.by_item.get(item))
+            .or(state.last.as_ref())
+            .cloned();
+        let index = after.as_ref().map(|a| a.index.clone());
+        let seq = *state.seq.get(&index).unwrap_or(&0) + 1;
+        if seq == 1 {
+            webhook::remove_after(&self.cassette, index.as_deref()).map_err(|e| RequestError::Store(e.to_string()))?;
+        }
+        state.seq.insert(index, seq);
+        Ok((after, seq))
+    }
+
     /// Handles a webhook upstream POSTed to the receiver path `token`: forwards it to the app,
     /// then records it durably (even if the app was down: it is what Plaid sent).
     pub async fn receive(
@@ -153,16 +173,10 @@ impl Receiver {
         let parsed = serde_json::from_slice::<Value>(&body)
             .ok()
             .map(|value| redactor.response(webhook::RULES_ENDPOINT, value));
-        let placed = parsed.as_ref().map(|body| {
-            let mut state = self.state();
-            let after = webhook::item_of(body)
-                .and_then(|item| state.by_item.get(item))
-                .or(state.last.as_ref())
-                .cloned();
-            let seq = state.seq.entry(after.as_ref().map(|a| a.index.clone())).or_insert(0);
-            *seq += 1;
-            (after, *seq)
-        });
+        let placed = match &parsed {
+            Some(body) => Some(self.place(body)?),
+            None => None,
+        };
         let app_status = match self
             .poster
             .post(&registration.app_url, upstream::forwarded_headers(headers), body)
@@ -194,15 +208,10 @@ impl Receiver {
         };
         let root = self.cassette.clone();
         // fsyncs: off the runtime's workers.
-        let written = tokio::task::spawn_blocking(move || {
-            if webhook.seq == 1 {
-                webhook::remove_after(&root, webhook.after.as_deref())?;
-            }
-            webhook::write(&root, &webhook)
-        })
-        .await
-        .map_err(|e| RequestError::Store(format!("recording a webhook failed: {e}")))?
-        .map_err(|e| RequestError::Store(e.to_string()))?;
+        let written = tokio::task::spawn_blocking(move || webhook::write(&root, &webhook))
+            .await
+            .map_err(|e| RequestError::Store(format!("recording a webhook failed: {e}")))?
+            .map_err(|e| RequestError::Store(e.to_string()))?;
         Ok(Received {
             app_status,
             file: Some(written),

@@ -549,3 +549,109 @@ async fn concurrent_flows_each_get_their_webhooks_delivered_and_verified() {
         replay.stderr()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_finds_raw_webhooks_and_redact_fixes_them_and_follows_re_keyed_interactions() {
+    let dirs = Dirs::new();
+    let fake = FakePlaid::start().await;
+    fake.send_webhooks();
+    let port = free_port();
+    let public = format!("http://127.0.0.1:{port}");
+    let mut args = serve_args(
+        "record",
+        &dirs,
+        Some(&fake),
+        &["--webhook-public-url", &public, "--no-redact"],
+    );
+    args[2] = format!("127.0.0.1:{port}");
+    let mut recorder = Binary::start(&args, &[], dirs.root.path());
+    let app = App::start(recorder.base_url()).await;
+    flow(&recorder.base_url(), &app).await;
+    assert_eq!(recorder.signal_and_wait("TERM"), Some(0));
+    drop(app);
+    fake.stop();
+    assert!(
+        cassette_text(&dirs).contains(ITEM_ID),
+        "--no-redact kept the real item id"
+    );
+
+    let cassette = dirs.cassette().display().to_string();
+    let (code, out, _) = run_binary(&["scan", &cassette], dirs.root.path());
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("webhooks/") && out.contains("unredacted-file"), "{out}");
+
+    let store = dirs.store().display().to_string();
+    let (code, out, err) = run_binary(&["redact", &cassette, "--store", &store], dirs.root.path());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("key changed"), "raw tokens re-key the interactions: {out}");
+    let text = cassette_text(&dirs);
+    assert!(!text.contains(ITEM_ID) && !text.contains(TOKEN), "redacted everywhere");
+    assert!(!text.contains("\"unredacted\""), "markers cleared");
+    // The webhooks still follow their (re-keyed) interactions: check finds no orphan, and a
+    // replay delivers all three.
+    let (code, out, err) = run_binary(&["check", &cassette], dirs.root.path());
+    assert_eq!(code, 0, "{out}{err}");
+    let mut replay = Binary::start(&serve_args("replay", &dirs, None, &["--strict"]), &[], dirs.root.path());
+    let app = App::start(replay.base_url()).await;
+    let item = flow(&replay.base_url(), &app).await;
+    assert_seen(&app, &item);
+    assert_eq!(replay.signal_and_wait("TERM"), Some(0), "{}", replay.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_clients_recording_at_once_lose_no_webhook_and_replay_delivers_them_all() {
+    let dirs = Dirs::new();
+    let fake = FakePlaid::start().await;
+    fake.send_webhooks();
+    let port = free_port();
+    let public = format!("http://127.0.0.1:{port}");
+    let mut args = serve_args("record", &dirs, Some(&fake), &["--webhook-public-url", &public]);
+    args[2] = format!("127.0.0.1:{port}");
+    let mut recorder = Binary::start(&args, &[], dirs.root.path());
+    let base = recorder.base_url();
+    let app = Arc::new(App::start(base.clone()).await);
+    let create = |app: &App| {
+        json!({"institution_id": "ins_109508", "initial_products": ["transactions"],
+               "options": {"webhook": app.url("/hooks/first")}})
+        .to_string()
+    };
+    // The same request from 16 clients at once: one interaction, 16 webhooks after it, received
+    // and written concurrently.
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            let (url, body) = (format!("{base}/sandbox/public_token/create"), create(&app));
+            tokio::spawn(async move { send("POST", &url, &CLIENT_HEADERS, body).await.status })
+        })
+        .collect();
+    for client in clients {
+        assert_eq!(client.await.unwrap(), 200);
+    }
+    app.wait_for(16).await;
+    assert_eq!(recorder.signal_and_wait("TERM"), Some(0));
+    assert!(
+        recorder.stderr().contains("webhooks: 16 recorded"),
+        "{}",
+        recorder.stderr()
+    );
+    fake.stop();
+    let files: Vec<_> = dirs
+        .cassette_files()
+        .into_iter()
+        .filter(|f| f.starts_with("webhooks"))
+        .collect();
+    assert_eq!(files.len(), 16, "{files:?}");
+
+    let mut replay = Binary::start(&serve_args("replay", &dirs, None, &[]), &[], dirs.root.path());
+    let app = App::start(replay.base_url()).await;
+    let url = format!("{}/sandbox/public_token/create", replay.base_url());
+    assert_eq!(send("POST", &url, &CLIENT_HEADERS, create(&app)).await.status, 200);
+    app.wait_for(16).await;
+    assert_eq!(replay.signal_and_wait("TERM"), Some(0));
+    assert!(
+        replay
+            .stderr()
+            .contains("webhooks: 0 recorded, 16 delivered, 0 failed, 0 never delivered"),
+        "{}",
+        replay.stderr()
+    );
+}

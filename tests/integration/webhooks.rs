@@ -655,3 +655,61 @@ async fn sixteen_clients_recording_at_once_lose_no_webhook_and_replay_delivers_t
         replay.stderr()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_with_nowhere_to_go_is_logged_once_and_replay_goes_on() {
+    let dirs = Dirs::new();
+    let fake = FakePlaid::start().await;
+    fake.send_webhooks();
+    let port = free_port();
+    let public = format!("http://127.0.0.1:{port}");
+    let mut args = serve_args("record", &dirs, Some(&fake), &["--webhook-public-url", &public]);
+    args[2] = format!("127.0.0.1:{port}");
+    let mut recorder = Binary::start(&args, &[], dirs.root.path());
+    let app = App::start(recorder.base_url()).await;
+    flow(&recorder.base_url(), &app).await;
+    assert_eq!(recorder.signal_and_wait("TERM"), Some(0));
+    drop(app);
+    fake.stop();
+
+    // The app skips item creation (which registered the URL): the public token it exchanges
+    // is the replayed one, read from the cassette.
+    let create = dirs
+        .cassette_files()
+        .into_iter()
+        .find(|f| f.starts_with("sandbox_public_token_create"))
+        .unwrap();
+    let created: Value = serde_json::from_str(&std::fs::read_to_string(dirs.cassette().join(create)).unwrap()).unwrap();
+    let public_token = created["response"]["body"]["public_token"].as_str().unwrap().to_owned();
+    let mut replay = Binary::start(&serve_args("replay", &dirs, None, &[]), &[], dirs.root.path());
+    let base = replay.base_url();
+    let exchanged = send(
+        "POST",
+        &format!("{base}/item/public_token/exchange"),
+        &CLIENT_HEADERS,
+        json!({"public_token": public_token}).to_string(),
+    )
+    .await;
+    let token = exchanged.json()["access_token"].as_str().unwrap().to_owned();
+    for _ in 0..2 {
+        let fired = send(
+            "POST",
+            &format!("{base}/sandbox/item/fire_webhook"),
+            &CLIENT_HEADERS,
+            json!({"access_token": token, "webhook_code": "DEFAULT_UPDATE"}).to_string(),
+        )
+        .await;
+        assert_eq!((fired.status, fired.outcome()), (200, "hit"));
+    }
+    assert_eq!(replay.signal_and_wait("TERM"), Some(0), "{}", replay.stderr());
+    let stderr = replay.stderr();
+    assert_eq!(
+        stderr.matches("recorded webhooks have nowhere to go").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("webhooks: 0 recorded, 0 delivered, 0 failed, 3 never delivered"),
+        "{stderr}"
+    );
+}

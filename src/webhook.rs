@@ -135,17 +135,21 @@ pub fn list(root: &Path) -> Result<Vec<PathBuf>, CassetteError> {
 
 /// Reads and checks every webhook file of the cassette at `root`; the first bad file fails.
 pub fn load(root: &Path) -> Result<Vec<(PathBuf, Webhook)>, CassetteError> {
-    let mut out = Vec::new();
-    for relative in list(root)? {
-        let path = root.join(&relative);
-        let bytes = std::fs::read(&path).map_err(|source| CassetteError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        let webhook = Webhook::from_file_bytes(&bytes).map_err(|reason| CassetteError::Webhook { path, reason })?;
-        out.push((relative, webhook));
-    }
-    Ok(out)
+    list(root)?
+        .into_iter()
+        .map(|relative| Ok((relative.clone(), read(root, &relative)?.1)))
+        .collect()
+}
+
+/// The bytes of the webhook file `relative` and the webhook they hold; errors name the file.
+fn read(root: &Path, relative: &Path) -> Result<(Vec<u8>, Webhook), CassetteError> {
+    let path = root.join(relative);
+    let bytes = std::fs::read(&path).map_err(|source| CassetteError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let webhook = Webhook::from_file_bytes(&bytes).map_err(|reason| CassetteError::Webhook { path, reason })?;
+    Ok((bytes, webhook))
 }
 
 /// Writes `webhook` durably (temp file, fsync, rename, directory fsync); returns its path.
@@ -163,15 +167,7 @@ pub fn rewrite_files(
 ) -> Result<Vec<Rewrite>, CassetteError> {
     let mut done = Vec::new();
     for relative in list(root)? {
-        let path = root.join(&relative);
-        let bytes = std::fs::read(&path).map_err(|source| CassetteError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        let mut webhook = Webhook::from_file_bytes(&bytes).map_err(|reason| CassetteError::Webhook {
-            path: path.clone(),
-            reason,
-        })?;
+        let (bytes, mut webhook) = read(root, &relative)?;
         let changed = transform(&mut webhook);
         let to = webhook.relative_path();
         let new_bytes = webhook.to_file_bytes();
@@ -180,6 +176,7 @@ pub fn rewrite_files(
         }
         cassette::write_atomic(&root.join(&to), &new_bytes)?;
         if to != relative {
+            let path = root.join(&relative);
             std::fs::remove_file(&path).map_err(|source| CassetteError::Write { path, source })?;
         }
         done.push(Rewrite {

@@ -280,6 +280,29 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Starts `plaid-vcr record` against `fake` on a free port whose own address is the
+/// receiver's public URL (returned too), with `extra` arguments.
+fn recorder(dirs: &Dirs, fake: &FakePlaid, extra: &[&str]) -> (Binary, String) {
+    let port = free_port();
+    let public = format!("http://127.0.0.1:{port}");
+    let mut flags = vec!["--webhook-public-url", public.as_str()];
+    flags.extend_from_slice(extra);
+    let mut args = serve_args("record", dirs, Some(fake), &flags);
+    args[2] = format!("127.0.0.1:{port}");
+    (Binary::start(&args, &[], dirs.root.path()), public)
+}
+
+/// Records the app's whole flow through a webhook-sending fake into `dirs`; stops both.
+async fn record_flow(dirs: &Dirs, extra: &[&str]) {
+    let fake = FakePlaid::start().await;
+    fake.send_webhooks();
+    let (mut recorder, _) = recorder(dirs, &fake, extra);
+    let app = App::start(recorder.base_url()).await;
+    flow(&recorder.base_url(), &app).await;
+    assert_eq!(recorder.signal_and_wait("TERM"), Some(0), "{}", recorder.stderr());
+    fake.stop();
+}
+
 fn cassette_text(dirs: &Dirs) -> String {
     dirs.cassette_files()
         .iter()
@@ -295,11 +318,7 @@ async fn webhooks_are_recorded_live_and_replayed_signed_after_the_answers_that_c
     fake.send_webhooks();
 
     // Record: plaid-vcr's own address is the receiver's public URL (a tunnel for real Plaid).
-    let port = free_port();
-    let public = format!("http://127.0.0.1:{port}");
-    let mut args = serve_args("record", &dirs, Some(&fake), &["--webhook-public-url", &public]);
-    args[2] = format!("127.0.0.1:{port}");
-    let mut recorder = Binary::start(&args, &[], dirs.root.path());
+    let (mut recorder, public) = recorder(&dirs, &fake, &[]);
     let app = App::start(recorder.base_url()).await;
     let recorded_item = flow(&recorder.base_url(), &app).await;
     assert_eq!(recorded_item, ITEM_ID);
@@ -405,17 +424,7 @@ async fn webhooks_are_recorded_live_and_replayed_signed_after_the_answers_that_c
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_deliveries_are_retried_counted_and_fail_strict_and_unsent_ones_are_named() {
     let dirs = Dirs::new();
-    let fake = FakePlaid::start().await;
-    fake.send_webhooks();
-    let port = free_port();
-    let public = format!("http://127.0.0.1:{port}");
-    let mut args = serve_args("record", &dirs, Some(&fake), &["--webhook-public-url", &public]);
-    args[2] = format!("127.0.0.1:{port}");
-    let mut recorder = Binary::start(&args, &[], dirs.root.path());
-    let app = App::start(recorder.base_url()).await;
-    flow(&recorder.base_url(), &app).await;
-    assert_eq!(recorder.signal_and_wait("TERM"), Some(0));
-    drop(app);
+    record_flow(&dirs, &[]).await;
 
     // Every delivery goes to a port nothing listens on: refused, retried, failed.
     let dead = format!("http://127.0.0.1:{}/hooks", free_port());
@@ -485,18 +494,7 @@ async fn without_a_public_url_webhook_urls_pass_through_and_the_receiver_refuses
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_flows_each_get_their_webhooks_delivered_and_verified() {
     let dirs = Dirs::new();
-    let fake = FakePlaid::start().await;
-    fake.send_webhooks();
-    let port = free_port();
-    let public = format!("http://127.0.0.1:{port}");
-    let mut args = serve_args("record", &dirs, Some(&fake), &["--webhook-public-url", &public]);
-    args[2] = format!("127.0.0.1:{port}");
-    let mut recorder = Binary::start(&args, &[], dirs.root.path());
-    let app = App::start(recorder.base_url()).await;
-    flow(&recorder.base_url(), &app).await;
-    assert_eq!(recorder.signal_and_wait("TERM"), Some(0));
-    drop(app);
-    fake.stop();
+    record_flow(&dirs, &[]).await;
 
     // 16 clients each create an item three times at once, against one app: 48 deliveries
     // through one queue, every one verified, none lost or doubled.
@@ -553,23 +551,7 @@ async fn concurrent_flows_each_get_their_webhooks_delivered_and_verified() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scan_finds_raw_webhooks_and_redact_fixes_them_and_follows_re_keyed_interactions() {
     let dirs = Dirs::new();
-    let fake = FakePlaid::start().await;
-    fake.send_webhooks();
-    let port = free_port();
-    let public = format!("http://127.0.0.1:{port}");
-    let mut args = serve_args(
-        "record",
-        &dirs,
-        Some(&fake),
-        &["--webhook-public-url", &public, "--no-redact"],
-    );
-    args[2] = format!("127.0.0.1:{port}");
-    let mut recorder = Binary::start(&args, &[], dirs.root.path());
-    let app = App::start(recorder.base_url()).await;
-    flow(&recorder.base_url(), &app).await;
-    assert_eq!(recorder.signal_and_wait("TERM"), Some(0));
-    drop(app);
-    fake.stop();
+    record_flow(&dirs, &["--no-redact"]).await;
     assert!(
         cassette_text(&dirs).contains(ITEM_ID),
         "--no-redact kept the real item id"
@@ -603,11 +585,7 @@ async fn sixteen_clients_recording_at_once_lose_no_webhook_and_replay_delivers_t
     let dirs = Dirs::new();
     let fake = FakePlaid::start().await;
     fake.send_webhooks();
-    let port = free_port();
-    let public = format!("http://127.0.0.1:{port}");
-    let mut args = serve_args("record", &dirs, Some(&fake), &["--webhook-public-url", &public]);
-    args[2] = format!("127.0.0.1:{port}");
-    let mut recorder = Binary::start(&args, &[], dirs.root.path());
+    let (mut recorder, _) = recorder(&dirs, &fake, &[]);
     let base = recorder.base_url();
     let app = Arc::new(App::start(base.clone()).await);
     let create = |app: &App| {
@@ -659,18 +637,7 @@ async fn sixteen_clients_recording_at_once_lose_no_webhook_and_replay_delivers_t
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_with_nowhere_to_go_is_logged_once_and_replay_goes_on() {
     let dirs = Dirs::new();
-    let fake = FakePlaid::start().await;
-    fake.send_webhooks();
-    let port = free_port();
-    let public = format!("http://127.0.0.1:{port}");
-    let mut args = serve_args("record", &dirs, Some(&fake), &["--webhook-public-url", &public]);
-    args[2] = format!("127.0.0.1:{port}");
-    let mut recorder = Binary::start(&args, &[], dirs.root.path());
-    let app = App::start(recorder.base_url()).await;
-    flow(&recorder.base_url(), &app).await;
-    assert_eq!(recorder.signal_and_wait("TERM"), Some(0));
-    drop(app);
-    fake.stop();
+    record_flow(&dirs, &[]).await;
 
     // The app skips item creation (which registered the URL): the public token it exchanges
     // is the replayed one, read from the cassette.

@@ -41,6 +41,10 @@ pub enum CassetteError {
     Webhook { path: PathBuf, reason: String },
 }
 
+/// The cassette subdirectory holding recorded webhooks, one file each (not interactions, so
+/// [`Cassette::list`] skips it; the webhook module reads and writes them).
+pub const WEBHOOKS_DIR: &str = "webhooks";
+
 /// A cassette directory.
 #[derive(Debug, Clone)]
 pub struct Cassette {
@@ -149,8 +153,8 @@ impl Cassette {
                     continue;
                 }
                 if is_dir {
-                    // Recorded webhooks have their own walk (crate::webhook); `check` sees all.
-                    if !all && rel.as_os_str().is_empty() && name == crate::webhook::DIR {
+                    // Recorded webhooks have their own walk; `check` sees all.
+                    if !all && rel.as_os_str().is_empty() && name == WEBHOOKS_DIR {
                         continue;
                     }
                     stack.push(rel.join(name));

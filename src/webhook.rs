@@ -19,7 +19,7 @@ use crate::cassette::{self, CassetteError, Rewrite};
 use crate::key;
 
 /// The cassette subdirectory holding webhook files.
-pub const DIR: &str = "webhooks";
+pub use crate::cassette::WEBHOOKS_DIR as DIR;
 /// Version of the webhook file format.
 pub const FORMAT: u32 = 1;
 /// The path prefix of plaid-vcr's webhook receiver on its own listener.

@@ -303,6 +303,14 @@ async fn record_flow(dirs: &Dirs, extra: &[&str]) {
     fake.stop();
 }
 
+/// The cassette's webhook files, relative to it.
+fn webhook_files(dirs: &Dirs) -> Vec<std::path::PathBuf> {
+    dirs.cassette_files()
+        .into_iter()
+        .filter(|f| f.starts_with("webhooks"))
+        .collect()
+}
+
 fn cassette_text(dirs: &Dirs) -> String {
     dirs.cassette_files()
         .iter()
@@ -346,11 +354,7 @@ async fn webhooks_are_recorded_live_and_replayed_signed_after_the_answers_that_c
     fake.stop();
 
     // One file per webhook, after the interaction it followed, redacted like the interactions.
-    let files: Vec<_> = dirs
-        .cassette_files()
-        .into_iter()
-        .filter(|f| f.starts_with("webhooks"))
-        .collect();
+    let files = webhook_files(&dirs);
     assert_eq!(files.len(), 3, "{files:?}");
     let mut after = Vec::new();
     for file in &files {
@@ -612,11 +616,7 @@ async fn sixteen_clients_recording_at_once_lose_no_webhook_and_replay_delivers_t
         recorder.stderr()
     );
     fake.stop();
-    let files: Vec<_> = dirs
-        .cassette_files()
-        .into_iter()
-        .filter(|f| f.starts_with("webhooks"))
-        .collect();
+    let files = webhook_files(&dirs);
     assert_eq!(files.len(), 16, "{files:?}");
 
     let mut replay = Binary::start(&serve_args("replay", &dirs, None, &[]), &[], dirs.root.path());

@@ -52,6 +52,7 @@ pub mod inspect;
 pub mod interaction;
 pub mod key;
 pub mod logbuf;
+pub mod logline;
 pub mod mode;
 pub mod numbers;
 mod outcome;

@@ -233,7 +233,8 @@ fn verdict(clean: bool) -> ExitCode {
 /// file's `log_level`. A bare level applies to plaid-vcr's own logs, others stay at warn.
 ///
 /// Lines are batched to stderr ([`plaid_vcr::logbuf`]): a request's log line costs a copy into
-/// a buffer, not a write syscall. The returned guard writes out what is buffered when dropped,
+/// a buffer, not a write syscall; off a terminal they are formatted by
+/// [`plaid_vcr::logline::LineFormat`]. The returned guard writes out what is buffered when dropped,
 /// so it lives until the command's output is done.
 fn init_logging(level_given: bool, config: &Config) -> Result<plaid_vcr::logbuf::Flusher, Error> {
     let filter = match std::env::var("RUST_LOG") {
@@ -242,11 +243,19 @@ fn init_logging(level_given: bool, config: &Config) -> Result<plaid_vcr::logbuf:
     };
     let (writer, flusher) =
         plaid_vcr::logbuf::buffered(std::io::stderr()).map_err(Error::io("start the log writer thread", None))?;
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(writer)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(writer);
+    if std::io::stderr().is_terminal() {
+        // A person is reading: colours, and the default formatter's cost does not matter.
+        builder.with_ansi(true).init();
+    } else {
+        // CI and log files: the same text, formatted for a fraction of the cost.
+        builder
+            .with_ansi(false)
+            .event_format(plaid_vcr::logline::LineFormat)
+            .init();
+    }
     Ok(flusher)
 }
 

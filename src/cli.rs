@@ -44,6 +44,9 @@ pub enum Command {
     Ls(LsArgs),
     /// Validate a cassette for CI (parses, keys, duplicates, orphans, leaks): exit 0, 1 or 2
     Check(CheckArgs),
+    /// Compare two cassettes of the same flow by response schema (did Plaid change?): exit 0
+    /// nothing breaking, 1 breaking drift, 2 error
+    Diff(DiffArgs),
     /// Create a sandbox item through plaid-vcr (recording the two calls) and print its access
     /// token and the pseudonym the cassette stores; uses PLAID_CLIENT_ID and PLAID_SECRET
     SandboxToken(SandboxTokenArgs),
@@ -120,6 +123,22 @@ impl CommonArgs {
     }
 }
 
+/// Options of `diff`.
+#[derive(Debug, Clone, Args)]
+pub struct DiffArgs {
+    /// The older cassette directory
+    #[arg(value_name = "OLD_DIR")]
+    pub old: PathBuf,
+
+    /// The newer cassette directory, recorded by the same flow
+    #[arg(value_name = "NEW_DIR")]
+    pub new: PathBuf,
+
+    /// Output format: text grouped by endpoint, or one JSON object listing every change
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
 /// Options of `ls`.
 #[derive(Debug, Clone, Args)]
 pub struct LsArgs {
@@ -148,10 +167,10 @@ pub struct RedactArgs {
 /// Output format of `scan`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
 pub enum Format {
-    /// One line per finding, then a summary
+    /// Lines for people, then a summary line
     #[default]
     Text,
-    /// One JSON object: files_scanned and findings
+    /// One JSON object, for tools
     Json,
 }
 

@@ -47,6 +47,7 @@ pub mod connections;
 pub mod delivery;
 pub mod detect;
 pub mod diff;
+pub mod drift;
 pub mod error;
 pub mod inspect;
 pub mod interaction;

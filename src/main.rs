@@ -8,11 +8,11 @@ use std::io::{IsTerminal, Write as _};
 use std::process::ExitCode;
 
 use clap::Parser;
-use plaid_vcr::cli::{CheckArgs, Cli, Command, Format, RedactArgs, SandboxTokenArgs, ScanArgs, ServeArgs};
+use plaid_vcr::cli::{CheckArgs, Cli, Command, DiffArgs, Format, RedactArgs, SandboxTokenArgs, ScanArgs, ServeArgs};
 use plaid_vcr::config::Layer;
 use plaid_vcr::redact::{self, Redactor};
 use plaid_vcr::sandbox::SandboxError;
-use plaid_vcr::{cassette::Cassette, inspect, rules, scan, webhook, Config, Error, Mode, Server};
+use plaid_vcr::{cassette::Cassette, drift, inspect, rules, scan, webhook, Config, Error, Mode, Server};
 
 /// What a command can fail with: the library's errors, or the sandbox flow's.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         Command::Scan(args) => scan_dir(args),
         Command::Ls(args) => list_dir(&args.dir),
         Command::Check(args) => check_dir(args),
+        Command::Diff(args) => diff_dirs(args),
         Command::SandboxToken(args) => sandbox_token(args),
     };
     match result {
@@ -141,6 +142,19 @@ fn redact_dir(args: &RedactArgs) -> Result<ExitCode, Failure> {
     );
     print(&out)?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn diff_dirs(args: &DiffArgs) -> Result<ExitCode, Failure> {
+    let report = drift::diff(&args.old, &args.new).map_err(Error::from)?;
+    let text = match args.format {
+        Format::Text => drift::render_text(&report),
+        Format::Json => {
+            serde_json::to_string_pretty(&report).expect("a drift report is strings and numbers: it always serializes")
+                + "\n"
+        }
+    };
+    print(&text)?;
+    Ok(verdict(report.breaking == 0))
 }
 
 fn sandbox_token(args: &SandboxTokenArgs) -> Result<ExitCode, Failure> {

@@ -144,7 +144,8 @@ fn warn_if_stale(config: &Config, store: &Store) -> Result<(), Error> {
             stale = stale.len(),
             oldest,
             max_age = %humantime::format_duration(max_age),
-            "recordings are older than max_age; re-record them (replay --strict fails on this)"
+            "recordings are older than max_age; re-record them into a new directory and compare with \
+             plaid-vcr diff OLD NEW (replay --strict fails on this)"
         );
     }
     Ok(())

@@ -8,6 +8,7 @@ mod corpus;
 mod credentials;
 mod demo;
 mod detectors;
+mod drift;
 mod errors;
 mod failures;
 mod keys;

@@ -9,7 +9,9 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::interaction::{Head, Interaction, InvalidInteraction};
+use sha2::Digest;
+
+use crate::interaction::{Answer, Head, Interaction, InvalidInteraction};
 use crate::key;
 
 /// A problem with a cassette directory or one of its files.
@@ -39,6 +41,8 @@ pub enum CassetteError {
     Lock { path: PathBuf, source: std::io::Error },
     #[error("webhook file {path} is not a valid recorded webhook: {reason}; fix or delete the file")]
     Webhook { path: PathBuf, reason: String },
+    #[error("binary body file {path} {reason}; restore it from version control or re-record the interaction")]
+    BodyFile { path: PathBuf, reason: String },
 }
 
 /// The cassette subdirectory holding recorded webhooks, one file each (not interactions, so
@@ -112,11 +116,7 @@ impl Cassette {
     /// `identity_get/<key prefix>.json`, or `<key prefix>-<step>.json` for steps 2 and on.
     pub fn relative_path(endpoint: &str, key: &str, step: u32) -> PathBuf {
         let dir = endpoint.replace('/', "_");
-        let name = match step {
-            0 | 1 => format!("{}.json", key::prefix(key)),
-            n => format!("{}-{n}.json", key::prefix(key)),
-        };
-        PathBuf::from(dir).join(name)
+        PathBuf::from(dir).join(format!("{}.json", key::file_stem(key, step)))
     }
 
     /// Where `interaction` belongs.
@@ -185,7 +185,50 @@ impl Cassette {
         interaction
             .validate()
             .map_err(|source| CassetteError::Invalid { path, source })?;
+        self.require_body_file(relative, interaction.response.body_file.as_deref())?;
         Ok(interaction)
+    }
+
+    /// A binary answer's file must be there (its bytes are checked when read, see
+    /// [`Cassette::answer`]): a start with it missing fails rather than miss later.
+    fn require_body_file(&self, relative: &Path, body_file: Option<&str>) -> Result<(), CassetteError> {
+        let Some(path) = body_file.map(|name| self.body_file_path(relative, name)) else {
+            return Ok(());
+        };
+        if path.is_file() {
+            Ok(())
+        } else {
+            Err(CassetteError::BodyFile {
+                path,
+                reason: "is missing".into(),
+            })
+        }
+    }
+
+    /// Where the interaction file `relative` keeps its binary body `name`: next to it.
+    fn body_file_path(&self, relative: &Path, name: &str) -> PathBuf {
+        self.root.join(relative).with_file_name(name)
+    }
+
+    /// The answer `interaction` (read from `relative`) replays: for a binary one, its file's
+    /// bytes, checked against the recorded SHA-256.
+    pub fn answer(&self, relative: &Path, interaction: &mut Interaction) -> Result<Answer, CassetteError> {
+        if let (Some(name), None) = (&interaction.response.body_file, &interaction.binary_body) {
+            let path = self.body_file_path(relative, name);
+            let bytes = fs::read(&path).map_err(|source| CassetteError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let digest = key::hex(&sha2::Sha256::digest(&bytes));
+            if interaction.response.body_sha256.as_deref() != Some(digest.as_str()) {
+                return Err(CassetteError::BodyFile {
+                    path,
+                    reason: "does not match the body_sha256 its interaction recorded".into(),
+                });
+            }
+            interaction.binary_body = Some(bytes.into());
+        }
+        Ok(interaction.answer())
     }
 
     /// [`Cassette::parse`] as far as the index needs: the response body checked as JSON but not
@@ -198,12 +241,18 @@ impl Cassette {
         })?;
         head.validate()
             .map_err(|source| CassetteError::Invalid { path, source })?;
+        self.require_body_file(relative, head.response.body_file.as_deref())?;
         Ok(head)
     }
 
     /// Writes `interaction` atomically and durably; returns its path relative to the root.
     pub fn write(&self, interaction: &Interaction) -> Result<PathBuf, CassetteError> {
         let relative = Self::path_of(interaction);
+        // The body first: a crash in between leaves a stray body file, never an interaction
+        // pointing at nothing.
+        if let (Some(name), Some(bytes)) = (&interaction.response.body_file, &interaction.binary_body) {
+            write_atomic(&self.body_file_path(&relative, name), bytes)?;
+        }
         write_atomic(&self.root.join(&relative), &interaction.to_file_bytes())?;
         Ok(relative)
     }
@@ -268,9 +317,22 @@ impl Cassette {
                 &interaction.request.body,
             );
             let to = Self::path_of(&interaction);
+            // A binary body moves with its interaction (its name follows the key): the new
+            // body file is written first, the old one removed last.
+            let old_body = match interaction.response.body_file.clone() {
+                Some(name) if to != relative => {
+                    self.answer(&relative, &mut interaction)?;
+                    interaction.set_binary_body(interaction.binary_body.clone().unwrap_or_default());
+                    Some(self.body_file_path(&relative, &name))
+                }
+                _ => None,
+            };
             let new_bytes = interaction.to_file_bytes();
             if to == relative && new_bytes == bytes {
                 continue;
+            }
+            if let (Some(name), Some(body)) = (&interaction.response.body_file, &interaction.binary_body) {
+                write_atomic(&self.body_file_path(&to, name), body)?;
             }
             write_atomic(&self.root.join(&to), &new_bytes)?;
             if to != relative {
@@ -278,6 +340,9 @@ impl Cassette {
                     path: path.clone(),
                     source,
                 })?;
+            }
+            if let Some(old_body) = old_body {
+                fs::remove_file(&old_body).map_err(|source| CassetteError::Write { path: old_body, source })?;
             }
             let after = interaction.index_key();
             done.push(Rewrite {

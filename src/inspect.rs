@@ -4,7 +4,7 @@
 //! does not match their request, duplicates, orphans (stray files, misnamed files, sequence
 //! steps without their predecessor), and everything `scan` reports.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::cassette::{Cassette, CassetteError};
@@ -33,6 +33,15 @@ pub fn ls(dir: &Path) -> Result<String, CassetteError> {
         let size = std::fs::metadata(dir.join(&relative)).map(|m| m.len()).unwrap_or(0);
         match cassette.read(&relative) {
             Ok(i) => {
+                // A binary answer: its body file's size too, and its type.
+                let body = i.response.body_file.as_ref().map(|name| {
+                    let bytes = std::fs::metadata(dir.join(relative.with_file_name(name))).map(|m| m.len());
+                    (bytes.unwrap_or(0), i.response.content_type.clone())
+                });
+                let size = match &body {
+                    Some((bytes, content_type)) => format!("{} ({content_type})", human_size(size + bytes)),
+                    None => human_size(size),
+                };
                 *per_endpoint.entry(i.endpoint.clone()).or_default() += 1;
                 rows.push([
                     i.endpoint.clone(),
@@ -40,7 +49,7 @@ pub fn ls(dir: &Path) -> Result<String, CassetteError> {
                     i.step().to_string(),
                     i.response.status.to_string(),
                     i.recorded_at.clone(),
-                    human_size(size),
+                    size,
                 ]);
             }
             Err(_) => rows.push([
@@ -119,6 +128,8 @@ pub fn check(dir: &Path, rules: &[Rule], scan_config: &ScanConfig) -> Result<Vec
     let mut owners: HashMap<String, PathBuf> = HashMap::new();
     let mut interactions: Vec<(PathBuf, Interaction)> = Vec::new();
     let mut webhooks: Vec<(PathBuf, Webhook)> = Vec::new();
+    let mut others: Vec<PathBuf> = Vec::new();
+    let mut body_files: HashSet<PathBuf> = HashSet::new();
     // Each file is read once and serves both the validation and the leak scan.
     let scanner = scan::Scanner::new(rules, scan_config);
     let mut leaks = Vec::new();
@@ -129,9 +140,8 @@ pub fn check(dir: &Path, rules: &[Rule], scan_config: &ScanConfig) -> Result<Vec
         };
         let name = relative.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if name.starts_with('.') || !name.ends_with(".json") {
-            problems.push(problem(
-                "orphan: not an interaction file (a leftover or stray file)".into(),
-            ));
+            // A binary answer's body file, unless no interaction names it (judged below).
+            others.push(relative);
             continue;
         }
         let path = dir.join(&relative);
@@ -165,6 +175,13 @@ pub fn check(dir: &Path, rules: &[Rule], scan_config: &ScanConfig) -> Result<Vec
                 if let Some(first) = owners.insert(i.index_key(), relative.clone()) {
                     problems.push(problem(format!("duplicate: same key and step as {}", first.display())));
                 }
+                if let Some(name) = &i.response.body_file {
+                    body_files.insert(relative.with_file_name(name));
+                    // Its bytes must still be the recorded ones.
+                    if let Err(e) = cassette.answer(&relative, &mut i.clone()) {
+                        problems.push(problem(format!("invalid: {e}")));
+                    }
+                }
                 interactions.push((relative, i));
             }
         }
@@ -174,6 +191,14 @@ pub fn check(dir: &Path, rules: &[Rule], scan_config: &ScanConfig) -> Result<Vec
             problems.push(Problem {
                 file: relative.clone(),
                 problem: format!("orphan: sequence step {} without step {}", i.step(), i.step() - 1),
+            });
+        }
+    }
+    for relative in others {
+        if !body_files.contains(&relative) {
+            problems.push(Problem {
+                file: relative,
+                problem: "orphan: not an interaction file (a leftover or stray file)".into(),
             });
         }
     }
@@ -195,9 +220,16 @@ pub fn check(dir: &Path, rules: &[Rule], scan_config: &ScanConfig) -> Result<Vec
         }
     }
     for finding in leaks {
+        let problem = if finding.detector == "binary-body" {
+            "unscanned: a binary answer plaid-vcr cannot look inside; accept it with [scan] allow_paths = \
+             [\"response.body_file\"] (or its file name in allow)"
+                .to_owned()
+        } else {
+            format!("leak: {}: {}: {}", finding.path, finding.detector, finding.value)
+        };
         problems.push(Problem {
             file: finding.file,
-            problem: format!("leak: {}: {}: {}", finding.path, finding.detector, finding.value),
+            problem,
         });
     }
     problems.sort_by(|a, b| a.file.cmp(&b.file));

@@ -8,6 +8,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use sha2::Digest;
 
 use crate::key;
 
@@ -37,6 +38,29 @@ pub struct Interaction {
     /// first, so cassettes recorded without sequences are unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<u32>,
+    /// A binary answer's bytes while they are in memory (recording, or read back from the
+    /// `body_file` by [`crate::cassette::Cassette::answer`]); never part of the JSON file.
+    #[serde(skip)]
+    pub binary_body: Option<Bytes>,
+}
+
+/// The extension of the file a binary answer of `content_type` is stored in.
+pub fn body_file_extension(content_type: &str) -> &'static str {
+    match media_type(content_type).as_str() {
+        "application/pdf" => "pdf",
+        "application/zip" | "application/x-zip-compressed" => "zip",
+        _ => "bin",
+    }
+}
+
+/// Whether an answer of `content_type` is JSON (recorded as JSON) rather than binary.
+pub fn is_json_type(content_type: &str) -> bool {
+    let media = media_type(content_type);
+    media == "application/json" || media.ends_with("+json")
+}
+
+fn media_type(content_type: &str) -> String {
+    content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
 }
 
 /// The store's name for step `step` of `key`: the key itself for step 1, `key#n` after.
@@ -61,7 +85,15 @@ pub struct RecordedRequest {
 pub struct RecordedResponse {
     pub status: u16,
     pub content_type: String,
+    /// The JSON answer; `null` for a binary one (see `body_file`).
     pub body: Value,
+    /// A body that is not JSON (a PDF, a zip): the file next to this one that holds its exact
+    /// bytes, `<key prefix>[-step].pdf|zip|bin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_file: Option<String>,
+    /// The SHA-256 (hex) of those bytes, checked whenever they are read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_sha256: Option<String>,
 }
 
 /// What is wrong with an interaction read from a file.
@@ -75,6 +107,11 @@ pub enum InvalidInteraction {
     Status(u16),
     #[error("step {0} is not a sequence step (2 or more; the first step has none)")]
     Step(u32),
+    #[error(
+        "body_file {0:?} must be the interaction's own file name with .pdf, .zip or .bin, its body null and a \
+         body_sha256 given"
+    )]
+    BodyFile(String),
     #[error(
         "key {found} does not match its request (recomputed {expected}); the request was edited by hand or keyed by an \
          older plaid-vcr: `plaid-vcr redact DIR` re-keys the files, or re-record it"
@@ -116,10 +153,27 @@ impl Interaction {
                 status,
                 content_type: content_type.to_owned(),
                 body: response,
+                body_file: None,
+                body_sha256: None,
             },
             unredacted: false,
             step: None,
+            binary_body: None,
         }
+    }
+
+    /// Makes this a binary answer of `bytes`, kept byte for byte in a file next to this one.
+    /// Call it once the step is set: the file is named after key and step.
+    pub fn set_binary_body(&mut self, bytes: Bytes) {
+        let name = format!(
+            "{}.{}",
+            key::file_stem(&self.key, self.step()),
+            body_file_extension(&self.response.content_type)
+        );
+        self.response.body = Value::Null;
+        self.response.body_file = Some(name);
+        self.response.body_sha256 = Some(key::hex(&sha2::Sha256::digest(&bytes)));
+        self.binary_body = Some(bytes);
     }
 
     /// The step of a sequence this answer is (1 unless recorded with `--sequences`).
@@ -159,18 +213,31 @@ impl Interaction {
             &self.request.body,
             self.response.status,
             self.step,
+        )?;
+        let file = self.response.body_file.as_deref();
+        check_body_file(
+            &self.key,
+            self.step,
+            file,
+            self.response.body.is_null(),
+            self.response.body_sha256.is_some(),
         )
     }
 
-    /// The answer replay serves: the body pretty-printed (2 spaces, sorted keys, no trailing
-    /// newline), which is how Plaid itself formats its answers.
+    /// The answer replay serves: a JSON body pretty-printed (2 spaces, sorted keys, no
+    /// trailing newline), which is how Plaid itself formats its answers; a binary one as its
+    /// bytes, which must have been read ([`crate::cassette::Cassette::answer`]).
     pub fn answer(&self) -> Answer {
-        let body =
-            serde_json::to_vec_pretty(&self.response.body).expect("a serde_json::Value always serializes to a Vec");
+        let body = match &self.binary_body {
+            Some(bytes) => bytes.clone(),
+            None => Bytes::from(
+                serde_json::to_vec_pretty(&self.response.body).expect("a serde_json::Value always serializes to a Vec"),
+            ),
+        };
         Answer {
             status: self.response.status,
             content_type: self.response.content_type.clone(),
-            body: Bytes::from(body),
+            body,
         }
     }
 }
@@ -203,6 +270,10 @@ pub struct ResponseHead<'a> {
     pub content_type: String,
     #[serde(borrow)]
     pub body: &'a serde_json::value::RawValue,
+    #[serde(default)]
+    pub body_file: Option<String>,
+    #[serde(default)]
+    pub body_sha256: Option<String>,
 }
 
 impl Head<'_> {
@@ -221,6 +292,15 @@ impl Head<'_> {
             &self.request.body,
             self.response.status,
             self.step,
+        )?;
+        let response = &self.response;
+        let null = response.body.get() == "null";
+        check_body_file(
+            &self.key,
+            self.step,
+            response.body_file.as_deref(),
+            null,
+            response.body_sha256.is_some(),
         )
     }
 
@@ -261,6 +341,27 @@ fn validate(
         });
     }
     Ok(())
+}
+
+/// A binary answer's `body_file` must be the interaction's own file name with a known
+/// extension (so it can never point elsewhere), with a null body and a checksum.
+fn check_body_file(
+    key: &str,
+    step: Option<u32>,
+    body_file: Option<&str>,
+    body_is_null: bool,
+    has_sha256: bool,
+) -> Result<(), InvalidInteraction> {
+    let Some(file) = body_file else {
+        return Ok(());
+    };
+    let stem = key::file_stem(key, step.unwrap_or(1));
+    let named = ["pdf", "zip", "bin"].iter().any(|ext| file == format!("{stem}.{ext}"));
+    if named && body_is_null && has_sha256 {
+        Ok(())
+    } else {
+        Err(InvalidInteraction::BodyFile(file.to_owned()))
+    }
 }
 
 /// Whether `path` looks like a Plaid endpoint: one or more `/`-separated segments of

@@ -80,6 +80,15 @@ pub fn prefix(key: &str) -> &str {
     key.get(..PREFIX_LEN).unwrap_or(key)
 }
 
+/// The name cassette files of step `step` of `key` share before their extension:
+/// `<key prefix>` for the first step, `<key prefix>-<step>` after.
+pub fn file_stem(key: &str, step: u32) -> String {
+    match step {
+        0 | 1 => prefix(key).to_owned(),
+        n => format!("{}-{n}", prefix(key)),
+    }
+}
+
 /// Lowercase hex of a byte string.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;

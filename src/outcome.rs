@@ -76,7 +76,7 @@ pub(crate) enum Handled {
         used: String,
         reply: Reply,
     },
-    /// Forwarded upstream, passed through, not recorded (5xx, 429, not JSON).
+    /// Forwarded upstream, passed through, not recorded (5xx, 429, a JSON answer that is not JSON).
     Forwarded {
         endpoint: String,
         key: String,

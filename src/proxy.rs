@@ -26,7 +26,7 @@ use crate::config::{Config, SequenceEnd};
 use crate::delivery::{self, Deliveries};
 use crate::diff;
 use crate::error::{Error, RequestError};
-use crate::interaction::{index_key, Interaction};
+use crate::interaction::{self, index_key, Interaction};
 use crate::key;
 use crate::mode::{Recorder, Serving};
 use crate::receiver::Receiver;
@@ -549,20 +549,24 @@ impl Proxy {
         let reply = Reply::new(status, &content_type, answer.body.clone());
 
         let recordable = (status.is_success() || status.is_client_error()) && status != StatusCode::TOO_MANY_REQUESTS;
-        let parsed = match recordable {
-            true => serde_json::from_slice::<Value>(&answer.body).ok(),
-            false => None,
-        };
-        let Some(body) = parsed else {
-            if recordable {
-                tracing::warn!(endpoint = %endpoint, status = status.as_u16(), "upstream answer is not JSON; passed through, not recorded");
-            } else {
-                tracing::warn!(endpoint = %endpoint, status = status.as_u16(), "upstream answered 5xx/429; passed through, not recorded");
-            }
+        if !recordable {
+            tracing::warn!(endpoint = %endpoint, status = status.as_u16(), "upstream answered 5xx/429; passed through, not recorded");
             return Handled::Forwarded { endpoint, key, reply };
+        }
+        // Not JSON (a PDF, a zip): recorded byte for byte, in a file of its own. It cannot be
+        // redacted; `scan` lists it.
+        let binary = !interaction::is_json_type(&content_type);
+        let body = if binary {
+            Value::Null
+        } else {
+            match serde_json::from_slice::<Value>(&answer.body) {
+                Ok(body) => self.redactor.response(&endpoint, body),
+                Err(_) => {
+                    tracing::warn!(endpoint = %endpoint, status = status.as_u16(), "upstream answer says JSON but is not; passed through, not recorded");
+                    return Handled::Forwarded { endpoint, key, reply };
+                }
+            }
         };
-
-        let body = self.redactor.response(&endpoint, body);
         if let Some(receiver) = &self.webhooks.receiver {
             receiver.answered(&index, &endpoint, &stored_body, &body);
         }
@@ -578,6 +582,9 @@ impl Proxy {
         );
         interaction.unredacted = self.redactor.is_raw();
         interaction.step = (step > 1).then_some(step);
+        if binary {
+            interaction.set_binary_body(answer.body);
+        }
         let used = interaction.index_key();
         // The writer answers once the cassette file and the store are durable (see
         // `crate::writer`): only then does the client get its answer.

@@ -37,7 +37,7 @@ pub struct Finding {
     pub path: String,
     /// What found it: `pii:<kind>`, a detector's name (`email`, `phone`, `ssn`, `street`,
     /// `iban`, `card-number`, `jwt`, `authorization`, `cloud-api-key`, `private-key`, `plaid-token`),
-    /// `credential`, `high-entropy`, `unredacted-file` or `not-json`.
+    /// `credential`, `high-entropy`, `unredacted-file`, `binary-body` or `not-json`.
     pub detector: String,
     /// The value, masked: its first two characters and its length.
     pub value: String,
@@ -130,6 +130,14 @@ impl FileScan<'_> {
         if file.get("unredacted").and_then(Value::as_bool) == Some(true) {
             self.report("unredacted", "unredacted-file", "true");
         }
+        // A binary answer (a PDF, a zip) cannot be inspected or redacted: listed, so a person
+        // decides (and allowlists it, by name or with the path `response.body_file`).
+        if let Some(name) = file.pointer("/response/body_file").and_then(Value::as_str) {
+            let path = [Seg::Key("response".into()), Seg::Key("body_file".into())];
+            if !self.allowed(&path, name) {
+                self.report("response.body_file", "binary-body", name);
+            }
+        }
         let endpoint = file.get("endpoint").and_then(Value::as_str).unwrap_or("").to_owned();
         let rules = self.rules;
         // A webhook file (crate::webhook) has one half, redacted as a webhook body.
@@ -161,16 +169,20 @@ impl FileScan<'_> {
         });
     }
 
+    /// Whether the allowlist covers `value` at `path`.
+    fn allowed(&self, path: &[Seg], value: &str) -> bool {
+        self.config.allow.iter().any(|a| a == value) || self.allow_paths.iter().any(|r| r.matches(path))
+    }
+
     fn leaf(&mut self, path: &[Seg], action: Option<Action>, value: &str) {
-        if value.is_empty()
-            || self.config.allow.iter().any(|a| a == value)
-            || self.allow_paths.iter().any(|r| r.matches(path))
-        {
+        if value.is_empty() || self.allowed(path, value) {
             return;
         }
-        // The file's own matching key (a webhook file's interaction keys) is a SHA-256, not a
-        // secret.
-        if matches!(path, [Seg::Key(k)] if k == "key" || k == "after" || k == "registered_by") {
+        // The file's own matching key (a webhook file's interaction keys, a binary body's
+        // checksum) is a SHA-256, not a secret.
+        if matches!(path, [Seg::Key(k)] if k == "key" || k == "after" || k == "registered_by")
+            || matches!(path, [Seg::Key(r), Seg::Key(k)] if r == "response" && k == "body_sha256")
+        {
             return;
         }
         // The path as text only when there is something to report.

@@ -115,7 +115,7 @@ impl Tally {
         }
     }
 
-    /// A request forwarded but not recorded (5xx, 429, not JSON).
+    /// A request forwarded but not recorded (5xx, 429, a JSON answer that is not JSON).
     pub fn forwarded(&self) {
         self.forwarded.fetch_add(1, Ordering::Relaxed);
     }
@@ -192,7 +192,7 @@ pub struct Summary {
     pub misses: Vec<Entry>,
     /// Newly recorded in this run.
     pub recorded: Vec<Entry>,
-    /// Forwarded but not recorded (5xx, 429, not JSON).
+    /// Forwarded but not recorded (5xx, 429, a JSON answer that is not JSON).
     pub forwarded: u64,
     /// Rejected requests and failures (bad input, upstream down).
     pub errors: u64,

@@ -297,13 +297,13 @@ impl Store {
         // An entry that does not decode must not read as a miss (which record-missing would
         // then re-record): it is a damaged store.
         let relative = std::str::from_utf8(&file).map_err(|_| entry_err("its file name is not text".into()))?;
-        let interaction = self.cassette.read(Path::new(relative))?;
+        let mut interaction = self.cassette.read(Path::new(relative))?;
         if interaction.index_key() != key {
             return Err(entry_err(format!(
                 "{relative} was changed since plaid-vcr started and no longer holds it; restart plaid-vcr"
             )));
         }
-        Ok(Some(interaction.answer()))
+        Ok(Some(self.cassette.answer(Path::new(relative), &mut interaction)?))
     }
 
     /// Indexes `interaction`, already written to `relative` in `cassette`, without flushing:

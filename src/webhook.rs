@@ -102,8 +102,8 @@ pub fn stem(after: Option<&str>) -> String {
     match after {
         None => "_first".to_owned(),
         Some(index) => match index.split_once('#') {
-            Some((k, step)) => format!("{}-{step}", key::prefix(k)),
-            None => key::prefix(index).to_owned(),
+            Some((k, step)) => key::file_stem(k, step.parse().unwrap_or(0)),
+            None => key::file_stem(index, 1),
         },
     }
 }

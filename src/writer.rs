@@ -132,9 +132,14 @@ fn commit_batch(batch: Vec<Job>, cassette: &Cassette, store: &Store) {
     let mut staged: Vec<(Job, Result<PathBuf, StoreError>)> = Vec::with_capacity(batch.len());
     let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
     for ((job, full), file) in batch.into_iter().zip(paths).zip(written) {
-        let result = file.and_then(|file| {
-            dirs.extend(file.created.as_deref().and_then(Path::parent).map(Path::to_owned));
-            file.install()?;
+        let result = file.and_then(|files| {
+            let created = files.body.as_ref().map_or(&files.interaction.created, |b| &b.created);
+            dirs.extend(created.as_deref().and_then(Path::parent).map(Path::to_owned));
+            // A binary body lands before the interaction that points at it.
+            if let Some(body) = files.body {
+                body.install()?;
+            }
+            files.interaction.install()?;
             dirs.extend(full.parent().map(Path::to_owned));
             Ok(Cassette::path_of(&job.interaction))
         });
@@ -184,15 +189,31 @@ fn commit_batch(batch: Vec<Job>, cassette: &Cassette, store: &Store) {
     }
 }
 
+/// The staged files of one recording: a binary answer's body file, and the interaction file.
+struct Files {
+    body: Option<Staged>,
+    interaction: Staged,
+}
+
 /// Writes and fsyncs the temp file of every job, on up to [`FSYNC_THREADS`] threads; results
 /// in job order.
-fn write_all(batch: &[Job], paths: &[PathBuf]) -> Vec<Result<Staged, CassetteError>> {
-    let write = |i: usize| Staged::write(&paths[i], &batch[i].interaction.to_file_bytes());
+fn write_all(batch: &[Job], paths: &[PathBuf]) -> Vec<Result<Files, CassetteError>> {
+    let write = |i: usize| {
+        let interaction = &batch[i].interaction;
+        let body = match (&interaction.response.body_file, &interaction.binary_body) {
+            (Some(name), Some(bytes)) => Some(Staged::write(&paths[i].with_file_name(name), bytes)?),
+            _ => None,
+        };
+        Ok(Files {
+            body,
+            interaction: Staged::write(&paths[i], &interaction.to_file_bytes())?,
+        })
+    };
     let threads = FSYNC_THREADS.min(batch.len());
     if threads <= 1 {
         return (0..batch.len()).map(write).collect();
     }
-    let mut slots: Vec<Option<Result<Staged, CassetteError>>> = (0..batch.len()).map(|_| None).collect();
+    let mut slots: Vec<Option<Result<Files, CassetteError>>> = (0..batch.len()).map(|_| None).collect();
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|t| {

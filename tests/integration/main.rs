@@ -1,6 +1,7 @@
 //! The one integration test binary (each extra binary costs a full link): modules by topic.
 //! Everything runs offline against a fake Plaid on loopback.
 
+mod binary;
 mod cli;
 mod clients;
 mod connections;

@@ -50,6 +50,8 @@ struct FakeState {
     hold: Option<tokio::sync::watch::Receiver<bool>>,
     /// Set by [`FakePlaid::send_webhooks`].
     webhooks: Option<FakeWebhooks>,
+    /// Binary answers by endpoint: content type and bytes ([`FakePlaid::reply_binary`]).
+    binary: HashMap<String, (String, Bytes)>,
 }
 
 /// Plaid's webhook side, faked: its own ES256 key, the item's webhook URL, and the statuses
@@ -152,6 +154,14 @@ impl FakePlaid {
         self.state.lock().unwrap().replies.insert(endpoint.to_string(), reply);
     }
 
+    /// Makes `endpoint` answer 200 with `bytes` of `content_type` (a PDF, a zip) from now on.
+    pub fn reply_binary(&self, endpoint: &str, content_type: &str, bytes: Bytes) {
+        let mut state = self.state.lock().unwrap();
+        state
+            .binary
+            .insert(endpoint.to_string(), (content_type.to_string(), bytes));
+    }
+
     /// Delays every answer.
     pub fn delay(&self, delay: Duration) {
         self.state.lock().unwrap().delay = Some(delay);
@@ -232,7 +242,7 @@ async fn fake_answer(
     .find(|e| path.ends_with(&format!("/{e}")))
     .map(str::to_string)
     .unwrap_or_else(|| path.trim_start_matches('/').to_string());
-    let (reply, delay, hold, webhook) = {
+    let (reply, delay, hold, webhook, binary) = {
         let mut s = state.lock().unwrap();
         *s.calls.entry(endpoint.clone()).or_default() += 1;
         let webhook = s.webhooks.as_mut().and_then(|w| webhook_reaction(w, &endpoint, &body));
@@ -242,8 +252,21 @@ async fn fake_answer(
             headers,
             body,
         });
-        (s.replies.get(&endpoint).cloned(), s.delay, s.hold.clone(), webhook)
+        let binary = s.binary.get(&endpoint).cloned();
+        (
+            s.replies.get(&endpoint).cloned(),
+            s.delay,
+            s.hold.clone(),
+            webhook,
+            binary,
+        )
     };
+    if let Some((content_type, bytes)) = binary {
+        return Ok(Response::builder()
+            .header("content-type", content_type)
+            .body(Full::new(bytes))
+            .unwrap());
+    }
     if let Some((reply, send)) = webhook {
         if let Some(send) = send {
             tokio::spawn(send);

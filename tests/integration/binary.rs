@@ -1,0 +1,204 @@
+//! Binary answers (PDF, zip) through the real binary: recorded byte for byte next to their
+//! interaction file, replayed with the same status, Content-Type and bytes; `check`, `scan`,
+//! `ls`, `redact` and sequences handle them.
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::support::*;
+
+/// A PDF-looking body with every byte value in it (no text encoding could survive it).
+fn pdf(variant: u8) -> Bytes {
+    let mut bytes = b"%PDF-1.4\n".to_vec();
+    bytes.extend((0..=255u8).map(|b| b ^ variant));
+    bytes.extend_from_slice(b"\n%%EOF\n");
+    Bytes::from(bytes)
+}
+
+fn zip() -> Bytes {
+    let mut bytes = b"PK\x03\x04".to_vec();
+    bytes.extend((0..=255u8).rev());
+    Bytes::from(bytes)
+}
+
+const PDF_REQUEST: &str = r#"{"asset_report_token":"assets-sandbox-6f12f5bb-22dd-4071-aa1c-9b4c5f1e3b7a"}"#;
+
+async fn post(base: &str, endpoint: &str, body: &str) -> Resp {
+    send("POST", &format!("{base}/{endpoint}"), &CLIENT_HEADERS, body.to_string()).await
+}
+
+fn content_type(resp: &Resp) -> &str {
+    resp.headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pdfs_and_zips_are_recorded_byte_exact_and_replayed_with_their_content_type() {
+    let dirs = Dirs::new();
+    let fake = FakePlaid::start().await;
+    fake.reply_binary("asset_report/pdf/get", "application/pdf", pdf(0));
+    fake.reply_binary("income/verification/documents/download", "application/zip", zip());
+    let mut recorder = Binary::start(&serve_args("record", &dirs, Some(&fake), &[]), &[], dirs.root.path());
+    let base = recorder.base_url();
+    let recorded = post(&base, "asset_report/pdf/get", PDF_REQUEST).await;
+    assert_eq!((recorded.status, recorded.outcome()), (200, "recorded"));
+    assert_eq!((content_type(&recorded), &recorded.body), ("application/pdf", &pdf(0)));
+    let zipped = post(
+        &base,
+        "income/verification/documents/download",
+        &format!(r#"{{"access_token":"{TOKEN}"}}"#),
+    )
+    .await;
+    assert_eq!(
+        (zipped.outcome(), content_type(&zipped), &zipped.body),
+        ("recorded", "application/zip", &zip())
+    );
+    assert_eq!(recorder.signal_and_wait("TERM"), Some(0));
+    fake.stop();
+
+    // The interaction file names its body file and checksum; the body file holds the bytes.
+    let files = dirs.cassette_files();
+    let pdf_json = files
+        .iter()
+        .find(|f| f.starts_with("asset_report_pdf_get") && f.extension().unwrap() == "json")
+        .unwrap();
+    let interaction: Value =
+        serde_json::from_str(&std::fs::read_to_string(dirs.cassette().join(pdf_json)).unwrap()).unwrap();
+    let body_file = interaction["response"]["body_file"].as_str().unwrap();
+    assert_eq!(interaction["response"]["body"], Value::Null);
+    assert_eq!(interaction["response"]["content_type"], "application/pdf");
+    assert_eq!(
+        body_file,
+        pdf_json.with_extension("pdf").file_name().unwrap().to_str().unwrap()
+    );
+    assert_eq!(
+        std::fs::read(dirs.cassette().join(pdf_json).with_file_name(body_file)).unwrap(),
+        pdf(0)
+    );
+    assert!(
+        files.iter().any(|f| f.extension().is_some_and(|e| e == "zip")),
+        "{files:?}"
+    );
+
+    // Replay: the same bytes and Content-Type, every time (first hit and cached repeats).
+    let mut replay = Binary::start(&serve_args("replay", &dirs, None, &["--strict"]), &[], dirs.root.path());
+    for _ in 0..3 {
+        let resp = post(&replay.base_url(), "asset_report/pdf/get", PDF_REQUEST).await;
+        assert_eq!(
+            (resp.status, resp.outcome(), content_type(&resp)),
+            (200, "hit", "application/pdf")
+        );
+        assert_eq!(resp.body, pdf(0));
+    }
+    assert_eq!(replay.signal_and_wait("TERM"), Some(0), "{}", replay.stderr());
+
+    let cassette = dirs.cassette().display().to_string();
+    let config = dirs.root.path().join("scan.toml");
+    std::fs::write(&config, "[scan]\nallow_paths = [\"response.body_file\"]\n").unwrap();
+    let config = config.display().to_string();
+    let (code, out, _) = run_binary(&["check", &cassette], dirs.root.path());
+    assert_eq!(code, 1, "binary answers are unscanned until accepted: {out}");
+    assert_eq!(out.matches("unscanned: a binary answer").count(), 2, "{out}");
+    let (code, out, err) = run_binary(&["check", &cassette, "--config", &config], dirs.root.path());
+    assert_eq!(code, 0, "accepted, and the body files are no orphans: {out}{err}");
+    let (code, out, _) = run_binary(&["ls", &cassette], dirs.root.path());
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("(application/pdf)") && out.contains("(application/zip)"),
+        "{out}"
+    );
+
+    // scan cannot look inside: it lists both until they are allowlisted.
+    let (code, out, _) = run_binary(&["scan", &cassette], dirs.root.path());
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(out.matches("binary-body").count(), 2, "{out}");
+    let (code, out, _) = run_binary(&["scan", &cassette, "--config", &config], dirs.root.path());
+    assert_eq!(code, 0, "{out}");
+
+    // A changed body file is caught, never served; a missing one fails the start.
+    let body_path = dirs.cassette().join(pdf_json).with_file_name(body_file);
+    std::fs::write(&body_path, b"%PDF-1.4 tampered").unwrap();
+    let (code, out, _) = run_binary(&["check", &cassette, "--config", &config], dirs.root.path());
+    assert_eq!(code, 1);
+    assert!(out.contains("does not match the body_sha256"), "{out}");
+    let mut replay = Binary::start(&serve_args("replay", &dirs, None, &[]), &[], dirs.root.path());
+    let resp = post(&replay.base_url(), "asset_report/pdf/get", PDF_REQUEST).await;
+    assert_eq!(
+        (resp.status, resp.json()["error_code"].as_str()),
+        (500, Some("PLAID_VCR_STORE_ERROR"))
+    );
+    assert_eq!(replay.signal_and_wait("TERM"), Some(0));
+    std::fs::remove_file(&body_path).unwrap();
+    // A fresh store (every CI checkout) reads every file at start.
+    std::fs::remove_dir_all(dirs.store()).unwrap();
+    let (code, _, err) = run_binary(&serve_args("replay", &dirs, None, &[]), dirs.root.path());
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("binary body file") && err.contains("is missing"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_steps_replay_in_order_and_move_with_their_interaction_when_redact_re_keys_it() {
+    let dirs = Dirs::new();
+    let fake = FakePlaid::start().await;
+    let request = format!(r#"{{"access_token":"{TOKEN}","options":{{"statement_id":"s1"}}}}"#);
+    let mut recorder = Binary::start(
+        &serve_args("record", &dirs, Some(&fake), &["--sequences", "--no-redact"]),
+        &[],
+        dirs.root.path(),
+    );
+    for variant in [0, 7] {
+        fake.reply_binary("statements/download", "application/pdf", pdf(variant));
+        let resp = post(&recorder.base_url(), "statements/download", &request).await;
+        assert_eq!((resp.outcome(), &resp.body), ("recorded", &pdf(variant)));
+    }
+    assert_eq!(recorder.signal_and_wait("TERM"), Some(0));
+    fake.stop();
+    let before: Vec<_> = dirs.cassette_files();
+    assert_eq!(
+        before.iter().filter(|f| f.extension().unwrap() == "pdf").count(),
+        2,
+        "{before:?}"
+    );
+
+    // The raw token in the request re-keys both steps: their body files are renamed with them.
+    let cassette = dirs.cassette().display().to_string();
+    let store = dirs.store().display().to_string();
+    let (code, out, err) = run_binary(&["redact", &cassette, "--store", &store], dirs.root.path());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("key changed"), "{out}");
+    let after = dirs.cassette_files();
+    assert_eq!(after.len(), before.len(), "{after:?}");
+    assert!(
+        after.iter().all(|f| !before.contains(f)),
+        "every file renamed: {before:?} -> {after:?}"
+    );
+    let config = dirs.root.path().join("scan.toml");
+    std::fs::write(&config, "[scan]\nallow_paths = [\"response.body_file\"]\n").unwrap();
+    let (code, out, err) = run_binary(
+        &["check", &cassette, "--config", &config.display().to_string()],
+        dirs.root.path(),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+
+    let mut replay = Binary::start(
+        &serve_args("replay", &dirs, None, &["--sequences"]),
+        &[],
+        dirs.root.path(),
+    );
+    for variant in [0, 7, 7] {
+        let resp = post(&replay.base_url(), "statements/download", &request).await;
+        assert_eq!(
+            (resp.status, resp.outcome(), content_type(&resp)),
+            (200, "hit", "application/pdf")
+        );
+        assert_eq!(resp.body, pdf(variant), "steps in order, then the last repeats");
+    }
+    assert_eq!(replay.signal_and_wait("TERM"), Some(0));
+    assert!(
+        replay.stderr().contains("3 requests, 3 hits, 0 misses"),
+        "{}",
+        replay.stderr()
+    );
+}

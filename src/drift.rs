@@ -8,7 +8,7 @@
 //! `subtype`, `*_code`, `products[]`, …). Then:
 //!
 //! - **breaking**: a path removed, its type changed (number → string, object → null, a value that
-//!   is now sometimes null), a status or error code changed;
+//!   is now sometimes null), a status, error code or content type changed;
 //! - **informational**: a path added, a new value in an enum-like field, a null that now has a
 //!   value, a group recorded on one side only.
 //!
@@ -38,6 +38,8 @@ pub enum Kind {
     StatusChanged,
     /// Another Plaid `error_code` (breaking).
     ErrorCodeChanged,
+    /// Another Content-Type, e.g. a PDF that is now JSON (breaking).
+    ContentTypeChanged,
     /// Absent from OLD, present in NEW (informational).
     Added,
     /// An enum-like field has a value OLD never had (informational).
@@ -56,7 +58,7 @@ impl Kind {
     pub fn breaking(self) -> bool {
         matches!(
             self,
-            Kind::Removed | Kind::TypeChanged | Kind::StatusChanged | Kind::ErrorCodeChanged
+            Kind::Removed | Kind::TypeChanged | Kind::StatusChanged | Kind::ErrorCodeChanged | Kind::ContentTypeChanged
         )
     }
 }
@@ -95,6 +97,8 @@ pub struct Report {
 struct Schema {
     samples: usize,
     statuses: BTreeSet<u16>,
+    /// Media types (`application/pdf`), parameters left out.
+    content_types: BTreeSet<String>,
     error_codes: BTreeSet<String>,
     /// Path → JSON types seen there.
     types: BTreeMap<String, BTreeSet<&'static str>>,
@@ -103,10 +107,12 @@ struct Schema {
 }
 
 impl Schema {
-    fn add(&mut self, status: Option<u16>, body: &Value) {
+    fn add(&mut self, answer: Option<(u16, &str)>, body: &Value) {
         self.samples += 1;
-        if let Some(status) = status {
+        if let Some((status, content_type)) = answer {
             self.statuses.insert(status);
+            let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            self.content_types.insert(media);
         }
         if let Some(code) = body.get("error_code").and_then(Value::as_str) {
             self.error_codes.insert(code.to_owned());
@@ -218,10 +224,10 @@ fn groups(dir: &Path) -> Result<Groups, CassetteError> {
     for relative in cassette.list()? {
         let interaction = cassette.read(&relative)?;
         let request = shape(&Value::Object(interaction.request.body.clone()));
-        groups
-            .entry((interaction.endpoint.clone(), request))
-            .or_default()
-            .add(Some(interaction.response.status), &interaction.response.body);
+        groups.entry((interaction.endpoint.clone(), request)).or_default().add(
+            Some((interaction.response.status, &interaction.response.content_type)),
+            &interaction.response.body,
+        );
     }
     for (_, w) in webhook::load(dir)? {
         let label = format!(
@@ -303,6 +309,14 @@ fn compare(old: &Schema, new: &Schema, report: &mut dyn FnMut(&str, Kind, String
     // Statuses and error codes only where both sides have them (webhooks have no status).
     if !old.statuses.is_empty() && !new.statuses.is_empty() && old.statuses != new.statuses {
         report("-", Kind::StatusChanged, list(&old.statuses), list(&new.statuses));
+    }
+    if !old.content_types.is_empty() && !new.content_types.is_empty() && old.content_types != new.content_types {
+        report(
+            "-",
+            Kind::ContentTypeChanged,
+            list(&old.content_types),
+            list(&new.content_types),
+        );
     }
     if old.error_codes != new.error_codes {
         report(
@@ -399,6 +413,7 @@ pub fn render_text(report: &Report) -> String {
             Kind::TypeChanged => format!("type changed: {} -> {}", c.old, c.new),
             Kind::StatusChanged => format!("status changed: {} -> {}", c.old, c.new),
             Kind::ErrorCodeChanged => format!("error_code changed: {} -> {}", c.old, c.new),
+            Kind::ContentTypeChanged => format!("content type changed: {} -> {}", c.old, c.new),
             Kind::Added => format!("added ({})", c.new),
             Kind::NewValue => format!("new value {} (was {})", c.new, c.old),
             Kind::NowSet => format!("now set: {} -> {}", c.old, c.new),
@@ -422,8 +437,8 @@ mod tests {
 
     fn changes(old: Value, new: Value) -> Vec<(String, Kind)> {
         let (mut a, mut b) = (Schema::default(), Schema::default());
-        a.add(Some(200), &old);
-        b.add(Some(200), &new);
+        a.add(Some((200, "application/json")), &old);
+        b.add(Some((200, "application/json; charset=utf-8")), &new);
         let mut out = Vec::new();
         compare(&a, &b, &mut |path, kind, _, _| out.push((path.to_owned(), kind)));
         out
@@ -514,6 +529,22 @@ mod tests {
                 "string"
             )
         );
+    }
+
+    #[test]
+    fn a_pdf_that_became_json_is_breaking() {
+        let (mut a, mut b) = (Schema::default(), Schema::default());
+        a.add(Some((200, "application/pdf")), &Value::Null);
+        b.add(Some((200, "application/json")), &json!({"report": {}}));
+        let mut got = Vec::new();
+        compare(&a, &b, &mut |path, kind, o, n| got.push((path.to_owned(), kind, o, n)));
+        assert!(got.contains(&(
+            "-".to_owned(),
+            Kind::ContentTypeChanged,
+            "application/pdf".to_owned(),
+            "application/json".to_owned()
+        )));
+        assert!(Kind::ContentTypeChanged.breaking());
     }
 
     #[test]

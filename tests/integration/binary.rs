@@ -202,3 +202,64 @@ async fn binary_steps_replay_in_order_and_move_with_their_interaction_when_redac
         replay.stderr()
     );
 }
+
+#[tokio::test]
+async fn the_asset_report_flow_replays_with_the_exchanged_token_in_a_list_and_its_pdf() {
+    use plaid_vcr::Mode;
+    let dirs = Dirs::new();
+    let fake = FakePlaid::start().await;
+    fake.reply(
+        "asset_report/create",
+        Reply {
+            status: 200,
+            body: serde_json::json!({"asset_report_id": "ar-1", "asset_report_token": "assets-sandbox-6f12f5bb-22dd-4071-aa1c-9b4c5f1e3b7a"}),
+        },
+    );
+    fake.reply_binary("asset_report/pdf/get", "application/pdf", pdf(3));
+    // The flow an app runs: exchange, create the report with the token in a list, fetch the PDF.
+    let run = |server: &plaid_vcr::RunningServer| {
+        let base = server.base_url();
+        async move {
+            let exchanged = post(
+                &base,
+                "item/public_token/exchange",
+                r#"{"public_token":"public-sandbox-b0e2c4ee-a763-4df5-bfe9-46a46bce993d"}"#,
+            )
+            .await;
+            let token = exchanged.json()["access_token"].as_str().unwrap().to_owned();
+            let created = post(
+                &base,
+                "asset_report/create",
+                &format!(r#"{{"access_tokens":["{token}"],"days_requested":30}}"#),
+            )
+            .await;
+            let report_token = created.json()["asset_report_token"].as_str().unwrap().to_owned();
+            let pdf = post(
+                &base,
+                "asset_report/pdf/get",
+                &format!(r#"{{"asset_report_token":"{report_token}"}}"#),
+            )
+            .await;
+            [exchanged, created, pdf]
+        }
+    };
+    let proxy = start(&config(&dirs, Some(&fake)), Mode::Record).await;
+    let recorded = run(&proxy).await;
+    assert!(recorded.iter().all(|r| r.outcome() == "recorded"));
+    proxy.stop().await.unwrap();
+    fake.stop();
+
+    let replay = start(&config(&dirs, None), Mode::Replay).await;
+    let replayed = run(&replay).await;
+    let outcomes: Vec<&str> = replayed.iter().map(Resp::outcome).collect();
+    assert_eq!(
+        outcomes,
+        ["hit", "hit", "hit"],
+        "the exchanged token's pseudonym matches inside the list"
+    );
+    assert_eq!(
+        (content_type(&replayed[2]), &replayed[2].body),
+        ("application/pdf", &pdf(3))
+    );
+    replay.stop().await.unwrap();
+}

@@ -84,16 +84,16 @@ impl Cassette {
         }
     }
 
-    /// Removes temp files a crashed writer left behind (`.plaid-vcr-*.tmp`, never renamed into
-    /// place, so never acknowledged); returns how many. Only call it holding [`Cassette::lock`],
-    /// so no live writer's temp file is taken.
+    /// Removes what a crashed writer left behind, never acknowledged: temp files
+    /// (`.plaid-vcr-*.tmp`, never renamed into place) and binary body files whose interaction
+    /// file never was (a body lands first); returns how many. Only call it holding
+    /// [`Cassette::lock`], so no live writer's file is taken.
     pub fn remove_leftovers(&self) -> Result<usize, CassetteError> {
         let mut removed = 0;
         for relative in self.walk(true)? {
-            let leftover = relative
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(".plaid-vcr-") && n.ends_with(".tmp"));
+            let name = relative.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let leftover =
+                (name.starts_with(".plaid-vcr-") && name.ends_with(".tmp")) || self.is_stray_body(&relative)?;
             if leftover {
                 let path = self.root.join(&relative);
                 fs::remove_file(&path).map_err(|source| CassetteError::Write { path, source })?;
@@ -101,6 +101,32 @@ impl Cassette {
             }
         }
         Ok(removed)
+    }
+
+    /// Whether `relative` looks like a binary body file (`<stem>.pdf|zip|bin`, outside
+    /// `webhooks/`) that its interaction file `<stem>.json` does not name.
+    fn is_stray_body(&self, relative: &Path) -> Result<bool, CassetteError> {
+        let is_body = relative
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| ["pdf", "zip", "bin"].contains(&e))
+            && !relative.starts_with(WEBHOOKS_DIR)
+            && relative.components().count() == 2;
+        if !is_body {
+            return Ok(false);
+        }
+        let json = self.root.join(relative.with_extension("json"));
+        let bytes = match fs::read(&json) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+            Err(source) => return Err(CassetteError::Read { path: json, source }),
+        };
+        // An interaction file that does not parse is `check`'s to report; its body stays.
+        let named = match Interaction::from_file_bytes(&bytes) {
+            Ok(interaction) => interaction.response.body_file,
+            Err(_) => return Ok(false),
+        };
+        Ok(named.as_deref() != relative.file_name().and_then(|n| n.to_str()))
     }
 
     /// Fails with [`CassetteError::Missing`] unless the directory exists.
@@ -436,4 +462,47 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 pub fn sync_dir(_dir: &Path) -> std::io::Result<()> {
     // Directories cannot be opened for syncing on this platform; the rename is still atomic.
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binary_interaction() -> Interaction {
+        let request = serde_json::json!({"access_token": "t"}).as_object().cloned().unwrap();
+        let key = key::compute("statements/download", None, &request);
+        let mut interaction = Interaction::new(
+            key,
+            "statements/download",
+            None,
+            request,
+            200,
+            "application/pdf",
+            serde_json::Value::Null,
+            std::time::SystemTime::UNIX_EPOCH,
+        );
+        interaction.set_binary_body(bytes::Bytes::from_static(b"%PDF-1.4 x"));
+        interaction
+    }
+
+    #[test]
+    fn a_body_file_without_its_interaction_is_a_leftover_and_one_with_it_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let cassette = Cassette::new(dir.path());
+        let mut interaction = binary_interaction();
+        let relative = cassette.write(&interaction).unwrap();
+        let body = relative.with_extension("pdf");
+        assert!(dir.path().join(&body).is_file());
+        // A crash between the body's rename and the interaction's: a body nothing names.
+        let stray = PathBuf::from("statements_download/0123456789abcdef.pdf");
+        fs::write(dir.path().join(&stray), b"%PDF").unwrap();
+        assert_eq!(cassette.remove_leftovers().unwrap(), 1);
+        assert!(!dir.path().join(&stray).exists());
+        assert!(dir.path().join(&body).is_file(), "the named body stays");
+        // It reads back byte for byte, checked.
+        let mut read = cassette.read(&relative).unwrap();
+        assert_eq!(&cassette.answer(&relative, &mut read).unwrap().body[..], b"%PDF-1.4 x");
+        interaction.binary_body = None;
+        assert_eq!(read.response, interaction.response);
+    }
 }

@@ -15,16 +15,21 @@ fn distinct_body(tag: &str, n: usize) -> String {
 }
 
 /// Replays the cassette with a fresh store, rebuilt from the files alone, and asserts that every
-/// `(body, key)` is a hit under its key; returns the session summary.
-async fn replay_from_the_files_alone(dirs: &Dirs, recorded: &[(String, String)]) -> plaid_vcr::Summary {
+/// `(endpoint, body, key)` is a hit under its key; returns the session summary.
+async fn replay_from_the_files_alone(dirs: &Dirs, recorded: &[(&str, String, String)]) -> plaid_vcr::Summary {
     let mut cfg = config(dirs, None);
     cfg.store = dirs.root.path().join("fresh-store");
     let replay = start(&cfg, Mode::Replay).await;
-    for (body, key) in recorded {
-        let resp = plaid(&replay, "identity/get", body).await;
-        assert_eq!((resp.outcome(), resp.key()), ("hit", key.clone()), "{body}");
+    for (endpoint, body, key) in recorded {
+        let resp = plaid(&replay, endpoint, body).await;
+        assert_eq!((resp.outcome(), resp.key()), ("hit", key.clone()), "{endpoint} {body}");
     }
     replay.stop().await.unwrap()
+}
+
+/// What the kill test's binary answers hold.
+fn statement_pdf(tag: &str) -> bytes::Bytes {
+    bytes::Bytes::from(format!("%PDF-1.4\n{tag}\n%%EOF\n"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -44,7 +49,7 @@ async fn thirty_two_clients_record_two_thousand_interactions_and_a_fresh_store_r
                     let body = distinct_body(&format!("c{c:02}"), i);
                     let resp = send("POST", &format!("{base}/identity/get"), &CLIENT_HEADERS, body.clone()).await;
                     assert_eq!(resp.outcome(), "recorded", "{:?}", resp.body);
-                    keys.push((body, resp.key()));
+                    keys.push(("identity/get", body, resp.key()));
                 }
                 keys
             })
@@ -70,22 +75,31 @@ async fn every_acknowledged_recording_survives_kill_9_under_sixteen_concurrent_c
     const CLIENTS: usize = 16;
     const CYCLES: usize = 3;
     let fake = FakePlaid::start().await;
+    // Half the clients record binary answers: an interaction file and its body file each.
+    fake.reply_binary("statements/download", "application/pdf", statement_pdf("any"));
     let dirs = Dirs::new();
-    let mut acknowledged: Vec<(String, String)> = Vec::new();
+    let mut acknowledged: Vec<(&str, String, String)> = Vec::new();
     for cycle in 0..CYCLES {
         let mut binary = Binary::start(&serve_args("record", &dirs, Some(&fake), &[]), &[], dirs.root.path());
         let base = binary.base_url();
-        let acks: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let acks: Arc<Mutex<Vec<(&str, String, String)>>> = Arc::default();
         let clients: Vec<_> = (0..CLIENTS)
             .map(|c| {
                 let (base, acks) = (base.clone(), acks.clone());
                 tokio::spawn(async move {
                     // Bounded: the kill ends it long before 500 requests.
+                    let endpoint = if c % 2 == 0 {
+                        "identity/get"
+                    } else {
+                        "statements/download"
+                    };
                     for i in 0..500 {
                         let body = distinct_body(&format!("k{cycle}-{c:02}"), i);
-                        let url = format!("{base}/identity/get");
+                        let url = format!("{base}/{endpoint}");
                         match try_send("POST", &url, &CLIENT_HEADERS, body.clone()).await {
-                            Ok(resp) if resp.outcome() == "recorded" => acks.lock().unwrap().push((body, resp.key())),
+                            Ok(resp) if resp.outcome() == "recorded" => {
+                                acks.lock().unwrap().push((endpoint, body, resp.key()))
+                            }
                             Ok(resp) => panic!("not recorded: {} {:?}", resp.status, resp.body),
                             // The process died under this request: it was never acknowledged.
                             Err(_) => return,
@@ -114,10 +128,10 @@ async fn every_acknowledged_recording_survives_kill_9_under_sixteen_concurrent_c
         // acknowledged recording: sled buffers unflushed writes in the process, so this fails
         // if the writer acknowledged before its flush.
         let store = Store::open(&dirs.store(), &dirs.cassette()).unwrap();
-        for (body, key) in &acknowledged {
+        for (endpoint, body, key) in &acknowledged {
             assert!(
                 store.get(key).unwrap().is_some(),
-                "cycle {cycle}: {body} not in the store"
+                "cycle {cycle}: {endpoint} {body} not in the store (or its body file is not whole)"
             );
         }
         drop(store);
@@ -125,8 +139,8 @@ async fn every_acknowledged_recording_survives_kill_9_under_sixteen_concurrent_c
         // After the restart, on the same store: every acknowledged interaction hits.
         let mut replay = Binary::start(&serve_args("replay", &dirs, None, &[]), &[], dirs.root.path());
         let base = replay.base_url();
-        for (body, key) in &acknowledged {
-            let resp = send("POST", &format!("{base}/identity/get"), &CLIENT_HEADERS, body.clone()).await;
+        for (endpoint, body, key) in &acknowledged {
+            let resp = send("POST", &format!("{base}/{endpoint}"), &CLIENT_HEADERS, body.clone()).await;
             assert_eq!(
                 (resp.outcome(), resp.key()),
                 ("hit", key.clone()),
@@ -137,13 +151,30 @@ async fn every_acknowledged_recording_survives_kill_9_under_sixteen_concurrent_c
         assert_eq!(replay.signal_and_wait("TERM"), Some(0), "{}", replay.stderr());
     }
 
-    // A recording start sweeps what the kills left half-written (never-renamed temp files),
-    // after which `check` finds every file whole, valid and uniquely keyed.
+    // A recording start sweeps what the kills left half-written (never-renamed temp files, body
+    // files whose interaction was never renamed into place), after which `check` finds every
+    // file whole, valid and uniquely keyed, and no body file without its interaction.
     let mut record = Binary::start(&serve_args("record", &dirs, Some(&fake), &[]), &[], dirs.root.path());
     assert_eq!(record.signal_and_wait("TERM"), Some(0), "{}", record.stderr());
     let cassette = dirs.cassette().display().to_string();
-    let (code, stdout, stderr) = run_binary(&["check", cassette.as_str()], dirs.root.path());
+    let config = dirs.root.path().join("accept-binary.toml");
+    std::fs::write(&config, "[scan]\nallow_paths = [\"response.body_file\"]\n").unwrap();
+    let config = config.display().to_string();
+    let (code, stdout, stderr) = run_binary(&["check", cassette.as_str(), "--config", &config], dirs.root.path());
     assert_eq!(code, 0, "{stdout}{stderr}");
+    let pdfs = dirs
+        .cassette_files()
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "pdf"))
+        .count();
+    let binary_acks = acknowledged
+        .iter()
+        .filter(|(e, _, _)| *e == "statements/download")
+        .count();
+    assert!(
+        pdfs >= binary_acks && binary_acks > 0,
+        "{pdfs} body files, {binary_acks} acknowledged"
+    );
 
     replay_from_the_files_alone(&dirs, &acknowledged).await;
 }

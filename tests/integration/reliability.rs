@@ -27,6 +27,9 @@ async fn replay_from_the_files_alone(dirs: &Dirs, recorded: &[(&str, String, Str
     replay.stop().await.unwrap()
 }
 
+/// An acknowledged recording: endpoint, request body, key.
+type Ack = (&'static str, String, String);
+
 /// What the kill test's binary answers hold.
 fn statement_pdf(tag: &str) -> bytes::Bytes {
     bytes::Bytes::from(format!("%PDF-1.4\n{tag}\n%%EOF\n"))
@@ -78,11 +81,11 @@ async fn every_acknowledged_recording_survives_kill_9_under_sixteen_concurrent_c
     // Half the clients record binary answers: an interaction file and its body file each.
     fake.reply_binary("statements/download", "application/pdf", statement_pdf("any"));
     let dirs = Dirs::new();
-    let mut acknowledged: Vec<(&str, String, String)> = Vec::new();
+    let mut acknowledged: Vec<Ack> = Vec::new();
     for cycle in 0..CYCLES {
         let mut binary = Binary::start(&serve_args("record", &dirs, Some(&fake), &[]), &[], dirs.root.path());
         let base = binary.base_url();
-        let acks: Arc<Mutex<Vec<(&str, String, String)>>> = Arc::default();
+        let acks: Arc<Mutex<Vec<Ack>>> = Arc::default();
         let clients: Vec<_> = (0..CLIENTS)
             .map(|c| {
                 let (base, acks) = (base.clone(), acks.clone());

@@ -88,7 +88,8 @@ pub struct Report {
     pub compared: usize,
     pub breaking: usize,
     pub informational: usize,
-    /// Breaking first, then by endpoint and path.
+    /// Grouped by endpoint (and request shape), groups with breaking changes first; within a
+    /// group breaking changes first, then by path.
     pub changes: Vec<Change>,
 }
 
@@ -286,8 +287,16 @@ pub fn diff(old: &Path, new: &Path) -> Result<Report, CassetteError> {
             (None, None) => unreachable!("every key comes from one of the two maps"),
         }
     }
-    changes
-        .sort_by(|a, b| (!a.breaking, &a.endpoint, &a.path, a.kind).cmp(&(!b.breaking, &b.endpoint, &b.path, b.kind)));
+    // Endpoints with breaking changes first; within each, breaking first, then by path.
+    let broken: BTreeSet<(String, Option<String>)> = changes
+        .iter()
+        .filter(|c| c.breaking)
+        .map(|c| (c.endpoint.clone(), c.request_shape.clone()))
+        .collect();
+    changes.sort_by_cached_key(|c| {
+        let group = (c.endpoint.clone(), c.request_shape.clone());
+        (!broken.contains(&group), group, !c.breaking, c.path.clone(), c.kind)
+    });
     let breaking = changes.iter().filter(|c| c.breaking).count();
     Ok(Report {
         compared,
@@ -390,7 +399,7 @@ fn comparable(path: &str, a: &Schema, b: &Schema) -> bool {
     true
 }
 
-/// The report for people: grouped by endpoint, breaking first; a last line with the counts.
+/// The report for people: one block per endpoint, breaking first; a last line with the counts.
 pub fn render_text(report: &Report) -> String {
     let mut out = String::new();
     let mut current: Option<(&str, Option<&str>)> = None;

@@ -680,3 +680,52 @@ async fn a_webhook_with_nowhere_to_go_is_logged_once_and_replay_goes_on() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_cassette_keyed_with_its_webhook_url_fails_loudly_and_redact_re_keys_it() {
+    // Before webhook URLs stopped counting, the key covered them: such a file must not load as
+    // if nothing changed (it would never match), and `plaid-vcr redact` must repair it.
+    let dirs = Dirs::new();
+    let body = r#"{"institution_id":"ins_109508","initial_products":["auth"],"options":{"webhook":"http://127.0.0.1:4000/hook"}}"#;
+    record_into(&dirs, &[("sandbox/public_token/create", body)]).await;
+    let file = dirs.cassette().join(&dirs.cassette_files()[0]);
+    let mut interaction: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let old_canonical = json!({
+        "body": interaction["request"]["body"],
+        "endpoint": "sandbox/public_token/create",
+        "plaid_version": interaction["plaid_version"],
+        "v": 1,
+    });
+    let old_key: String = Sha256::digest(old_canonical.to_string().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    interaction["key"] = json!(old_key);
+    std::fs::remove_file(&file).unwrap();
+    let old_file = file.with_file_name(format!("{}.json", &old_key[..16]));
+    std::fs::write(&old_file, serde_json::to_vec_pretty(&interaction).unwrap()).unwrap();
+
+    let cassette = dirs.cassette().display().to_string();
+    let (code, _, err) = run_binary(&serve_args("replay", &dirs, None, &[]), dirs.root.path());
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("does not match its request") && err.contains("plaid-vcr redact DIR"),
+        "{err}"
+    );
+    let store = dirs.store().display().to_string();
+    let (code, out, err) = run_binary(&["redact", &cassette, "--store", &store], dirs.root.path());
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("key changed"), "{out}");
+    let mut replay = Binary::start(&serve_args("replay", &dirs, None, &[]), &[], dirs.root.path());
+    // Another app port than when recording: still the same recording.
+    let moved = body.replace("4000", "5123");
+    let resp = send(
+        "POST",
+        &format!("{}/sandbox/public_token/create", replay.base_url()),
+        &CLIENT_HEADERS,
+        moved,
+    )
+    .await;
+    assert_eq!((resp.status, resp.outcome()), (200, "hit"), "{:?}", resp.body);
+    assert_eq!(replay.signal_and_wait("TERM"), Some(0));
+}

@@ -168,8 +168,9 @@ impl Proxy {
 
     fn count(&self, handled: &Handled) {
         match handled {
-            // Neither is a Plaid request of the app's.
-            Handled::Health(_) => return,
+            // Not a request the cassette answers: a health check, plaid-vcr's own signing key
+            // (neither recorded nor missed), a webhook from upstream.
+            Handled::Health(_) | Handled::OwnKey { .. } => return,
             Handled::Webhook { file, .. } => return self.tally.webhook_received(file.is_some()),
             _ => {}
         }
@@ -183,8 +184,7 @@ impl Proxy {
             Handled::Recorded { endpoint, used, .. } => tally.recorded(endpoint, used),
             Handled::Miss { endpoint, key, .. } => tally.miss(endpoint, key),
             Handled::Forwarded { .. } => tally.forwarded(),
-            Handled::OwnKey { .. } => {}
-            Handled::Webhook { .. } => {}
+            Handled::OwnKey { .. } | Handled::Webhook { .. } => {}
             Handled::Failed { .. } => tally.error(),
         }
     }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::key;
-use crate::store::Recorded;
+use crate::store::{Recorded, WithRequest};
 
 /// One field whose value differs between a recording and a request.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -58,13 +58,14 @@ pub struct Miss {
 }
 
 /// Explains why a request (endpoint, version, stored body, key) missed in `cassette`, given
-/// every recording; `record_hint` is the command that would record it.
+/// the endpoint's recordings with their requests; `record_hint` is the command that would
+/// record it.
 pub fn explain_miss(
     endpoint: &str,
     plaid_version: Option<&str>,
     body: &Map<String, Value>,
     key: &str,
-    recordings: &[Recorded],
+    recordings: &[WithRequest],
     cassette: &std::path::Path,
     record_hint: String,
 ) -> Miss {
@@ -157,15 +158,15 @@ pub fn diff(
 /// The recording of `endpoint` closest to the request (fewest differing fields; the newest
 /// wins a tie), with its differences. `None` when nothing is recorded for the endpoint.
 pub fn closest<'a>(
-    recordings: &'a [Recorded],
+    recordings: &'a [WithRequest],
     endpoint: &str,
     version: Option<&str>,
     request: &Map<String, Value>,
 ) -> Option<(&'a Recorded, Vec<FieldDiff>)> {
     recordings
         .iter()
-        .filter(|r| r.endpoint == endpoint)
-        .map(|r| (r, diff(r.plaid_version.as_deref(), &r.request, version, request)))
+        .filter(|(r, _)| r.endpoint == endpoint)
+        .map(|(r, recorded)| (r, diff(r.plaid_version.as_deref(), recorded, version, request)))
         .min_by(|(r1, d1), (r2, d2)| {
             d1.len()
                 .cmp(&d2.len())
@@ -232,14 +233,16 @@ mod tests {
 
     #[test]
     fn the_closest_recording_has_the_fewest_differences() {
-        let rec = |key: &str, body: Value| Recorded {
-            index_key: key.into(),
-            endpoint: "identity/get".into(),
-            plaid_version: None,
-            request: obj(body),
-            recorded_at: "2026-01-01T00:00:00Z".into(),
-            status: 200,
-            file: format!("{key}.json"),
+        let rec = |key: &str, body: Value| {
+            let recorded = Recorded {
+                index_key: key.into(),
+                endpoint: "identity/get".into(),
+                plaid_version: None,
+                recorded_at: "2026-01-01T00:00:00Z".into(),
+                status: 200,
+                file: format!("{key}.json"),
+            };
+            (recorded, obj(body))
         };
         let all = [
             rec("far", json!({"access_token": "u", "options": {"account_ids": ["x"]}})),

@@ -432,7 +432,7 @@ impl Proxy {
     /// of the same endpoint and how it differs, and the command that records it.
     fn miss(&self, request: PlaidRequest) -> Handled {
         // A store that cannot be read must not read as "nothing recorded".
-        let recordings = match self.store.recorded() {
+        let recordings = match self.store.with_requests(&request.endpoint) {
             Ok(recordings) => recordings,
             Err(e) => return Handled::failed(&request.endpoint, &request.key, (&e).into()),
         };

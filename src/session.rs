@@ -329,7 +329,6 @@ mod tests {
             index_key: key.into(),
             endpoint: "identity/get".into(),
             plaid_version: None,
-            request: Default::default(),
             recorded_at: at.into(),
             status: 200,
             file: format!("identity_get/{key}.json"),

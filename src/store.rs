@@ -5,9 +5,12 @@
 //! them, read on a key's first hit (and kept by [`crate::cache`] after), so the store stays
 //! small and start-up writes kilobytes where it used to write the whole cassette. Each cassette
 //! directory gets its own trees, so one store can serve several cassettes without mixing them:
-//! - `index.v2:<cassette>`: key → the file, relative to the cassette;
-//! - `meta:<cassette>`: key → [`Recorded`] (endpoint, version, stored request, time, file),
-//!   what miss diagnosis, unused-recording reports and expiry read instead of the files;
+//! - `index.v3:<cassette>`: key → the file, relative to the cassette, and what unused-recording
+//!   reports and expiry read instead of the files: endpoint, time, status, version
+//!   ([`Recorded`]). The stored requests stay in the files: a miss reads those of its endpoint
+//!   ([`Store::with_requests`]). One small entry per recording, where there used to be a
+//!   second tree with the request in it: sled's cost at start-up is per entry, and a fresh
+//!   start at 10,000 recordings spent a third of its time applying it;
 //! - `files:<cassette>`: file path relative to the cassette → fingerprint and key, which lets
 //!   [`Store::sync_cassette`] skip unchanged files and drop entries whose file is gone.
 //!
@@ -65,12 +68,47 @@ pub struct Recorded {
     pub index_key: String,
     pub endpoint: String,
     pub plaid_version: Option<String>,
-    /// The stored (redacted) request body.
-    pub request: serde_json::Map<String, serde_json::Value>,
     pub recorded_at: String,
     pub status: u16,
     /// The cassette file, relative to the cassette directory.
     pub file: String,
+}
+
+/// A recording with its stored request body (read from its file; what a miss is compared with).
+pub type WithRequest = (Recorded, serde_json::Map<String, serde_json::Value>);
+
+impl Recorded {
+    /// The index value: `file`, endpoint, time, status and version, NUL-separated (none of
+    /// them can hold a NUL: a path, an endpoint path, RFC 3339, digits, header text). The file
+    /// comes first, so [`Store::get`] reads it without decoding the rest.
+    fn encode(&self) -> Vec<u8> {
+        let status = self.status.to_string();
+        let fields = [
+            self.file.as_str(),
+            &self.endpoint,
+            &self.recorded_at,
+            &status,
+            self.plaid_version.as_deref().unwrap_or(""),
+        ];
+        fields.join("\0").into_bytes()
+    }
+
+    /// An index value read back; `None` if it is not one.
+    fn decode(index_key: String, value: &[u8]) -> Option<Recorded> {
+        let text = std::str::from_utf8(value).ok()?;
+        let mut fields = text.split('\0');
+        let mut next = || fields.next().map(str::to_owned);
+        let (file, endpoint, recorded_at, status, version) = (next()?, next()?, next()?, next()?, next()?);
+        Some(Recorded {
+            index_key,
+            endpoint,
+            // Absent and empty are the same Plaid-Version (see the key).
+            plaid_version: (!version.is_empty()).then_some(version),
+            recorded_at,
+            status: status.parse().ok()?,
+            file,
+        })
+    }
 }
 
 /// An open, exclusively locked store.
@@ -79,7 +117,6 @@ pub struct Store {
     cassette: Cassette,
     db: sled::Db,
     index: sled::Tree,
-    meta: sled::Tree,
     files: sled::Tree,
     /// The digest of the cassette's listing the index was last brought in line with.
     state: sled::Tree,
@@ -119,18 +156,20 @@ impl Store {
         // `./cassettes/a` share an index and two different cassettes never do.
         let id = fs::canonicalize(cassette).unwrap_or_else(|_| cassette.to_owned());
         let id = id.to_string_lossy();
-        // `.v2`: index values are file paths since answers stopped being copied in; a store
-        // from before has `index:` trees, left alone, and is rebuilt from the cassette.
-        let index = db.open_tree(format!("index.v2:{id}")).map_err(db_err)?;
-        let meta = db.open_tree(format!("meta:{id}")).map_err(db_err)?;
+        // `.v3`: index values hold what `meta` trees did, minus the request. A store from before
+        // is rebuilt from the cassette once (a new `state` tree makes the sync see every file
+        // as new), and its old trees are dropped.
+        for old in ["index", "index.v2", "meta", "state"] {
+            db.drop_tree(format!("{old}:{id}")).map_err(db_err)?;
+        }
+        let index = db.open_tree(format!("index.v3:{id}")).map_err(db_err)?;
         let files = db.open_tree(format!("files:{id}")).map_err(db_err)?;
-        let state = db.open_tree(format!("state:{id}")).map_err(db_err)?;
+        let state = db.open_tree(format!("state.v3:{id}")).map_err(db_err)?;
         Ok(Store {
             path: path.to_owned(),
             cassette: Cassette::new(cassette),
             db,
             index,
-            meta,
             files,
             state,
             _lock: lock,
@@ -169,8 +208,7 @@ impl Store {
         self.state.remove(LISTING).map_err(|e| self.db_err(e))?;
         let listed: Vec<(&PathBuf, &Vec<u8>)> = files.iter().zip(&prints).collect();
         for chunk in listed.chunks(SYNC_CHUNK) {
-            let (mut index, mut meta, mut file_records) =
-                (sled::Batch::default(), sled::Batch::default(), sled::Batch::default());
+            let (mut index, mut file_records) = (sled::Batch::default(), sled::Batch::default());
             let scanned =
                 crate::cassette::parallel_map(chunk, |(relative, print)| self.scan(cassette, relative, print));
             for ((relative, _), scanned) in chunk.iter().zip(scanned) {
@@ -179,7 +217,6 @@ impl Store {
                     Scanned::Unchanged(key) => key,
                     Scanned::Changed(key, entries) => {
                         index.insert(key.as_bytes(), entries.index);
-                        meta.insert(key.as_bytes(), entries.meta);
                         file_records.insert(path_bytes(relative), entries.file);
                         report.loaded += 1;
                         key
@@ -198,7 +235,6 @@ impl Store {
             // The index first: a crash between the batches leaves the file record missing,
             // and the next sync simply re-reads that file.
             self.index.apply_batch(index).map_err(|e| self.db_err(e))?;
-            self.meta.apply_batch(meta).map_err(|e| self.db_err(e))?;
             self.files.apply_batch(file_records).map_err(|e| self.db_err(e))?;
         }
         for entry in self.files.iter() {
@@ -212,7 +248,6 @@ impl Store {
             let live = std::str::from_utf8(&key).is_ok_and(|k| owner.contains_key(k));
             if !live {
                 self.index.remove(&key).map_err(|e| self.db_err(e))?;
-                self.meta.remove(&key).map_err(|e| self.db_err(e))?;
                 report.removed += 1;
             }
         }
@@ -231,8 +266,9 @@ impl Store {
         };
         let known = self.files.get(path_bytes(relative)).map_err(|e| self.db_err(e))?;
         if let Some(key) = known.as_deref().and_then(|v| unchanged_key(v, print)) {
-            // The meta entry is written with the index, so its presence means the file is indexed.
-            if self.meta.contains_key(key.as_bytes()).map_err(|e| self.db_err(e))? {
+            // The index entry is written before the file record, so its presence means the file
+            // is indexed.
+            if self.index.contains_key(key.as_bytes()).map_err(|e| self.db_err(e))? {
                 return Ok(Scanned::Unchanged(key));
             }
         }
@@ -242,28 +278,48 @@ impl Store {
             index_key: head.index_key(),
             endpoint: head.endpoint,
             plaid_version: head.plaid_version,
-            request: head.request.body,
             recorded_at: head.recorded_at,
             status: head.response.status,
             file: relative.to_string_lossy().into_owned(),
         };
-        let (key, entries) = Self::entries(relative, print, recorded);
+        let (key, entries) = Self::entries(print, recorded);
         Ok(Scanned::Changed(key, entries))
     }
 
     /// Every recording of this cassette, in key order.
     pub fn recorded(&self) -> Result<Vec<Recorded>, StoreError> {
         let mut out = Vec::new();
-        for entry in self.meta.iter() {
+        for entry in self.index.iter() {
             let (key, value) = entry.map_err(|e| self.db_err(e))?;
-            // Written by `insert` from a `Recorded`: one that does not parse back is a store
-            // from another version or a damaged one, and must not read as "no recordings".
-            let mut recorded = serde_json::from_slice::<Recorded>(&value).map_err(|e| StoreError::Entry {
-                key: String::from_utf8_lossy(&key).into_owned(),
-                reason: e.to_string(),
+            // Written by `entries` from a `Recorded`: one that does not decode is a damaged
+            // store, and must not read as "no recordings".
+            let key = String::from_utf8_lossy(&key).into_owned();
+            let recorded = Recorded::decode(key.clone(), &value).ok_or_else(|| StoreError::Entry {
+                key,
+                reason: "its index entry does not decode".into(),
             })?;
-            recorded.index_key = String::from_utf8_lossy(&key).into_owned();
             out.push(recorded);
+        }
+        Ok(out)
+    }
+
+    /// The recordings of `endpoint` with their stored requests, read from their cassette files:
+    /// what a miss is compared with. A file that no longer holds its recording fails, as in
+    /// [`Store::get`].
+    pub fn with_requests(&self, endpoint: &str) -> Result<Vec<WithRequest>, StoreError> {
+        let mut out = Vec::new();
+        for recorded in self.recorded()?.into_iter().filter(|r| r.endpoint == endpoint) {
+            let interaction = self.cassette.read(Path::new(&recorded.file))?;
+            if interaction.index_key() != recorded.index_key {
+                return Err(StoreError::Entry {
+                    key: recorded.index_key,
+                    reason: format!(
+                        "{} was changed since plaid-vcr started and no longer holds it; restart plaid-vcr",
+                        recorded.file
+                    ),
+                });
+            }
+            out.push((recorded, interaction.request.body));
         }
         Ok(out)
     }
@@ -287,16 +343,18 @@ impl Store {
     /// index names, whose key is checked (a file changed since the start fails loudly rather
     /// than answering for another request).
     pub fn get(&self, key: &str) -> Result<Option<Answer>, StoreError> {
-        let Some(file) = self.index.get(key.as_bytes()).map_err(|e| self.db_err(e))? else {
+        let Some(entry) = self.index.get(key.as_bytes()).map_err(|e| self.db_err(e))? else {
             return Ok(None);
         };
+        // The file is the entry's first field (see `Recorded::encode`).
+        let file = entry.split(|b| *b == 0).next().unwrap_or(&entry);
         let entry_err = |reason: String| StoreError::Entry {
             key: key.to_owned(),
             reason,
         };
         // An entry that does not decode must not read as a miss (which record-missing would
         // then re-record): it is a damaged store.
-        let relative = std::str::from_utf8(&file).map_err(|_| entry_err("its file name is not text".into()))?;
+        let relative = std::str::from_utf8(file).map_err(|_| entry_err("its file name is not text".into()))?;
         let mut interaction = self.cassette.read(Path::new(relative))?;
         if interaction.index_key() != key {
             return Err(entry_err(format!(
@@ -340,19 +398,15 @@ impl Store {
             index_key: interaction.index_key(),
             endpoint: interaction.endpoint.clone(),
             plaid_version: interaction.plaid_version.clone(),
-            request: interaction.request.body.clone(),
             recorded_at: interaction.recorded_at.clone(),
             status: interaction.response.status,
             file: relative.to_string_lossy().into_owned(),
         };
-        let (key, entries) = Self::entries(relative, print, recorded);
+        let (key, entries) = Self::entries(print, recorded);
         // The index entry goes first: a crash between the inserts leaves the file record
         // missing, and the next sync simply re-reads that file.
         self.index
             .insert(key.as_bytes(), entries.index)
-            .map_err(|e| self.db_err(e))?;
-        self.meta
-            .insert(key.as_bytes(), entries.meta)
             .map_err(|e| self.db_err(e))?;
         self.files
             .insert(path_bytes(relative), entries.file)
@@ -360,16 +414,13 @@ impl Store {
         Ok(())
     }
 
-    /// The three entries that index `interaction`, in the file at `relative`.
-    fn entries(relative: &Path, print: &[u8], recorded: Recorded) -> (String, Entries) {
+    /// The two entries that index a recording whose file has fingerprint `print`.
+    fn entries(print: &[u8], recorded: Recorded) -> (String, Entries) {
         let index_key = recorded.index_key.clone();
         let mut file = print.to_vec();
         file.extend_from_slice(index_key.as_bytes());
-        let meta = serde_json::to_vec(&recorded)
-            .expect("a Recorded is strings, numbers and a JSON map with string keys: it always serializes");
         let entries = Entries {
-            index: path_bytes(relative),
-            meta,
+            index: recorded.encode(),
             file,
         };
         (index_key, entries)
@@ -410,10 +461,9 @@ enum Scanned {
     Changed(String, Entries),
 }
 
-/// The index, meta and file-record values of one interaction.
+/// The index and file-record values of one interaction.
 struct Entries {
     index: Vec<u8>,
-    meta: Vec<u8>,
     file: Vec<u8>,
 }
 
@@ -482,4 +532,28 @@ fn unchanged_key(stored: &[u8], print: &[u8]) -> Option<String> {
 
 fn path_bytes(relative: &Path) -> Vec<u8> {
     relative.to_string_lossy().into_owned().into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_values_round_trip_and_lead_with_the_file() {
+        for version in [None, Some("2020-09-14".to_owned())] {
+            let recorded = Recorded {
+                index_key: "abc#2".into(),
+                endpoint: "identity/get".into(),
+                plaid_version: version,
+                recorded_at: "2026-11-29T15:00:00Z".into(),
+                status: 400,
+                file: "identity_get/abc-2.json".into(),
+            };
+            let value = recorded.encode();
+            assert!(value.starts_with(b"identity_get/abc-2.json\0"));
+            assert_eq!(Recorded::decode("abc#2".into(), &value), Some(recorded));
+        }
+        assert_eq!(Recorded::decode("k".into(), b"only-a-file.json"), None);
+        assert_eq!(Recorded::decode("k".into(), b"f\0e\0t\0not-a-status\0"), None);
+    }
 }

@@ -15,16 +15,20 @@ use crate::support::*;
 
 const BODY: &str = r#"{"access_token":"access-sandbox-de3ce8ef-33f8-452c-a685-8671031fc0f6"}"#;
 
-/// Overwrites every `meta` entry of the cassette's index in the store with bytes that are not
-/// a recording, as a damaged disk or another plaid-vcr version might leave it.
+/// Damages every entry of the cassette's index in the store past its file name: the file still
+/// answers hits, but what the entry says about the recording is not a recording, as a damaged
+/// disk or another plaid-vcr version might leave it.
 fn damage_store_meta(dirs: &Dirs) {
     let db = sled::open(dirs.store().join("db")).unwrap();
     let cassette = std::fs::canonicalize(dirs.cassette()).unwrap();
-    let meta = db.open_tree(format!("meta:{}", cassette.display())).unwrap();
-    let keys: Vec<_> = meta.iter().keys().map(Result::unwrap).collect();
-    assert!(!keys.is_empty(), "the tree name matches the store's");
-    for key in keys {
-        meta.insert(key, &b"\xff not a recording"[..]).unwrap();
+    let index = db.open_tree(format!("index.v3:{}", cassette.display())).unwrap();
+    let entries: Vec<_> = index.iter().map(Result::unwrap).collect();
+    assert!(!entries.is_empty(), "the tree name matches the store's");
+    for (key, value) in entries {
+        let file = value.split(|b| *b == 0).next().unwrap().to_vec();
+        let mut damaged = file;
+        damaged.extend_from_slice(b"\0\xff not a recording");
+        index.insert(key, damaged).unwrap();
     }
     db.flush().unwrap();
 }

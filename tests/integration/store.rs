@@ -176,3 +176,54 @@ async fn a_file_changed_under_a_running_replay_fails_loudly_instead_of_answering
         .contains("restart plaid-vcr"));
     replay.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_store_from_the_previous_format_is_rebuilt_once_and_its_old_trees_dropped() {
+    let dirs = Dirs::new();
+    record_into(&dirs, &[("identity/get", BODY)]).await;
+    // Turn the store into one of the previous format: index.v2 (key → file), meta (with the
+    // request), and a state whose listing digest claims the index is up to date.
+    {
+        let db = sled::open(dirs.store().join("db")).unwrap();
+        let id = std::fs::canonicalize(dirs.cassette()).unwrap().display().to_string();
+        let state = db.open_tree(format!("state.v3:{id}")).unwrap();
+        let listing = state
+            .get("listing")
+            .unwrap()
+            .expect("a synced store has a listing digest");
+        for tree in ["index.v3", "state.v3"] {
+            db.drop_tree(format!("{tree}:{id}")).unwrap();
+        }
+        db.open_tree(format!("index.v2:{id}"))
+            .unwrap()
+            .insert("k", "identity_get/x.json")
+            .unwrap();
+        db.open_tree(format!("meta:{id}")).unwrap().insert("k", "{}").unwrap();
+        db.open_tree(format!("state:{id}"))
+            .unwrap()
+            .insert("listing", listing)
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let replay = start(&config(&dirs, None), Mode::Replay).await;
+    let resp = plaid(&replay, "identity/get", BODY).await;
+    assert_eq!(
+        resp.outcome(),
+        "hit",
+        "rebuilt from the cassette, not read as up to date"
+    );
+    let summary = replay.stop().await.unwrap();
+    assert_eq!((summary.recordings, summary.unused.len()), (1, 0));
+    let db = sled::open(dirs.store().join("db")).unwrap();
+    let names: Vec<String> = db
+        .tree_names()
+        .iter()
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.starts_with("index.v2:") && !n.starts_with("meta:") && !n.starts_with("state:")),
+        "{names:?}"
+    );
+}

@@ -33,7 +33,7 @@ use crate::receiver::Receiver;
 use crate::redact::Redactor;
 use crate::request::{self, Limits, PlaidRequest, Route};
 use crate::session::{Steps, Summary, Tally};
-use crate::store::Store;
+use crate::store::{Store, StoreError, WithRequest};
 use crate::webhook;
 
 use crate::outcome::{Handled, Reply};
@@ -71,6 +71,9 @@ pub struct Proxy {
     webhooks: Webhooks,
     /// Whether the "webhook URLs pass through" notice was logged (once per run).
     told_passthrough: AtomicBool,
+    /// Per endpoint, the recordings and requests a miss is compared with, read from the files
+    /// at the first miss. Replay never records, so they cannot go stale during the run.
+    miss_basis: Mutex<HashMap<String, Arc<Vec<WithRequest>>>>,
 }
 
 impl fmt::Debug for Proxy {
@@ -98,6 +101,7 @@ impl Proxy {
             config,
             webhooks: Webhooks::default(),
             told_passthrough: AtomicBool::new(false),
+            miss_basis: Mutex::new(HashMap::new()),
         }
     }
 
@@ -432,7 +436,7 @@ impl Proxy {
     /// of the same endpoint and how it differs, and the command that records it.
     fn miss(&self, request: PlaidRequest) -> Handled {
         // A store that cannot be read must not read as "nothing recorded".
-        let recordings = match self.store.with_requests(&request.endpoint) {
+        let recordings = match self.miss_basis(&request.endpoint) {
             Ok(recordings) => recordings,
             Err(e) => return Handled::failed(&request.endpoint, &request.key, (&e).into()),
         };
@@ -456,6 +460,23 @@ impl Proxy {
             key: request.key,
             error: RequestError::NoRecording(Box::new(miss)),
         }
+    }
+
+    /// The recordings of `endpoint` with their requests, read once per run (misses only happen
+    /// in replay, which never records). Two first misses at once may both read; one is kept.
+    fn miss_basis(&self, endpoint: &str) -> Result<Arc<Vec<WithRequest>>, StoreError> {
+        let cached = self
+            .miss_basis
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(endpoint)
+            .cloned();
+        if let Some(basis) = cached {
+            return Ok(basis);
+        }
+        let basis = Arc::new(self.store.with_requests(endpoint)?);
+        let mut cache = self.miss_basis.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(cache.entry(endpoint.to_owned()).or_insert(basis).clone())
     }
 
     /// Records a miss in `replay --record-missing` with single-flight: identical misses that

@@ -307,21 +307,27 @@ impl Store {
     /// what a miss is compared with. A file that no longer holds its recording fails, as in
     /// [`Store::get`].
     pub fn with_requests(&self, endpoint: &str) -> Result<Vec<WithRequest>, StoreError> {
-        let mut out = Vec::new();
-        for recorded in self.recorded()?.into_iter().filter(|r| r.endpoint == endpoint) {
+        let recordings: Vec<Recorded> = self
+            .recorded()?
+            .into_iter()
+            .filter(|r| r.endpoint == endpoint)
+            .collect();
+        // Read on every core: a cassette can hold thousands of recordings of one endpoint.
+        crate::cassette::parallel_map(&recordings, |recorded| {
             let interaction = self.cassette.read(Path::new(&recorded.file))?;
             if interaction.index_key() != recorded.index_key {
                 return Err(StoreError::Entry {
-                    key: recorded.index_key,
+                    key: recorded.index_key.clone(),
                     reason: format!(
                         "{} was changed since plaid-vcr started and no longer holds it; restart plaid-vcr",
                         recorded.file
                     ),
                 });
             }
-            out.push((recorded, interaction.request.body));
-        }
-        Ok(out)
+            Ok((recorded.clone(), interaction.request.body))
+        })
+        .into_iter()
+        .collect()
     }
 
     /// The highest sequence step recorded for `key` (1 if only the plain key), if any.

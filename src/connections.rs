@@ -72,7 +72,9 @@ impl Connections {
             let longest_idle = open
                 .values()
                 .filter(|c| c.in_flight.load(Ordering::Acquire) == 0)
-                .min_by_key(|c| c.idle_since_ms.load(Ordering::Acquire))
+                // Millisecond clocks tie under a burst of connections: the older one (lower id)
+                // goes first, never a random one out of the map's order.
+                .min_by_key(|c| (c.idle_since_ms.load(Ordering::Acquire), c.id))
                 .map(|c| c.id);
             let Some(id) = longest_idle else {
                 return Admission::Refused;
@@ -245,6 +247,18 @@ mod tests {
         let open = connections.open.lock().unwrap();
         assert!(!open.contains_key(&first.id), "the oldest idle one was evicted");
         assert!(open.contains_key(&second.id) && open.contains_key(&third.id));
+    }
+
+    #[test]
+    fn a_burst_within_one_millisecond_evicts_the_oldest_first() {
+        // No sleeps: the connections share idle timestamps, as a burst of clients does.
+        let connections = Connections::new(4, Duration::from_secs(30));
+        let all: Vec<_> = (0..20).map(|_| admitted(connections.admit())).collect();
+        let open = connections.open.lock().unwrap();
+        let mut left: Vec<u64> = open.keys().copied().collect();
+        left.sort_unstable();
+        let newest: Vec<u64> = all[16..].iter().map(|c| c.id).collect();
+        assert_eq!(left, newest, "the four newest remain");
     }
 
     #[test]

@@ -347,8 +347,9 @@ impl Cassette {
             // body file is written first, the old one removed last.
             let old_body = match interaction.response.body_file.clone() {
                 Some(name) if to != relative => {
-                    self.answer(&relative, &mut interaction)?;
-                    interaction.set_binary_body(interaction.binary_body.clone().unwrap_or_default());
+                    // Read (and checked) from the old name, renamed after the new key.
+                    let body = self.answer(&relative, &mut interaction)?.body;
+                    interaction.set_binary_body(body);
                     Some(self.body_file_path(&relative, &name))
                 }
                 _ => None,

@@ -102,7 +102,8 @@ pub fn stem(after: Option<&str>) -> String {
     match after {
         None => "_first".to_owned(),
         Some(index) => match index.split_once('#') {
-            Some((k, step)) => key::file_stem(k, step.parse().unwrap_or(0)),
+            // The interaction file's own `<prefix>-<step>` form (see `key::file_stem`).
+            Some((k, step)) => format!("{}-{step}", key::prefix(k)),
             None => key::file_stem(index, 1),
         },
     }

@@ -407,13 +407,22 @@ async fn webhooks_are_recorded_live_and_replayed_signed_after_the_answers_that_c
     // Replay, offline, twice, each with an app on a new port: the same webhooks, in order,
     // signed by plaid-vcr's key, byte-identical between runs.
     let mut runs = Vec::new();
+    let report = dirs.root.path().join("report.json");
+    let report_arg = report.display().to_string();
     for _ in 0..2 {
-        let mut replay = Binary::start(&serve_args("replay", &dirs, None, &["--strict"]), &[], dirs.root.path());
+        let args = serve_args("replay", &dirs, None, &["--strict", "--report", &report_arg]);
+        let mut replay = Binary::start(&args, &[], dirs.root.path());
         let app = App::start(replay.base_url()).await;
         let item = flow(&replay.base_url(), &app).await;
         assert_ne!(item, ITEM_ID, "the replayed item id is a pseudonym");
         runs.push(assert_seen(&app, &item));
         assert_eq!(replay.signal_and_wait("TERM"), Some(0), "{}", replay.stderr());
+        let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        assert_eq!(
+            report["webhooks"],
+            json!({"recorded": 0, "delivered": 3, "failed": 0, "undelivered": []}),
+            "{report:#}"
+        );
         assert!(
             replay
                 .stderr()

@@ -283,11 +283,16 @@ fn free_port() -> u16 {
 /// Starts `plaid-vcr record` against `fake` on a free port whose own address is the
 /// receiver's public URL (returned too), with `extra` arguments.
 fn recorder(dirs: &Dirs, fake: &FakePlaid, extra: &[&str]) -> (Binary, String) {
+    recorder_as("record", dirs, fake, extra)
+}
+
+/// [`recorder`] as `command` (`record`, or `replay` with `--record-missing` in `extra`).
+fn recorder_as(command: &str, dirs: &Dirs, fake: &FakePlaid, extra: &[&str]) -> (Binary, String) {
     let port = free_port();
     let public = format!("http://127.0.0.1:{port}");
     let mut flags = vec!["--webhook-public-url", public.as_str()];
     flags.extend_from_slice(extra);
-    let mut args = serve_args("record", dirs, Some(fake), &flags);
+    let mut args = serve_args(command, dirs, Some(fake), &flags);
     args[2] = format!("127.0.0.1:{port}");
     (Binary::start(&args, &[], dirs.root.path()), public)
 }
@@ -737,4 +742,42 @@ async fn a_cassette_keyed_with_its_webhook_url_fails_loudly_and_redact_re_keys_i
     .await;
     assert_eq!((resp.status, resp.outcome()), (200, "hit"), "{:?}", resp.body);
     assert_eq!(replay.signal_and_wait("TERM"), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_missing_records_live_webhooks_and_delivers_recorded_ones_on_hits() {
+    let dirs = Dirs::new();
+    let fake = FakePlaid::start().await;
+    fake.send_webhooks();
+    // Session 1: every request misses, is forwarded and recorded, and so are its webhooks.
+    let (mut session, _) = recorder_as("replay", &dirs, &fake, &["--record-missing"]);
+    let app = App::start(session.base_url()).await;
+    let item = flow(&session.base_url(), &app).await;
+    assert_seen(&app, &item);
+    assert_eq!(session.signal_and_wait("TERM"), Some(0), "{}", session.stderr());
+    assert!(
+        session.stderr().contains("webhooks: 3 recorded"),
+        "{}",
+        session.stderr()
+    );
+    assert_eq!(webhook_files(&dirs).len(), 3);
+    drop(app);
+
+    // Session 2, upstream still there but never needed: every request hits, and the recorded
+    // webhooks are delivered, signed by plaid-vcr, as in plain replay.
+    let calls = fake.total_calls();
+    let (mut session, _) = recorder_as("replay", &dirs, &fake, &["--record-missing"]);
+    let app = App::start(session.base_url()).await;
+    let item = flow(&session.base_url(), &app).await;
+    assert_seen(&app, &item);
+    assert_eq!(session.signal_and_wait("TERM"), Some(0), "{}", session.stderr());
+    assert!(
+        session
+            .stderr()
+            .contains("webhooks: 0 recorded, 3 delivered, 0 failed, 0 never delivered"),
+        "{}",
+        session.stderr()
+    );
+    // The app's key fetches (plaid-vcr's own key id) are answered by plaid-vcr itself.
+    assert_eq!(fake.total_calls(), calls, "every request was a hit");
 }

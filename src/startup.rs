@@ -1,7 +1,8 @@
 //! Building a [`Proxy`] for a mode: directories, the cassette lock, the upstream client, the
-//! store and its sync with the cassette, the redaction secret, the writer, and the warnings a
-//! start owes the user (`--no-redact`, stale recordings). The server calls [`open`]; nothing
-//! here serves a request.
+//! store and its sync with the cassette, the redaction secret, the writer, the webhook side
+//! (the receiver when recording, the recorded webhooks and a signing key when replaying), and
+//! the warnings a start owes the user (`--no-redact`, stale recordings). The server calls
+//! [`open`]; nothing here serves a request.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -102,11 +102,7 @@ impl Deliveries {
         for (file, w) in loaded {
             files.push(file.clone());
             let Some(after) = w.after.clone() else { continue };
-            let label = format!(
-                "{} {}",
-                w.webhook_type.as_deref().unwrap_or("-"),
-                w.webhook_code.as_deref().unwrap_or("-")
-            );
+            let label = w.label();
             by_interaction.entry(after).or_default().push(Arc::new(Recorded {
                 file,
                 registered_by: w.registered_by.clone(),

@@ -112,8 +112,7 @@ impl Schema {
         self.samples += 1;
         if let Some((status, content_type)) = answer {
             self.statuses.insert(status);
-            let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-            self.content_types.insert(media);
+            self.content_types.insert(crate::interaction::media_type(content_type));
         }
         if let Some(code) = body.get("error_code").and_then(Value::as_str) {
             self.error_codes.insert(code.to_owned());
@@ -231,11 +230,7 @@ fn groups(dir: &Path) -> Result<Groups, CassetteError> {
         );
     }
     for (_, w) in webhook::load(dir)? {
-        let label = format!(
-            "webhook {} {}",
-            w.webhook_type.as_deref().unwrap_or("-"),
-            w.webhook_code.as_deref().unwrap_or("-")
-        );
+        let label = format!("webhook {}", w.label());
         groups
             .entry((label, String::new()))
             .or_default()

@@ -103,9 +103,8 @@ pub fn ls(dir: &Path) -> Result<String, CassetteError> {
         for relative in &webhooks {
             let line = match std::fs::read(dir.join(relative)).map(|b| Webhook::from_file_bytes(&b)) {
                 Ok(Ok(w)) => format!(
-                    "{} {}  {} {}  {}",
-                    w.webhook_type.as_deref().unwrap_or("-"),
-                    w.webhook_code.as_deref().unwrap_or("-"),
+                    "{}  {} {}  {}",
+                    w.label(),
                     w.after_endpoint.as_deref().unwrap_or("-"),
                     webhook::stem(w.after.as_deref()),
                     relative.display()

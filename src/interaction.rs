@@ -59,7 +59,8 @@ pub fn is_json_type(content_type: &str) -> bool {
     media == "application/json" || media.ends_with("+json")
 }
 
-fn media_type(content_type: &str) -> String {
+/// The media type of a Content-Type, lowercase, parameters left out (`application/pdf`).
+pub fn media_type(content_type: &str) -> String {
     content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
 }
 

@@ -314,16 +314,7 @@ impl Store {
             .collect();
         // Read on every core: a cassette can hold thousands of recordings of one endpoint.
         crate::cassette::parallel_map(&recordings, |recorded| {
-            let interaction = self.cassette.read(Path::new(&recorded.file))?;
-            if interaction.index_key() != recorded.index_key {
-                return Err(StoreError::Entry {
-                    key: recorded.index_key.clone(),
-                    reason: format!(
-                        "{} was changed since plaid-vcr started and no longer holds it; restart plaid-vcr",
-                        recorded.file
-                    ),
-                });
-            }
+            let interaction = self.read_indexed(&recorded.index_key, &recorded.file)?;
             Ok((recorded.clone(), interaction.request.body))
         })
         .into_iter()
@@ -361,13 +352,23 @@ impl Store {
         // An entry that does not decode must not read as a miss (which record-missing would
         // then re-record): it is a damaged store.
         let relative = std::str::from_utf8(file).map_err(|_| entry_err("its file name is not text".into()))?;
-        let mut interaction = self.cassette.read(Path::new(relative))?;
-        if interaction.index_key() != key {
-            return Err(entry_err(format!(
-                "{relative} was changed since plaid-vcr started and no longer holds it; restart plaid-vcr"
-            )));
-        }
+        let mut interaction = self.read_indexed(key, relative)?;
         Ok(Some(self.cassette.answer(Path::new(relative), &mut interaction)?))
+    }
+
+    /// The interaction the index entry `key` names in `relative`. A file that no longer holds
+    /// it (changed under a running plaid-vcr) fails: it must never answer for another request.
+    fn read_indexed(&self, key: &str, relative: &str) -> Result<Interaction, StoreError> {
+        let interaction = self.cassette.read(Path::new(relative))?;
+        if interaction.index_key() != key {
+            return Err(StoreError::Entry {
+                key: key.to_owned(),
+                reason: format!(
+                    "{relative} was changed since plaid-vcr started and no longer holds it; restart plaid-vcr"
+                ),
+            });
+        }
+        Ok(interaction)
     }
 
     /// Indexes `interaction`, already written to `relative` in `cassette`, without flushing:

@@ -67,6 +67,15 @@ impl Webhook {
         PathBuf::from(DIR).join(format!("{}.{:03}.json", stem(self.after.as_deref()), self.seq))
     }
 
+    /// `TYPE CODE` (`-` for a missing one): how logs, `ls` and `diff` name a webhook.
+    pub fn label(&self) -> String {
+        format!(
+            "{} {}",
+            self.webhook_type.as_deref().unwrap_or("-"),
+            self.webhook_code.as_deref().unwrap_or("-")
+        )
+    }
+
     /// The bytes delivered to the app: the redacted body, compact, keys sorted. The same file
     /// gives the same bytes in every run.
     pub fn delivered_body(&self) -> Bytes {

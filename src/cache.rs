@@ -12,7 +12,7 @@
 //! Never used with `--sequences` (the n-th identical request has its own answer).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -91,8 +91,30 @@ pub struct Cache {
 
 #[derive(Debug, Default)]
 struct Entries {
-    by_hash: HashMap<u64, Arc<Hit>>,
+    /// Keyed by a hash already: hashing it again (SipHash) would be a second pass for nothing.
+    by_hash: HashMap<u64, Arc<Hit>, BuildHasherDefault<Prehashed>>,
     bytes: usize,
+}
+
+/// The hasher of [`Entries::by_hash`]: its keys are already random-seeded SipHash values.
+#[derive(Debug, Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed here (see `write_u64`); fold anything else in anyway.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 impl Cache {

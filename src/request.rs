@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{Map, Value};
@@ -153,7 +153,7 @@ pub fn is_json(headers: &HeaderMap) -> bool {
 
 /// The `Plaid-Version` header, trimmed; `None` if absent or empty, `Err` if not text.
 pub fn plaid_version_str(headers: &HeaderMap) -> Result<Option<&str>, RequestError> {
-    match headers.get("plaid-version").map(|v| v.to_str()) {
+    match headers.get(PLAID_VERSION).map(|v| v.to_str()) {
         None => Ok(None),
         Some(Ok(v)) if v.trim().is_empty() => Ok(None),
         Some(Ok(v)) => Ok(Some(v.trim())),
@@ -164,14 +164,23 @@ pub fn plaid_version_str(headers: &HeaderMap) -> Result<Option<&str>, RequestErr
 /// Whether each credential (see [`CREDENTIALS`]) is present in a header or configured; with
 /// the body's own (`body_credentials`), whether the request may go on.
 pub fn credentials_present(headers: &HeaderMap, limits: Limits<'_>, body_credentials: [bool; 2]) -> bool {
-    CREDENTIALS
+    CREDENTIAL_HEADERS
         .iter()
         .zip([limits.client_id, limits.secret])
         .zip(body_credentials)
-        .all(|(((_, header), configured), in_body)| {
-            in_body || configured.is_some() || headers.get(*header).is_some_and(|v| !v.is_empty())
+        .all(|((header, configured), in_body)| {
+            in_body || configured.is_some() || headers.get(header).is_some_and(|v| !v.is_empty())
         })
 }
+
+/// [`CREDENTIALS`]' header names, built once: a lookup by `&str` parses the name every time.
+const CREDENTIAL_HEADERS: [HeaderName; 2] = [
+    HeaderName::from_static(CREDENTIALS[0].1),
+    HeaderName::from_static(CREDENTIALS[1].1),
+];
+
+/// The `Plaid-Version` header's name.
+const PLAID_VERSION: HeaderName = HeaderName::from_static("plaid-version");
 
 /// Parses, checks, redacts and keys a collected request.
 pub fn parse(

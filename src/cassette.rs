@@ -414,6 +414,35 @@ pub struct Staged {
 impl Staged {
     /// Writes `bytes` to a temp file in `path`'s directory (creating it) and fsyncs the file.
     pub fn write(path: &Path, bytes: &[u8]) -> Result<Staged, CassetteError> {
+        Staged::create(path, bytes, true)
+    }
+
+    /// [`Staged::write`] without the fsync, for a writer whose bytes are durable elsewhere
+    /// first (the store's journal) and that syncs the installed file afterwards.
+    pub fn write_unsynced(path: &Path, bytes: &[u8]) -> Result<Staged, CassetteError> {
+        Staged::create(path, bytes, false)
+    }
+
+    /// The temp file, until installed.
+    pub fn temp_path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// [`Staged::write_unsynced`] into `tmp`, an empty temp file made ahead in `path`'s
+    /// directory ([`temp_file_in`]): creating a file is the slow part on some filesystems.
+    pub fn write_into(mut tmp: tempfile::NamedTempFile, path: &Path, bytes: &[u8]) -> Result<Staged, CassetteError> {
+        tmp.write_all(bytes).map_err(|source| CassetteError::Write {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Staged {
+            tmp,
+            path: path.to_owned(),
+            created: None,
+        })
+    }
+
+    fn create(path: &Path, bytes: &[u8], sync: bool) -> Result<Staged, CassetteError> {
         let err = |source| CassetteError::Write {
             path: path.to_owned(),
             source,
@@ -425,16 +454,11 @@ impl Staged {
             fs::create_dir_all(dir).map_err(err)?;
             Some(dir.to_owned())
         };
-        // The leading dot keeps a leftover temp file (after a crash) out of `Cassette::list`.
-        let mut builder = tempfile::Builder::new();
-        builder.prefix(".plaid-vcr-").suffix(".tmp");
-        // tempfile's default 0600 would make committed cassettes unreadable to other users of a
-        // checkout; 0644 (less the umask) is what any editor would have written.
-        #[cfg(unix)]
-        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
-        let mut tmp = builder.tempfile_in(dir).map_err(err)?;
+        let mut tmp = temp_file_in(dir).map_err(err)?;
         tmp.write_all(bytes).map_err(err)?;
-        tmp.as_file().sync_all().map_err(err)?;
+        if sync {
+            tmp.as_file().sync_all().map_err(err)?;
+        }
         Ok(Staged {
             tmp,
             path: path.to_owned(),
@@ -443,14 +467,27 @@ impl Staged {
     }
 
     /// Renames the temp file over the target: the file is now whole and new, durable once its
-    /// directory is synced ([`sync_dir`]).
-    pub fn install(self) -> Result<(), CassetteError> {
+    /// directory is synced ([`sync_dir`]) (and the file itself, if written unsynced: the
+    /// returned handle is for that).
+    pub fn install(self) -> Result<fs::File, CassetteError> {
         self.tmp.persist(&self.path).map_err(|e| CassetteError::Write {
             path: self.path.clone(),
             source: e.error,
-        })?;
-        Ok(())
+        })
     }
+}
+
+/// A new, empty temp file in `dir`, named so that [`Cassette::list`] skips it and
+/// [`Cassette::remove_leftovers`] sweeps it after a crash.
+pub fn temp_file_in(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    // The leading dot keeps a leftover temp file (after a crash) out of `Cassette::list`.
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".plaid-vcr-").suffix(".tmp");
+    // tempfile's default 0600 would make committed cassettes unreadable to other users of a
+    // checkout; 0644 (less the umask) is what any editor would have written.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+    builder.tempfile_in(dir)
 }
 
 /// Makes the entries of `dir` (renames, new files) durable.

@@ -150,6 +150,17 @@ impl Server {
         }
         // Webhooks queued after answers already sent still go out (bounded like the requests).
         proxy.finish_deliveries(shutdown_timeout).await;
+        // A connection's task lets go of the proxy a moment after its connection ended; the
+        // store (and its lock) must be released when this returns, so that a caller can open it
+        // again at once. Bounded: a task still holding it past the timeout is logged, not awaited.
+        let released = tokio::time::timeout(shutdown_timeout, async {
+            while Arc::strong_count(&proxy) > 1 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        });
+        if released.await.is_err() {
+            tracing::warn!("a connection task still holds the store after the shutdown timeout; it is released when that task ends");
+        }
         // The writer finishes what is queued (fsyncs: off the runtime's workers).
         let closing = proxy.clone();
         tokio::task::spawn_blocking(move || closing.close())

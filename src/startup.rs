@@ -56,6 +56,14 @@ pub fn open(config: &Config, mode: Mode) -> Result<Proxy, Error> {
         }
     };
     let store = Arc::new(Store::open(&config.store, cassette.root())?);
+    // Recordings acknowledged just before a crash whose files may not have reached the disk.
+    let completed = store.complete_journal(&cassette)?;
+    if completed > 0 {
+        tracing::info!(
+            files = completed,
+            "wrote out cassette files recorded just before plaid-vcr last stopped (kept in the store's journal)"
+        );
+    }
     let redactor = redactor(config, &cassette)?;
     let report = store.sync_cassette(&cassette)?;
     tracing::info!(

@@ -12,7 +12,12 @@
 //!   second tree with the request in it: sled's cost at start-up is per entry, and a fresh
 //!   start at 10,000 recordings spent a third of its time applying it;
 //! - `files:<cassette>`: file path relative to the cassette → fingerprint and key, which lets
-//!   [`Store::sync_cassette`] skip unchanged files and drop entries whose file is gone.
+//!   [`Store::sync_cassette`] skip unchanged files and drop entries whose file is gone;
+//! - `journal:<cassette>`: file path → the bytes of a cassette file just recorded, until that
+//!   file is fsynced with its directory. The writer ([`crate::writer`]) acknowledges a
+//!   recording once the journal holds it (one sled flush), not once the file is synced: a
+//!   power loss before then leaves the bytes here, and the next start writes the file again
+//!   ([`Store::complete_journal`]).
 //!
 //! Keys here are [`crate::interaction::index_key`]s: the matching key, or `key#n` for step n
 //! of a sequence.
@@ -120,6 +125,7 @@ pub struct Store {
     files: sled::Tree,
     /// The digest of the cassette's listing the index was last brought in line with.
     state: sled::Tree,
+    journal: sled::Tree,
     // Held for the lifetime of the store; dropping it releases the lock.
     _lock: File,
 }
@@ -165,6 +171,7 @@ impl Store {
         let index = db.open_tree(format!("index.v3:{id}")).map_err(db_err)?;
         let files = db.open_tree(format!("files:{id}")).map_err(db_err)?;
         let state = db.open_tree(format!("state.v3:{id}")).map_err(db_err)?;
+        let journal = db.open_tree(format!("journal:{id}")).map_err(db_err)?;
         Ok(Store {
             path: path.to_owned(),
             cassette: Cassette::new(cassette),
@@ -172,6 +179,7 @@ impl Store {
             index,
             files,
             state,
+            journal,
             _lock: lock,
         })
     }
@@ -382,6 +390,62 @@ impl Store {
         let full = cassette.root().join(relative);
         let print = fingerprint(&full).map_err(|source| CassetteError::Read { path: full, source })?;
         self.insert(relative, &print, interaction)
+    }
+
+    /// Indexes `interaction`, about to be renamed into place at `relative` from `staged` (a
+    /// rename keeps the size, time and inode the fingerprint is made of).
+    pub fn index_staged(&self, relative: &Path, staged: &Path, interaction: &Interaction) -> Result<(), StoreError> {
+        let print = fingerprint(staged).map_err(|source| CassetteError::Read {
+            path: staged.to_owned(),
+            source,
+        })?;
+        self.insert(relative, &print, interaction)
+    }
+
+    /// Keeps `bytes`, the new content of the cassette file at `relative`, until
+    /// [`Store::journal_done`]: durable with the next flush.
+    pub fn journal(&self, relative: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+        self.journal
+            .insert(path_bytes(relative), bytes)
+            .map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
+    /// Forgets the journal entry of `relative`, now synced, if it still holds `bytes` (a later
+    /// recording of the same file keeps its own).
+    pub fn journal_done(&self, relative: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+        // A mismatch is that later recording: not an error.
+        let _ = self
+            .journal
+            .compare_and_swap(path_bytes(relative), Some(bytes), None::<&[u8]>)
+            .map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
+    /// Writes out (atomically, synced) every cassette file the journal still holds: recordings
+    /// acknowledged just before a crash whose files may not have reached the disk. Returns how
+    /// many files were written. Call it before [`Store::sync_cassette`].
+    pub fn complete_journal(&self, cassette: &Cassette) -> Result<usize, StoreError> {
+        let mut written = 0;
+        for entry in self.journal.iter() {
+            let (relative, bytes) = entry.map_err(|e| self.db_err(e))?;
+            let relative = std::str::from_utf8(&relative).map_err(|_| StoreError::Entry {
+                key: String::from_utf8_lossy(&relative).into_owned(),
+                reason: "a journal entry's path is not UTF-8".into(),
+            })?;
+            crate::cassette::write_atomic(&cassette.root().join(relative), &bytes)?;
+            self.journal.remove(relative).map_err(|e| self.db_err(e))?;
+            written += 1;
+        }
+        if written > 0 {
+            self.flush()?;
+        }
+        Ok(written)
+    }
+
+    /// Files the journal holds (not yet known to be synced).
+    pub fn journal_len(&self) -> usize {
+        self.journal.len()
     }
 
     /// Writes everything to disk.

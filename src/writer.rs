@@ -2,21 +2,30 @@
 //!
 //! A recording is queued with [`Writer::commit`] and the caller waits for its acknowledgement.
 //! The writer thread takes everything queued so far as one batch and, in this order:
-//! 1. writes each cassette file to a temp file, fsyncs it and renames it into place
-//!    ([`crate::cassette::Staged`]): each file is old or new, never half;
-//! 2. fsyncs every directory the batch touched, once: the renames are durable;
-//! 3. applies the batch to sled and flushes sled once, with a blocking flush on this thread;
-//! 4. acknowledges every request of the batch.
+//! 1. writes each cassette file to a temp file next to it ([`crate::cassette::Staged`]), not
+//!    yet synced;
+//! 2. puts into sled, for each, the index entry and the file's bytes in the journal, and
+//!    flushes sled once (a blocking flush on this thread): the recording is now durable;
+//! 3. renames the temp files into place, in queue order (a later recording of a key wins):
+//!    each file is old or new, never half, and readable at once;
+//! 4. acknowledges every request of the batch;
+//! 5. hands the installed files to the syncer thread, which fsyncs them and their directories
+//!    (many at once: concurrent fsyncs share the filesystem's journal commits) and then drops
+//!    their journal entries.
 //!
-//! So an acknowledged recording is on disk in the cassette and the store, and a crash at any
-//! point leaves files the next start reads back (a file renamed but not yet in sled is picked
-//! up by the start's sync). Tokio workers never block on fsync, and sled is never flushed from
+//! So the path of one recording has one sync (sled's flush), where it had three (the file, its
+//! directory, sled), and the syncer's work overlaps the next batch. An acknowledged recording
+//! is in the store, and its cassette file is in place: a `kill -9` at any point loses nothing
+//! (the kernel has the file), and after a power loss the next start writes out, synced, every
+//! file the journal still holds ([`Store::complete_journal`]) before it reads the cassette.
+//! A crash before step 2's flush loses only unacknowledged recordings (their temp files are
+//! swept at the next start). Tokio workers never block on fsync, and sled is never flushed from
 //! two places at once: concurrent `flush_async` calls in sled 0.34 can park every I/O thread
 //! waiting on each other, which hung `record` under parallel load.
 //!
 //! This module must never write anything it was not handed: only redacted interactions reach it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -105,7 +114,22 @@ impl Drop for Writer {
     }
 }
 
-fn run(rx: &mpsc::Receiver<Job>, cassette: &Cassette, store: &Store) {
+fn run(rx: &mpsc::Receiver<Job>, cassette: &Cassette, store: &Arc<Store>) {
+    let (to_syncer, synced) = mpsc::channel::<Vec<Installed>>();
+    let spares = Arc::new(Spares::default());
+    let (syncing, refilling) = (store.clone(), spares.clone());
+    let syncer = std::thread::Builder::new()
+        .name("plaid-vcr-syncer".into())
+        .spawn(move || sync_loop(&synced, &syncing, &refilling));
+    let syncer = match syncer {
+        Ok(syncer) => Some(syncer),
+        Err(e) => {
+            // Without it every recording stays journaled until the next start writes it out
+            // again: still durable, so keep recording, but say so.
+            tracing::error!(error = %e, "cannot start the file syncer thread; recordings stay in the store's journal until the next start");
+            None
+        }
+    };
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -114,140 +138,263 @@ fn run(rx: &mpsc::Receiver<Job>, cassette: &Cassette, store: &Store) {
                 Err(_) => break,
             }
         }
-        commit_batch(batch, cassette, store);
+        let installed = commit_batch(batch, cassette, store, &spares);
+        if syncer.is_some() && !installed.is_empty() {
+            let _ = to_syncer.send(installed);
+        }
+    }
+    // The writer is closing: the syncer finishes what it was handed, then stops.
+    drop(to_syncer);
+    if let Some(syncer) = syncer {
+        let _ = syncer.join();
     }
 }
 
-/// One group commit. Every job is answered: its file, or what failed.
-fn commit_batch(batch: Vec<Job>, cassette: &Cassette, store: &Store) {
+/// A cassette file in place, not yet synced: its handle, where it is, and the bytes the journal
+/// holds for it.
+struct Installed {
+    file: std::fs::File,
+    relative: PathBuf,
+    bytes: Vec<u8>,
+    /// Directories whose entries changed: the file's own, and any created for it.
+    dirs: Vec<PathBuf>,
+}
+
+/// One group commit. Every job is answered: its file, or what failed. Returns the files to sync.
+fn commit_batch(batch: Vec<Job>, cassette: &Cassette, store: &Store, spares: &Spares) -> Vec<Installed> {
     let t0 = std::time::Instant::now();
-    // 1. Files: temp files written and fsynced in parallel (concurrent fsyncs share the
-    // filesystem's journal commits, so a batch costs about one fsync, not one per file), then
-    // renamed in queue order, so a later recording of the same key wins.
-    let paths: Vec<PathBuf> = batch
-        .iter()
-        .map(|job| cassette.root().join(Cassette::path_of(&job.interaction)))
-        .collect();
-    let written = write_all(&batch, &paths);
-    let mut staged: Vec<(Job, Result<PathBuf, StoreError>)> = Vec::with_capacity(batch.len());
-    let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
-    for ((job, full), file) in batch.into_iter().zip(paths).zip(written) {
-        let result = file.and_then(|files| {
-            let created = files.body.as_ref().map_or(&files.interaction.created, |b| &b.created);
-            dirs.extend(created.as_deref().and_then(Path::parent).map(Path::to_owned));
-            // A binary body lands before the interaction that points at it.
-            if let Some(body) = files.body {
-                body.install()?;
-            }
-            files.interaction.install()?;
-            dirs.extend(full.parent().map(Path::to_owned));
-            Ok(Cassette::path_of(&job.interaction))
-        });
-        staged.push((job, result.map_err(StoreError::from)));
+    // 1. Temp files, unsynced: the journal makes them durable.
+    let relatives: Vec<PathBuf> = batch.iter().map(|job| Cassette::path_of(&job.interaction)).collect();
+    let mut staged: Vec<(Job, Result<Files, StoreError>)> = Vec::with_capacity(batch.len());
+    for (job, relative) in batch.into_iter().zip(&relatives) {
+        let files = stage(&job.interaction, cassette, relative, spares).map_err(StoreError::from);
+        staged.push((job, files));
     }
     let t1 = t0.elapsed();
-    // 2. Directories, once each. A directory that cannot be synced fails the whole batch:
-    // its renames may not survive a crash, and no recording is acknowledged on a maybe.
-    for dir in &dirs {
-        if let Err(source) = cassette::sync_dir(dir) {
-            let message = format!("cannot sync directory {}: {source}", dir.display());
-            for (_, result) in staged.iter_mut() {
-                if result.is_ok() {
-                    *result = Err(StoreError::Flush(message.clone()));
-                }
-            }
-            break;
-        }
-    }
-    let t2 = t0.elapsed();
-    // 3. The store, then one blocking flush.
-    for (job, result) in staged.iter_mut() {
-        if let Ok(relative) = result {
-            if let Err(e) = store.index_file(cassette, relative, &job.interaction) {
-                *result = Err(e);
+    // 2. The store: index entries and journal, then one blocking flush.
+    for ((job, files), relative) in staged.iter_mut().zip(&relatives) {
+        if let Ok(f) = files {
+            let indexed = f
+                .body
+                .iter()
+                .try_for_each(|body| store.journal(&body.relative, &body.bytes))
+                .and_then(|()| store.journal(relative, &f.interaction.bytes))
+                .and_then(|()| store.index_staged(relative, f.interaction.staged.temp_path(), &job.interaction));
+            if let Err(e) = indexed {
+                *files = Err(e);
             }
         }
     }
     if let Err(e) = store.flush() {
+        // Nothing is renamed into place: the temp files go away with `staged`.
         let message = e.to_string();
-        for (_, result) in staged.iter_mut() {
-            if result.is_ok() {
-                *result = Err(StoreError::Flush(message.clone()));
+        for (_, files) in staged.iter_mut() {
+            if files.is_ok() {
+                *files = Err(StoreError::Flush(message.clone()));
             }
         }
     }
-    tracing::debug!(
-        size = staged.len(),
-        files = ?t1,
-        directories = ?(t2 - t1),
-        store = ?(t0.elapsed() - t2),
-        "batch committed"
-    );
-    // 4. Acknowledge. A client that went away no longer listens; its recording stands.
-    for (job, result) in staged {
+    let t2 = t0.elapsed();
+    // 3. Into place, in queue order; 4. acknowledged.
+    let mut installed = Vec::new();
+    for ((job, files), relative) in staged.into_iter().zip(relatives) {
+        let result = files.and_then(|f| {
+            // A binary body lands before the interaction that points at it.
+            for file in f.body.into_iter().chain([f.interaction]) {
+                let dirs = file.dirs(cassette);
+                let handle = file.staged.install()?;
+                installed.push(Installed {
+                    file: handle,
+                    relative: file.relative,
+                    bytes: file.bytes,
+                    dirs,
+                });
+            }
+            Ok(relative)
+        });
+        // A client that went away no longer listens; its recording stands.
         let _ = job.done.send(result);
     }
+    tracing::debug!(size = installed.len(), files = ?t1, store = ?(t2 - t1), install = ?(t0.elapsed() - t2), "batch committed");
+    installed
+}
+
+/// Syncs installed files and their directories, a batch (everything handed over so far) at a
+/// time, then drops their journal entries. A file or directory that cannot be synced keeps its
+/// entry: the next start writes the file out again.
+fn sync_loop(rx: &mpsc::Receiver<Vec<Installed>>, store: &Store, spares: &Spares) {
+    while let Ok(mut files) = rx.recv() {
+        while let Ok(more) = rx.try_recv() {
+            files.extend(more);
+        }
+        // Spares first (the next batch may already be waiting for them), twice as many per
+        // directory as this batch used, so a steady stream never runs out.
+        let mut used: HashMap<&Path, usize> = HashMap::new();
+        for file in &files {
+            if let Some(dir) = file.dirs.first() {
+                *used.entry(dir.as_path()).or_default() += 1;
+            }
+        }
+        for (dir, n) in used {
+            spares.refill(dir, 2 * n);
+        }
+        let synced = parallel_sync(&files);
+        let mut dirs: BTreeSet<&Path> = BTreeSet::new();
+        for file in &files {
+            dirs.extend(file.dirs.iter().map(PathBuf::as_path));
+        }
+        let mut dirs_ok = true;
+        for dir in dirs {
+            if let Err(e) = cassette::sync_dir(dir) {
+                tracing::error!(dir = %dir.display(), error = %e, "cannot sync a cassette directory; its recordings stay in the store's journal");
+                dirs_ok = false;
+            }
+        }
+        for (file, synced) in files.iter().zip(synced) {
+            match synced {
+                Ok(()) if dirs_ok => {
+                    if let Err(e) = store.journal_done(&file.relative, &file.bytes) {
+                        tracing::error!(error = %e, "cannot update the store's journal");
+                    }
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::error!(file = %file.relative.display(), error = %e, "cannot sync a cassette file; it stays in the store's journal")
+                }
+            }
+        }
+    }
+}
+
+/// Empty temp files made ahead in the directories recordings go to, so that a recording's path
+/// does not wait for a file to be created: on this project's CI machine (ext4 on a virtual
+/// disk) creating one takes about 0.4 ms, more than everything else the writer does for it.
+/// The syncer makes them after each batch; a crash leaves them as leftovers, which the next
+/// recording start sweeps like any other temp file, and they are deleted when recording stops.
+#[derive(Default)]
+struct Spares {
+    by_dir: Mutex<HashMap<PathBuf, Vec<tempfile::NamedTempFile>>>,
+}
+
+/// The most spare files kept in one directory.
+const MAX_SPARES: usize = 64;
+
+impl Spares {
+    fn take(&self, dir: &Path) -> Option<tempfile::NamedTempFile> {
+        self.by_dir
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(dir)?
+            .pop()
+    }
+
+    /// Makes spares in `dir` until it has `want` (at most [`MAX_SPARES`]).
+    fn refill(&self, dir: &Path, want: usize) {
+        let want = want.clamp(1, MAX_SPARES);
+        let have = self
+            .by_dir
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(dir)
+            .map_or(0, Vec::len);
+        // Created outside the lock: the writer takes spares meanwhile.
+        let made: Vec<_> = (have..want).map_while(|_| cassette::temp_file_in(dir).ok()).collect();
+        self.by_dir
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(dir.to_owned())
+            .or_default()
+            .extend(made);
+    }
+}
+
+/// fsyncs every file, on up to [`FSYNC_THREADS`] threads; results in order.
+fn parallel_sync(files: &[Installed]) -> Vec<std::io::Result<()>> {
+    let threads = FSYNC_THREADS.min(files.len());
+    if threads <= 1 {
+        return files.iter().map(|f| f.file.sync_all()).collect();
+    }
+    let per_thread = files.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(per_thread)
+            .map(|part| {
+                let handle = scope.spawn(move || part.iter().map(|f| f.file.sync_all()).collect::<Vec<_>>());
+                (part.len(), handle)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|(len, h)| {
+                // A panicking fsync is a bug; its files are reported unsynced (and stay journaled).
+                h.join().unwrap_or_else(|_| {
+                    (0..len)
+                        .map(|_| Err(std::io::Error::other("the sync panicked")))
+                        .collect()
+                })
+            })
+            .collect()
+    })
 }
 
 /// The staged files of one recording: a binary answer's body file, and the interaction file.
 struct Files {
-    body: Option<Staged>,
-    interaction: Staged,
+    body: Option<File>,
+    interaction: File,
 }
 
-/// Writes and fsyncs the temp file of every job, on up to [`FSYNC_THREADS`] threads; results
-/// in job order.
-fn write_all(batch: &[Job], paths: &[PathBuf]) -> Vec<Result<Files, CassetteError>> {
-    let write = |i: usize| {
-        let interaction = &batch[i].interaction;
-        let body = match (&interaction.response.body_file, &interaction.binary_body) {
-            (Some(name), Some(bytes)) => Some(Staged::write(&paths[i].with_file_name(name), bytes)?),
-            _ => None,
+/// One staged file: where it goes and its bytes (for the journal).
+struct File {
+    staged: Staged,
+    relative: PathBuf,
+    bytes: Vec<u8>,
+}
+
+impl File {
+    /// The directories a rename of this file changes: its own, and its parent if it was created.
+    fn dirs(&self, cassette: &Cassette) -> Vec<PathBuf> {
+        let own = cassette.root().join(&self.relative);
+        let mut dirs: Vec<PathBuf> = own.parent().map(Path::to_owned).into_iter().collect();
+        dirs.extend(
+            self.staged
+                .created
+                .as_deref()
+                .and_then(Path::parent)
+                .map(Path::to_owned),
+        );
+        dirs
+    }
+}
+
+/// Writes the temp files of one recording (unsynced), into spares where there are some.
+fn stage(
+    interaction: &Interaction,
+    cassette: &Cassette,
+    relative: &Path,
+    spares: &Spares,
+) -> Result<Files, CassetteError> {
+    let file = |relative: PathBuf, bytes: Vec<u8>| {
+        let path = cassette.root().join(&relative);
+        let spare = path
+            .parent()
+            .filter(|dir| dir.is_dir())
+            .and_then(|dir| spares.take(dir));
+        let staged = match spare {
+            Some(tmp) => Staged::write_into(tmp, &path, &bytes)?,
+            None => Staged::write_unsynced(&path, &bytes)?,
         };
-        Ok(Files {
-            body,
-            interaction: Staged::write(&paths[i], &interaction.to_file_bytes())?,
+        Ok::<_, CassetteError>(File {
+            staged,
+            relative,
+            bytes,
         })
     };
-    let threads = FSYNC_THREADS.min(batch.len());
-    if threads <= 1 {
-        return (0..batch.len()).map(write).collect();
-    }
-    let mut slots: Vec<Option<Result<Files, CassetteError>>> = (0..batch.len()).map(|_| None).collect();
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|t| {
-                let write = &write;
-                scope.spawn(move || {
-                    (t..batch.len())
-                        .step_by(threads)
-                        .map(|i| (i, write(i)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        for worker in workers {
-            match worker.join() {
-                Ok(done) => {
-                    for (i, result) in done {
-                        slots[i] = Some(result);
-                    }
-                }
-                // A panicking write is a bug; its jobs are answered as failed (below).
-                Err(_) => tracing::error!("a cassette write panicked"),
-            }
-        }
-    });
-    slots
-        .into_iter()
-        .zip(paths)
-        .map(|(slot, path)| {
-            slot.unwrap_or_else(|| {
-                Err(CassetteError::Write {
-                    path: path.clone(),
-                    source: std::io::Error::other("the write panicked"),
-                })
-            })
-        })
-        .collect()
+    let body = match (&interaction.response.body_file, &interaction.binary_body) {
+        (Some(name), Some(bytes)) => Some(file(relative.with_file_name(name), bytes.to_vec())?),
+        _ => None,
+    };
+    Ok(Files {
+        body,
+        interaction: file(relative.to_owned(), interaction.to_file_bytes())?,
+    })
 }

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use plaid_vcr::cassette::Cassette;
 use plaid_vcr::store::Store;
 use plaid_vcr::Mode;
 
@@ -27,6 +28,17 @@ async fn replay_from_the_files_alone(dirs: &Dirs, recorded: &[(&str, String, Str
     replay.stop().await.unwrap()
 }
 
+/// `files` without the writer's temp files (`.plaid-vcr-*.tmp`).
+fn not_temp(files: Vec<std::path::PathBuf>) -> Vec<std::path::PathBuf> {
+    files
+        .into_iter()
+        .filter(|f| {
+            !f.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(".plaid-vcr-"))
+        })
+        .collect()
+}
+
 /// An acknowledged recording: endpoint, request body, key.
 type Ack = (&'static str, String, String);
 
@@ -45,13 +57,17 @@ async fn thirty_two_clients_record_two_thousand_interactions_and_a_fresh_store_r
     let base = proxy.base_url();
     let clients: Vec<_> = (0..CLIENTS)
         .map(|c| {
-            let base = base.clone();
+            let (base, cassette) = (base.clone(), dirs.cassette());
             tokio::spawn(async move {
                 let mut keys = Vec::new();
                 for i in 0..EACH {
                     let body = distinct_body(&format!("c{c:02}"), i);
                     let resp = send("POST", &format!("{base}/identity/get"), &CLIENT_HEADERS, body.clone()).await;
                     assert_eq!(resp.outcome(), "recorded", "{:?}", resp.body);
+                    // Answered means in place: the file is there the moment the answer is
+                    // (its fsync may still be under way; the store's journal covers that).
+                    let file = cassette.join(Cassette::relative_path("identity/get", &resp.key(), 1));
+                    assert!(file.is_file(), "{} is missing right after its answer", file.display());
                     keys.push(("identity/get", body, resp.key()));
                 }
                 keys
@@ -66,7 +82,14 @@ async fn thirty_two_clients_record_two_thousand_interactions_and_a_fresh_store_r
     assert_eq!(fake.calls("identity/get"), CLIENTS * EACH);
     let summary = proxy.stop().await.unwrap();
     assert_eq!(summary.recorded.len(), CLIENTS * EACH);
-    assert_eq!(dirs.cassette_files().len(), CLIENTS * EACH, "one file each");
+    // No temp file left behind (the spares made ahead are deleted at stop), and every file
+    // synced: the journal is empty.
+    assert_eq!(
+        dirs.cassette_files().len(),
+        CLIENTS * EACH,
+        "one file each, nothing else"
+    );
+    assert_eq!(Store::open(&dirs.store(), &dirs.cassette()).unwrap().journal_len(), 0);
 
     let summary = replay_from_the_files_alone(&dirs, &recorded).await;
     assert_eq!(summary.hits as usize, CLIENTS * EACH);
@@ -218,7 +241,8 @@ async fn concurrent_identical_misses_in_record_missing_make_one_upstream_call_an
         assert_eq!(answer.body, answers[0].body, "all get the same answer");
         assert_eq!(answer.key(), answers[0].key());
     }
-    assert_eq!(dirs.cassette_files().len(), 1, "recorded once");
+    // Interaction files only: while recording, the writer keeps empty temp files made ahead.
+    assert_eq!(Cassette::new(dirs.cassette()).list().unwrap().len(), 1, "recorded once");
     // A hit afterwards, from the cassette.
     let again = plaid(&proxy, "identity/get", &body).await;
     assert_eq!(again.outcome(), "hit");
@@ -239,7 +263,7 @@ async fn a_second_recorder_on_the_same_cassette_with_another_store_fails_at_star
     let body = distinct_body("one", 1);
     let resp = send("POST", &format!("{base}/identity/get"), &CLIENT_HEADERS, body).await;
     assert_eq!(resp.outcome(), "recorded");
-    let before = dirs.cassette_files();
+    let before = not_temp(dirs.cassette_files());
 
     let other_store = dirs.root.path().join("other-store").display().to_string();
     let cassette = dirs.cassette().display().to_string();
@@ -268,7 +292,12 @@ async fn a_second_recorder_on_the_same_cassette_with_another_store_fails_at_star
             ),
             "{command}"
         );
-        assert_eq!(dirs.cassette_files(), before, "nothing written into the cassette");
+        // The running recorder's own temp files (made ahead for its next recordings) aside.
+        assert_eq!(
+            not_temp(dirs.cassette_files()),
+            before,
+            "nothing written into the cassette"
+        );
     }
     // Replay only reads: it may run beside a recorder (with its own store).
     let mut replay = Binary::start(&beside("replay"), &[], dirs.root.path());
@@ -329,4 +358,57 @@ async fn thirty_two_clients_repeating_the_same_requests_get_identical_answers_an
         "every request counted once, as a hit"
     );
     assert!(summary.unused.is_empty() && summary.misses.is_empty());
+}
+
+/// A power loss right after an answer can leave its cassette file empty or gone (it was
+/// renamed into place, not yet synced). The store's journal still holds it, and the next start
+/// writes it out again, byte for byte, before it reads the cassette.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_a_power_loss_emptied_or_lost_is_written_again_from_the_journal_at_the_next_start() {
+    let fake = FakePlaid::start().await;
+    let dirs = Dirs::new();
+    let proxy = start(&config(&dirs, Some(&fake)), Mode::Record).await;
+    let mut recorded = Vec::new();
+    for n in 0..3 {
+        let body = distinct_body("power", n);
+        let resp = plaid(&proxy, "identity/get", &body).await;
+        assert_eq!(resp.outcome(), "recorded");
+        recorded.push((body, resp.key(), resp.body));
+    }
+    proxy.stop().await.unwrap();
+    // The answers as replayed from intact files, to compare with after the damage.
+    let replay = start(&config(&dirs, None), Mode::Replay).await;
+    for (body, _, answer) in recorded.iter_mut() {
+        *answer = plaid(&replay, "identity/get", body).await.body;
+    }
+    replay.stop().await.unwrap();
+    let relative = |key: &str| Cassette::relative_path("identity/get", key, 1);
+    let originals: Vec<Vec<u8>> = recorded
+        .iter()
+        .map(|(_, key, _)| std::fs::read(dirs.cassette().join(relative(key))).unwrap())
+        .collect();
+    // What the store looked like at the power loss: the journal holding two of the files,
+    // whose syncs had not finished.
+    {
+        let store = Store::open(&dirs.store(), &dirs.cassette()).unwrap();
+        for i in [0, 1] {
+            store.journal(&relative(&recorded[i].1), &originals[i]).unwrap();
+        }
+        store.flush().unwrap();
+    }
+    std::fs::write(dirs.cassette().join(relative(&recorded[0].1)), b"").unwrap();
+    std::fs::remove_file(dirs.cassette().join(relative(&recorded[1].1))).unwrap();
+
+    let replay = start(&config(&dirs, None), Mode::Replay).await;
+    for (body, key, answer) in &recorded {
+        let resp = plaid(&replay, "identity/get", body).await;
+        assert_eq!((resp.outcome(), resp.key()), ("hit", key.clone()));
+        assert_eq!(&resp.body, answer, "the same bytes as before the power loss");
+    }
+    replay.stop().await.unwrap();
+    for ((_, key, _), original) in recorded.iter().zip(&originals) {
+        assert_eq!(&std::fs::read(dirs.cassette().join(relative(key))).unwrap(), original);
+    }
+    assert_eq!(Store::open(&dirs.store(), &dirs.cassette()).unwrap().journal_len(), 0);
+    assert_eq!(fake.calls("identity/get"), 3, "replay never called upstream");
 }

@@ -336,6 +336,13 @@ async fn webhooks_are_recorded_live_and_replayed_signed_after_the_answers_that_c
     let recorded_item = flow(&recorder.base_url(), &app).await;
     assert_eq!(recorded_item, ITEM_ID);
     assert_seen(&app, ITEM_ID);
+    // The app has seen the last webhook; its status is still on the way back to upstream.
+    for _ in 0..500 {
+        if fake.webhook_statuses().len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     assert_eq!(
         fake.webhook_statuses(),
         [200, 200, 200],

@@ -141,10 +141,17 @@ impl Proxy {
     /// The session summary so far: counts, misses, new recordings, unused and stale ones.
     /// Fails if the store cannot be read: "unused" must never be computed from nothing.
     pub fn summary(&self) -> Result<Summary, Error> {
-        let recordings = self.store.recorded()?;
+        let mut failed = None;
+        let recordings = self
+            .store
+            .recorded_iter()
+            .map_while(|r| r.map_err(|e| failed = Some(e)).ok());
         let mut summary = self
             .tally
-            .summary(&self.serving.mode().to_string(), &recordings, self.config.max_age);
+            .summary(&self.serving.mode().to_string(), recordings, self.config.max_age);
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
         if let Some(deliveries) = &self.webhooks.deliveries {
             summary.webhooks.add_deliveries(deliveries.counts());
         }

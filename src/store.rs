@@ -407,6 +407,16 @@ impl Store {
         self.insert(relative, &print, interaction)
     }
 
+    /// Undoes [`Store::index_staged`] for a recording that was not put in place: its index and
+    /// file entries go, and the next start re-reads the whole cassette (a file of the same key
+    /// that stayed in place is indexed again then).
+    pub fn unindex(&self, relative: &Path, index_key: &str) -> Result<(), StoreError> {
+        self.state.remove(LISTING).map_err(|e| self.db_err(e))?;
+        self.index.remove(index_key.as_bytes()).map_err(|e| self.db_err(e))?;
+        self.files.remove(path_bytes(relative)).map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
     /// Keeps `bytes`, the new content of the cassette file at `relative`, until
     /// [`Store::journal_done`]: durable with the next flush.
     pub fn journal(&self, relative: &Path, bytes: &[u8]) -> Result<(), StoreError> {

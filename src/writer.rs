@@ -181,15 +181,24 @@ fn commit_batch(batch: Vec<Job>, cassette: &Cassette, store: &Store, spares: &Sp
                 .and_then(|()| store.journal(relative, &f.interaction.bytes))
                 .and_then(|()| store.index_staged(relative, f.interaction.staged.temp_path(), &job.interaction));
             if let Err(e) = indexed {
+                forget(store, journaled(f), relative, &job.interaction.index_key());
                 *files = Err(e);
             }
         }
     }
     if let Err(e) = store.flush() {
-        // Nothing is renamed into place: the temp files go away with `staged`.
+        // Nothing is renamed into place: the temp files go away with `staged`, and their
+        // journal entries must not reach the disk with a later flush (the next start would
+        // write out recordings whose clients were told they failed).
         let message = e.to_string();
-        for (_, files) in staged.iter_mut() {
-            if files.is_ok() {
+        for (job, files) in staged.iter_mut() {
+            if let Ok(f) = files {
+                forget(
+                    store,
+                    journaled(f),
+                    &f.interaction.relative,
+                    &job.interaction.index_key(),
+                );
                 *files = Err(StoreError::Flush(message.clone()));
             }
         }
@@ -198,18 +207,9 @@ fn commit_batch(batch: Vec<Job>, cassette: &Cassette, store: &Store, spares: &Sp
     // 3. Into place, in queue order; 4. acknowledged.
     let mut installed = Vec::new();
     for ((job, files), relative) in staged.into_iter().zip(relatives) {
+        let index_key = job.interaction.index_key();
         let result = files.and_then(|f| {
-            // A binary body lands before the interaction that points at it.
-            for file in f.body.into_iter().chain([f.interaction]) {
-                let dirs = file.dirs(cassette);
-                let handle = file.staged.install()?;
-                installed.push(Installed {
-                    file: handle,
-                    relative: file.relative,
-                    bytes: file.bytes,
-                    dirs,
-                });
-            }
+            install(f, &relative, &index_key, cassette, store, &mut installed)?;
             Ok(relative)
         });
         // A client that went away no longer listens; its recording stands.
@@ -217,6 +217,68 @@ fn commit_batch(batch: Vec<Job>, cassette: &Cassette, store: &Store, spares: &Sp
     }
     tracing::debug!(size = installed.len(), files = ?t1, store = ?(t2 - t1), install = ?(t0.elapsed() - t2), "batch committed");
     installed
+}
+
+/// Drops the journal entries of a recording that will not be installed.
+/// Renames a recording's files into place, the body first (it lands before the interaction that
+/// points at it), adding each to `installed`. If one cannot be put in place, the recording is
+/// answered as failed: that file's and the later ones' journal entries and the recording's index
+/// entry are dropped, so neither this run nor the next start brings it back.
+fn install(
+    files: Files,
+    relative: &Path,
+    index_key: &str,
+    cassette: &Cassette,
+    store: &Store,
+    installed: &mut Vec<Installed>,
+) -> Result<(), CassetteError> {
+    let mut files = files.body.into_iter().chain([files.interaction]);
+    while let Some(file) = files.next() {
+        let dirs = file.dirs(cassette);
+        let File {
+            staged,
+            relative: file_relative,
+            bytes,
+        } = file;
+        match staged.install() {
+            Ok(handle) => installed.push(Installed {
+                file: handle,
+                relative: file_relative,
+                bytes,
+                dirs,
+            }),
+            Err(e) => {
+                let not_in_place: Vec<(PathBuf, Vec<u8>)> = [(file_relative, bytes)]
+                    .into_iter()
+                    .chain(files.map(|f| (f.relative, f.bytes)))
+                    .collect();
+                let not_in_place = not_in_place.iter().map(|(f, b)| (f.as_path(), b.as_slice()));
+                forget(store, not_in_place, relative, index_key);
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What the journal holds (or may hold) for a recording: each file and its bytes.
+fn journaled(files: &Files) -> impl Iterator<Item = (&Path, &[u8])> {
+    let all = files.body.iter().chain([&files.interaction]);
+    all.map(|file| (file.relative.as_path(), file.bytes.as_slice()))
+}
+
+/// Drops the journal entries of `files` and the index entry of the recording at `relative`, one
+/// that will not be in place (answered as failed): a later flush must not make them durable,
+/// and neither this run nor the next start must bring it back.
+fn forget<'a>(store: &Store, files: impl IntoIterator<Item = (&'a Path, &'a [u8])>, relative: &Path, index_key: &str) {
+    for (file, bytes) in files {
+        if let Err(e) = store.journal_done(file, bytes) {
+            tracing::error!(error = %e, "cannot drop a failed recording from the store's journal");
+        }
+    }
+    if let Err(e) = store.unindex(relative, index_key) {
+        tracing::error!(error = %e, "cannot drop a failed recording from the store's index");
+    }
 }
 
 /// Syncs installed files and their directories, a batch (everything handed over so far) at a

@@ -412,3 +412,36 @@ async fn a_file_a_power_loss_emptied_or_lost_is_written_again_from_the_journal_a
     assert_eq!(Store::open(&dirs.store(), &dirs.cassette()).unwrap().journal_len(), 0);
     assert_eq!(fake.calls("identity/get"), 3, "replay never called upstream");
 }
+
+/// A recording that cannot be renamed into place is answered as failed, and nothing of it is
+/// written out later: its journal entry goes with it, so the next start does not bring back
+/// a recording its client was told had failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_that_cannot_be_put_in_place_fails_and_is_not_brought_back_at_the_next_start() {
+    let fake = FakePlaid::start().await;
+    let body = distinct_body("blocked", 1);
+    // The key of this request, from a first recording elsewhere.
+    let key = {
+        let elsewhere = Dirs::new();
+        let proxy = start(&config(&elsewhere, Some(&fake)), Mode::Record).await;
+        let key = plaid(&proxy, "identity/get", &body).await.key();
+        proxy.stop().await.unwrap();
+        key
+    };
+    let dirs = Dirs::new();
+    let target = dirs.cassette().join(Cassette::relative_path("identity/get", &key, 1));
+    // A directory where the file goes: the rename over it fails.
+    std::fs::create_dir_all(target.join("blocked")).unwrap();
+    let proxy = start(&config(&dirs, Some(&fake)), Mode::Record).await;
+    let resp = plaid(&proxy, "identity/get", &body).await;
+    assert_eq!(resp.status, 500, "{:?}", resp.body);
+    assert_eq!(resp.json()["error_code"], "PLAID_VCR_STORE_ERROR");
+    proxy.stop().await.unwrap();
+    assert_eq!(Store::open(&dirs.store(), &dirs.cassette()).unwrap().journal_len(), 0);
+
+    std::fs::remove_dir_all(&target).unwrap();
+    let replay = start(&config(&dirs, None), Mode::Replay).await;
+    assert_eq!(plaid(&replay, "identity/get", &body).await.outcome(), "miss");
+    replay.stop().await.unwrap();
+    assert!(!target.exists(), "not written out from the journal");
+}

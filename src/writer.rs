@@ -219,7 +219,6 @@ fn commit_batch(batch: Vec<Job>, cassette: &Cassette, store: &Store, spares: &Sp
     installed
 }
 
-/// Drops the journal entries of a recording that will not be installed.
 /// Renames a recording's files into place, the body first (it lands before the interaction that
 /// points at it), adding each to `installed`. If one cannot be put in place, the recording is
 /// answered as failed: that file's and the later ones' journal entries and the recording's index

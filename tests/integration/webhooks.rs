@@ -234,18 +234,32 @@ fn assert_seen(app: &App, item_id: &str) -> Vec<Bytes> {
             Event::Webhook { code, .. } => code.clone(),
         })
         .collect();
-    assert_eq!(
-        order,
-        [
-            "sandbox/public_token/create",
-            "SYNC_UPDATES_AVAILABLE",
-            "item/public_token/exchange",
-            "sandbox/item/fire_webhook",
-            "DEFAULT_UPDATE",
-            "item/webhook/update",
-            "WEBHOOK_UPDATE_ACKNOWLEDGED",
-        ]
-    );
+    let expected = [
+        "sandbox/public_token/create",
+        "SYNC_UPDATES_AVAILABLE",
+        "item/public_token/exchange",
+        "sandbox/item/fire_webhook",
+        "DEFAULT_UPDATE",
+        "item/webhook/update",
+        "WEBHOOK_UPDATE_ACKNOWLEDGED",
+    ];
+    // The app notes an answer once the test's own task has it back, and a webhook sent as the
+    // answer leaves (replay) or 50 ms after upstream answered (record) can get to the app first
+    // on a loaded machine. That one swap, a webhook just before the answer that caused it, is
+    // the only reordering allowed; a webhook anywhere else fails.
+    let mut order = order;
+    for i in 0..order.len().saturating_sub(1) {
+        // Answers are endpoints (`a/b`), webhooks are codes.
+        let (webhook_first, answer_next) = (!order[i].contains('/'), order[i + 1].contains('/'));
+        if !(webhook_first && answer_next) {
+            continue;
+        }
+        let cause = expected.iter().position(|e| *e == order[i + 1]);
+        if cause.is_some_and(|c| expected.get(c + 1) == Some(&order[i].as_str())) {
+            order.swap(i, i + 1);
+        }
+    }
+    assert_eq!(order, expected);
     let mut bodies = Vec::new();
     for (event, path) in app
         .webhooks()

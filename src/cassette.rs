@@ -286,9 +286,14 @@ impl Cassette {
 
 /// `f` over `items` (cassette files, typically) on every core, results in order. A panic in `f` is a bug and is passed on.
 pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(items.len());
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    parallel_map_on(cores, items, f)
+}
+
+/// [`parallel_map`] on up to `threads` threads: more than the cores for work that waits on
+/// the disk (fsyncs).
+pub fn parallel_map_on<T: Sync, R: Send>(threads: usize, items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = threads.min(items.len());
     if threads <= 1 {
         return items.iter().map(f).collect();
     }

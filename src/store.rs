@@ -384,21 +384,9 @@ impl Store {
         Ok(interaction)
     }
 
-    /// Indexes `interaction`, already written to `relative` in `cassette`, without flushing:
-    /// the [`crate::writer::Writer`] flushes once per batch.
-    pub fn index_file(
-        &self,
-        cassette: &Cassette,
-        relative: &Path,
-        interaction: &Interaction,
-    ) -> Result<(), StoreError> {
-        let full = cassette.root().join(relative);
-        let print = fingerprint(&full).map_err(|source| CassetteError::Read { path: full, source })?;
-        self.insert(relative, &print, interaction)
-    }
-
     /// Indexes `interaction`, about to be renamed into place at `relative` from `staged` (a
-    /// rename keeps the size, time and inode the fingerprint is made of).
+    /// rename keeps the size, time and inode the fingerprint is made of), without flushing:
+    /// the [`crate::writer::Writer`] flushes once per batch.
     pub fn index_staged(&self, relative: &Path, staged: &Path, interaction: &Interaction) -> Result<(), StoreError> {
         let print = fingerprint(staged).map_err(|source| CassetteError::Read {
             path: staged.to_owned(),

@@ -164,21 +164,18 @@ struct Installed {
 fn commit_batch(batch: Vec<Job>, cassette: &Cassette, store: &Store, spares: &Spares) -> Vec<Installed> {
     let t0 = std::time::Instant::now();
     // 1. Temp files, unsynced: the journal makes them durable.
-    let relatives: Vec<PathBuf> = batch.iter().map(|job| Cassette::path_of(&job.interaction)).collect();
     let mut staged: Vec<(Job, Result<Files, StoreError>)> = Vec::with_capacity(batch.len());
-    for (job, relative) in batch.into_iter().zip(&relatives) {
-        let files = stage(&job.interaction, cassette, relative, spares).map_err(StoreError::from);
+    for job in batch {
+        let files = stage(&job.interaction, cassette, spares).map_err(StoreError::from);
         staged.push((job, files));
     }
     let t1 = t0.elapsed();
     // 2. The store: index entries and journal, then one blocking flush.
-    for ((job, files), relative) in staged.iter_mut().zip(&relatives) {
+    for (job, files) in staged.iter_mut() {
         if let Ok(f) = files {
-            let indexed = f
-                .body
-                .iter()
-                .try_for_each(|body| store.journal(&body.relative, &body.bytes))
-                .and_then(|()| store.journal(relative, &f.interaction.bytes))
+            let relative = &f.interaction.relative;
+            let indexed = journaled(f)
+                .try_for_each(|(file, bytes)| store.journal(file, bytes))
                 .and_then(|()| store.index_staged(relative, f.interaction.staged.temp_path(), &job.interaction));
             if let Err(e) = indexed {
                 forget(store, journaled(f), relative, &job.interaction.index_key());
@@ -206,10 +203,17 @@ fn commit_batch(batch: Vec<Job>, cassette: &Cassette, store: &Store, spares: &Sp
     let t2 = t0.elapsed();
     // 3. Into place, in queue order; 4. acknowledged.
     let mut installed = Vec::new();
-    for ((job, files), relative) in staged.into_iter().zip(relatives) {
-        let index_key = job.interaction.index_key();
+    for (job, files) in staged {
         let result = files.and_then(|f| {
-            install(f, &relative, &index_key, cassette, store, &mut installed)?;
+            let relative = f.interaction.relative.clone();
+            install(
+                f,
+                &relative,
+                &job.interaction.index_key(),
+                cassette,
+                store,
+                &mut installed,
+            )?;
             Ok(relative)
         });
         // A client that went away no longer listens; its recording stands.
@@ -299,7 +303,8 @@ fn sync_loop(rx: &mpsc::Receiver<Vec<Installed>>, store: &Store, spares: &Spares
         for (dir, n) in used {
             spares.refill(dir, 2 * n);
         }
-        let synced = parallel_sync(&files);
+        // Concurrent fsyncs share the filesystem's journal commits: a round costs about one.
+        let synced = cassette::parallel_map_on(FSYNC_THREADS, &files, |f| f.file.sync_all());
         let mut dirs: BTreeSet<&Path> = BTreeSet::new();
         for file in &files {
             dirs.extend(file.dirs.iter().map(PathBuf::as_path));
@@ -369,35 +374,6 @@ impl Spares {
     }
 }
 
-/// fsyncs every file, on up to [`FSYNC_THREADS`] threads; results in order.
-fn parallel_sync(files: &[Installed]) -> Vec<std::io::Result<()>> {
-    let threads = FSYNC_THREADS.min(files.len());
-    if threads <= 1 {
-        return files.iter().map(|f| f.file.sync_all()).collect();
-    }
-    let per_thread = files.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = files
-            .chunks(per_thread)
-            .map(|part| {
-                let handle = scope.spawn(move || part.iter().map(|f| f.file.sync_all()).collect::<Vec<_>>());
-                (part.len(), handle)
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|(len, h)| {
-                // A panicking fsync is a bug; its files are reported unsynced (and stay journaled).
-                h.join().unwrap_or_else(|_| {
-                    (0..len)
-                        .map(|_| Err(std::io::Error::other("the sync panicked")))
-                        .collect()
-                })
-            })
-            .collect()
-    })
-}
-
 /// The staged files of one recording: a binary answer's body file, and the interaction file.
 struct Files {
     body: Option<File>,
@@ -428,12 +404,8 @@ impl File {
 }
 
 /// Writes the temp files of one recording (unsynced), into spares where there are some.
-fn stage(
-    interaction: &Interaction,
-    cassette: &Cassette,
-    relative: &Path,
-    spares: &Spares,
-) -> Result<Files, CassetteError> {
+fn stage(interaction: &Interaction, cassette: &Cassette, spares: &Spares) -> Result<Files, CassetteError> {
+    let relative = Cassette::path_of(interaction);
     let file = |relative: PathBuf, bytes: Vec<u8>| {
         let path = cassette.root().join(&relative);
         let spare = path
@@ -456,6 +428,6 @@ fn stage(
     };
     Ok(Files {
         body,
-        interaction: file(relative.to_owned(), interaction.to_file_bytes())?,
+        interaction: file(relative, interaction.to_file_bytes())?,
     })
 }

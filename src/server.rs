@@ -12,13 +12,12 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::connections::{AcceptErrors, Admission, Connections};
+use crate::connections::{AcceptErrors, Admission, Connections, Ended, Registered};
 use crate::error::Error;
 use crate::mode::Mode;
 use crate::proxy::Proxy;
@@ -80,7 +79,18 @@ impl Server {
             ..
         } = self;
         let builder = auto::Builder::new(TokioExecutor::new());
-        let graceful = GracefulShutdown::new();
+        // Closes connections idle for the client timeout; stops with this function.
+        let sweeper = AbortOnDrop(tokio::spawn({
+            let connections = connections.clone();
+            async move {
+                let mut tick = tokio::time::interval(connections.sweep_every());
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    connections.sweep();
+                }
+            }
+        }));
         let mut accept_errors = AcceptErrors::default();
         let mut refusals = AcceptErrors::default();
         tokio::pin!(shutdown);
@@ -122,19 +132,19 @@ impl Server {
                         }
                     });
                     let served = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                    let served = graceful.watch(served);
-                    let connections = connections.clone();
+                    // Declared first, dropped last: the connection leaves the registry only
+                    // once its task has let go of everything (the proxy included).
+                    let registered = Registered::new(connections.clone(), connection.clone());
                     tokio::spawn(async move {
-                        tokio::select! {
-                            result = served => if let Err(e) = result {
+                        let _registered = registered;
+                        match connection.serve(served).await {
+                            Ended::Served(Ok(())) => {}
+                            Ended::Served(Err(e)) => {
                                 tracing::debug!(%peer, error = %e, "connection ended with an error");
-                            },
-                            () = connection.watchdog(connections.idle_timeout()) => {
-                                // Dropping the connection closes the socket.
-                                tracing::debug!(%peer, "closing an idle connection");
                             }
+                            // Dropping the connection (here) closes the socket.
+                            Ended::Closed => tracing::debug!(%peer, "closing an idle connection"),
                         }
-                        connections.release(&connection);
                     });
                 }
                 () = &mut shutdown => break,
@@ -142,12 +152,15 @@ impl Server {
         }
         drop(listener);
         tracing::info!("shutting down: finishing in-flight requests");
-        if tokio::time::timeout(shutdown_timeout, graceful.shutdown())
+        connections.finish_all();
+        if tokio::time::timeout(shutdown_timeout, connections.drained())
             .await
             .is_err()
         {
             tracing::warn!(timeout = ?shutdown_timeout, "in-flight requests did not finish in time; closing them");
+            connections.close_all();
         }
+        drop(sweeper);
         // Webhooks queued after answers already sent still go out (bounded like the requests).
         proxy.finish_deliveries(shutdown_timeout).await;
         // A connection's task lets go of the proxy a moment after its connection ended; the
@@ -187,6 +200,15 @@ impl Server {
             stop: Some(tx),
             task: Some(task),
         }
+    }
+}
+
+/// Aborts its task when dropped (the sweeper, if `run` itself is dropped midway).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -92,6 +92,30 @@ async fn silent_trickling_and_idle_keep_alive_connections_are_closed_after_the_c
 }
 
 #[tokio::test]
+async fn a_stop_closes_idle_and_silent_connections_at_once_instead_of_waiting_for_them() {
+    let dirs = Dirs::new();
+    // Timeouts far past the 20 s the exit is awaited: only the shutdown itself can close these.
+    let mut binary = replay(&dirs, &["--client-timeout", "60s", "--shutdown-timeout", "60s"]).await;
+    let addr = addr_of(&binary);
+    let mut silent = TcpStream::connect(&addr).await.unwrap();
+    let mut idle = TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0u8; 12];
+    idle.read_exact(&mut first).await.unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    assert_eq!(binary.signal_and_wait("TERM"), Some(0), "{}", binary.stderr());
+    assert!(
+        !binary.stderr().contains("did not finish in time"),
+        "{}",
+        binary.stderr()
+    );
+    read_until_closed(&mut silent, Duration::from_secs(5)).await;
+    read_until_closed(&mut idle, Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
 async fn a_body_that_does_not_arrive_in_time_gets_a_plaid_shaped_408_and_the_connection_closes() {
     let dirs = Dirs::new();
     let mut binary = replay(&dirs, &["--client-timeout", "1s"]).await;

@@ -81,6 +81,15 @@ fn write_timestamp(out: &mut impl fmt::Write, now: SystemTime) -> fmt::Result {
     out.write_str(std::str::from_utf8(&micros).map_err(|_| fmt::Error)?)
 }
 
+/// Whether `value` prints the same quoted as escaped like `Debug`: printable ASCII without a
+/// quote or backslash. Anything else (non-ASCII included: `Debug` escapes some of it, such as
+/// zero-width and C1 control characters) goes through `Debug` itself.
+fn plain(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+}
+
 /// Writes an event's fields: the message as is, then ` name=value` for each other field,
 /// strings quoted (escaped like `Debug` only when they need it), like the default format.
 struct Fields<'a, 'w> {
@@ -114,7 +123,7 @@ impl Visit for Fields<'_, '_> {
         self.record(field, |out| {
             if message {
                 out.write_str(value)
-            } else if value.chars().all(|c| c != '"' && c != '\\' && !c.is_control()) {
+            } else if plain(value) {
                 out.write_char('"')?;
                 out.write_str(value)?;
                 out.write_char('"')
@@ -176,6 +185,7 @@ mod tests {
             let (mode, endpoint, latency_us) = ("replay", "identity/get", 224u64);
             tracing::info!(mode, endpoint, outcome = "hit", status = 200u16, latency_us, "request");
             tracing::warn!(endpoint = "a\"b\\c\nd", differing = %"access_token", count = -3i64, ok = true, "miss");
+            tracing::warn!(endpoint = "caf\u{e9}\u{200b}\u{85}'x", "non-ascii");
             tracing::error!(error = %std::io::Error::other("disk full"), "recording failed");
             tracing::info!(timeout = ?std::time::Duration::from_millis(1500), "no fields before the message");
         });
@@ -187,7 +197,7 @@ mod tests {
     fn lines_read_exactly_as_the_default_formats_lines() {
         let ours = lines(true);
         assert_eq!(ours, lines(false));
-        assert_eq!(ours.len(), 4);
+        assert_eq!(ours.len(), 5);
         assert_eq!(
             ours[0],
             "  INFO plaid_vcr::logline::tests: request mode=\"replay\" endpoint=\"identity/get\" outcome=\"hit\" \

@@ -129,7 +129,9 @@ where
         std::future::poll_fn(|cx| std::task::Poll::Ready(std::future::Future::poll(collecting.as_mut(), cx))).await;
     let collected = match first {
         std::task::Poll::Ready(collected) => collected,
-        std::task::Poll::Pending => tokio::time::timeout(limits.client_timeout, collecting)
+        // Boxed: the timer is large and rarely needed, and this future is part of every
+        // request's (hyper moves it into place per request).
+        std::task::Poll::Pending => Box::pin(tokio::time::timeout(limits.client_timeout, collecting))
             .await
             .map_err(|_| RequestError::BodyTimeout {
                 after: limits.client_timeout,

@@ -16,9 +16,10 @@
 //! connection's task is polled several times per request, and every future it waits on beside
 //! the connection is polled each time. A `select!` over the connection, a `Notify`, a `Sleep`
 //! and hyper-util's graceful watch (one `watch` channel shared by every connection, whose
-//! waiters sit behind one mutex) cost about 1.2 µs per request, an eighth of a replayed hit,
-//! measured side by side. Here the task checks one atomic per poll ([`Connection::serve`]), and
-//! one task per server looks at every connection a few times per timeout.
+//! waiters sit behind one mutex): a build without any of them used 0.6–1.2 µs less CPU per
+//! replayed hit, side by side (a hit costs about 10 µs). Here the task checks one atomic per
+//! poll ([`Connection::serve`]), and one task per server looks at every connection a few times
+//! per timeout; that measured 0.25–0.4 µs less than the `select!`.
 
 use std::collections::HashMap;
 use std::pin::pin;
@@ -161,7 +162,7 @@ impl Connections {
         (self.idle_timeout / 10).clamp(Duration::from_millis(10), Duration::from_secs(1))
     }
 
-    /// Closes every connection that has been idle for the idle timeout; returns how many.
+    /// Asks every connection idle for the idle timeout to close; returns how many it asked.
     pub fn sweep(&self) -> usize {
         let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         let mut closed = 0;

@@ -143,7 +143,9 @@ impl Server {
                                 tracing::debug!(%peer, error = %e, "connection ended with an error");
                             }
                             // Dropping the connection (here) closes the socket.
-                            Ended::Closed => tracing::debug!(%peer, "closing an idle connection"),
+                            Ended::Closed => {
+                                tracing::debug!(%peer, "closing a connection: idle, evicted, or past the shutdown timeout");
+                            }
                         }
                     });
                 }

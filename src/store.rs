@@ -25,10 +25,12 @@
 //! Exclusive use is enforced with an OS lock on `<store>/LOCK`, released by the OS even when
 //! the process is killed. Only redacted data is ever written here.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::cassette::{Cassette, CassetteError};
 use crate::interaction::{Answer, Interaction};
@@ -128,6 +130,62 @@ pub struct Store {
     journal: sled::Tree,
     // Held for the lifetime of the store; dropping it releases the lock.
     _lock: File,
+    // Last: the path counts as open in this process until everything above is released.
+    _open_here: OpenHere,
+}
+
+/// Stores open in this process, by canonical path. Opening one of these again is a real
+/// conflict and fails at once. A lock this process holds for a store *not* in here is one being
+/// released, and [`Store::open`] waits for it (up to [`RELEASE_WAIT`]): sled's threads let go of
+/// its lock a moment after its `Db` is dropped, and a child process that another thread is
+/// starting holds a copy of every descriptor until its `exec` (locks belong to the open file,
+/// which the copy shares). Both happen when a test stops a server and opens its store again
+/// while other tests start processes.
+static OPEN_HERE: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+/// The longest [`Store::open`] waits for a lock this process is releasing.
+const RELEASE_WAIT: Duration = Duration::from_secs(2);
+
+/// A path's place in [`OPEN_HERE`], given back when dropped.
+struct OpenHere(PathBuf);
+
+impl OpenHere {
+    /// Claims `path`; `None` if a store of this process has it open.
+    fn claim(path: PathBuf) -> Option<OpenHere> {
+        let mut open = OPEN_HERE.lock().unwrap_or_else(PoisonError::into_inner);
+        // Not `then_some`: a guard built for a path already open would be dropped at
+        // once, giving back the other store's claim (and locking `OPEN_HERE` again, here).
+        if open.insert(path.clone()) {
+            Some(OpenHere(path))
+        } else {
+            None
+        }
+    }
+}
+
+impl Drop for OpenHere {
+    fn drop(&mut self) {
+        OPEN_HERE.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.0);
+    }
+}
+
+/// Runs `attempt` again while it fails with an error `releasing` says is a lock on its way to
+/// being released, for up to [`RELEASE_WAIT`]; then its last result, whatever it is.
+fn waiting_for_release<T>(
+    mut attempt: impl FnMut() -> Result<T, StoreError>,
+    releasing: impl Fn(&StoreError) -> bool,
+) -> Result<T, StoreError> {
+    let deadline = Instant::now() + RELEASE_WAIT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match attempt() {
+            Err(e) if releasing(&e) && Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            result => return result,
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -146,18 +204,35 @@ impl Store {
             source,
         };
         fs::create_dir_all(path).map_err(open_err)?;
-        let lock = lock(path)?;
+        let here = std::process::id();
+        let open_here =
+            OpenHere::claim(fs::canonicalize(path).map_err(open_err)?).ok_or_else(|| StoreError::Locked {
+                path: path.to_owned(),
+                pid: Some(here),
+            })?;
+        // Held by this process, yet no store of it has the path open: being released.
+        let lock = waiting_for_release(
+            || lock(path),
+            |e| matches!(e, StoreError::Locked { pid: Some(pid), .. } if *pid == here),
+        )?;
         let db_err = |source| StoreError::Db {
             path: path.to_owned(),
             source,
         };
         // The store holds index entries, not answers: a small page cache keeps memory flat as
-        // cassettes grow (sled's default is 1 GiB).
-        let db = sled::Config::new()
-            .path(path.join("db"))
-            .cache_capacity(SLED_CACHE_BYTES)
-            .open()
-            .map_err(db_err)?;
+        // cassettes grow (sled's default is 1 GiB). With our lock held, sled's own lock can only
+        // be held by this process's last store of the path (see `OPEN_HERE`); sled 0.34 says so
+        // only in its message.
+        let db = waiting_for_release(
+            || {
+                sled::Config::new()
+                    .path(path.join("db"))
+                    .cache_capacity(SLED_CACHE_BYTES)
+                    .open()
+                    .map_err(db_err)
+            },
+            |e| matches!(e, StoreError::Db { source: sled::Error::Io(io), .. } if io.to_string().contains("could not acquire lock")),
+        )?;
         // Trees are named after the absolute cassette path so that `cassettes/a` and
         // `./cassettes/a` share an index and two different cassettes never do.
         let id = fs::canonicalize(cassette).unwrap_or_else(|_| cassette.to_owned());
@@ -181,6 +256,7 @@ impl Store {
             state,
             journal,
             _lock: lock,
+            _open_here: open_here,
         })
     }
 

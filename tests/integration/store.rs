@@ -227,3 +227,39 @@ async fn a_store_from_the_previous_format_is_rebuilt_once_and_its_old_trees_drop
         "{names:?}"
     );
 }
+
+/// Holds an exclusive lock on `file` from this process for `for_ms`, as a child process forked a
+/// moment ago does with every descriptor it inherited until its `exec`.
+fn hold_lock(file: std::path::PathBuf, for_ms: u64) -> std::thread::JoinHandle<()> {
+    let held = std::fs::OpenOptions::new().read(true).write(true).open(file).unwrap();
+    held.lock().unwrap();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(for_ms));
+        drop(held);
+    })
+}
+
+#[test]
+fn a_store_lock_this_process_is_releasing_is_waited_for_and_one_never_released_still_fails() {
+    let dirs = Dirs::new();
+    std::fs::create_dir_all(dirs.cassette()).unwrap();
+    // Once, so that both lock files exist (ours with this process's pid in it).
+    drop(Store::open(&dirs.store(), &dirs.cassette()).unwrap());
+
+    // Held by this process though no store of it has the path open: released a moment later.
+    for file in ["LOCK", "db/db"] {
+        let release = hold_lock(dirs.store().join(file), 300);
+        let store = Store::open(&dirs.store(), &dirs.cassette());
+        assert!(store.is_ok(), "{file}: {:?}", store.err());
+        release.join().unwrap();
+    }
+
+    // Never released in time: the same clear error as before, after a bounded wait.
+    let release = hold_lock(dirs.store().join("LOCK"), 4000);
+    let err = Store::open(&dirs.store(), &dirs.cassette()).expect_err("still locked");
+    assert!(
+        matches!(err, plaid_vcr::store::StoreError::Locked { pid: Some(pid), .. } if pid == std::process::id()),
+        "{err}"
+    );
+    release.join().unwrap();
+}

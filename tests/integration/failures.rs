@@ -19,7 +19,7 @@ const BODY: &str = r#"{"access_token":"access-sandbox-de3ce8ef-33f8-452c-a685-86
 /// answers hits, but what the entry says about the recording is not a recording, as a damaged
 /// disk or another plaid-vcr version might leave it.
 fn damage_store_meta(dirs: &Dirs) {
-    let db = sled::open(dirs.store().join("db")).unwrap();
+    let db = open_sled(&dirs.store());
     let cassette = std::fs::canonicalize(dirs.cassette()).unwrap();
     let index = db.open_tree(format!("index.v3:{}", cassette.display())).unwrap();
     let entries: Vec<_> = index.iter().map(Result::unwrap).collect();

@@ -184,7 +184,7 @@ async fn a_store_from_the_previous_format_is_rebuilt_once_and_its_old_trees_drop
     // Turn the store into one of the previous format: index.v2 (key → file), meta (with the
     // request), and a state whose listing digest claims the index is up to date.
     {
-        let db = sled::open(dirs.store().join("db")).unwrap();
+        let db = open_sled(&dirs.store());
         let id = std::fs::canonicalize(dirs.cassette()).unwrap().display().to_string();
         let state = db.open_tree(format!("state.v3:{id}")).unwrap();
         let listing = state
@@ -214,7 +214,7 @@ async fn a_store_from_the_previous_format_is_rebuilt_once_and_its_old_trees_drop
     );
     let summary = replay.stop().await.unwrap();
     assert_eq!((summary.recordings, summary.unused.len()), (1, 0));
-    let db = sled::open(dirs.store().join("db")).unwrap();
+    let db = open_sled(&dirs.store());
     let names: Vec<String> = db
         .tree_names()
         .iter()

@@ -478,6 +478,21 @@ pub async fn record_into(dirs: &Dirs, bodies: &[(&str, &str)]) {
     }
     proxy.stop().await.unwrap();
 }
+/// Opens a store's sled database directly, as tests that inspect or doctor it do. Like
+/// `Store::open`, waits (bounded) for the lock a store this process just stopped is releasing:
+/// sled's threads let go of it a moment after the `Db` is dropped.
+pub fn open_sled(store: &std::path::Path) -> sled::Db {
+    for _ in 0..200 {
+        match sled::open(store.join("db")) {
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            result => return result.expect("the store's sled database opens"),
+        }
+    }
+    panic!("the store's sled database is still locked after 2 s")
+}
+
 /// Starts the proxy in-process.
 pub async fn start(config: &Config, mode: Mode) -> RunningServer {
     Server::bind(config, mode).await.expect("proxy starts").spawn()

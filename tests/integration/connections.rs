@@ -92,7 +92,7 @@ async fn silent_trickling_and_idle_keep_alive_connections_are_closed_after_the_c
 }
 
 #[tokio::test]
-async fn a_stop_closes_idle_and_silent_connections_at_once_instead_of_waiting_for_them() {
+async fn a_stop_closes_idle_silent_and_http2_connections_at_once_instead_of_waiting_for_them() {
     let dirs = Dirs::new();
     // Timeouts far past the 20 s the exit is awaited: only the shutdown itself can close these.
     let mut binary = replay(&dirs, &["--client-timeout", "60s", "--shutdown-timeout", "60s"]).await;
@@ -105,6 +105,7 @@ async fn a_stop_closes_idle_and_silent_connections_at_once_instead_of_waiting_fo
     let mut first = [0u8; 12];
     idle.read_exact(&mut first).await.unwrap();
     assert_eq!(&first, b"HTTP/1.1 200");
+    let (_http2_sender, http2) = http2_connection_after_one_request(&addr).await;
     assert_eq!(binary.signal_and_wait("TERM"), Some(0), "{}", binary.stderr());
     assert!(
         !binary.stderr().contains("did not finish in time"),
@@ -113,6 +114,10 @@ async fn a_stop_closes_idle_and_silent_connections_at_once_instead_of_waiting_fo
     );
     read_until_closed(&mut silent, Duration::from_secs(5)).await;
     read_until_closed(&mut idle, Duration::from_secs(5)).await;
+    tokio::time::timeout(Duration::from_secs(5), http2)
+        .await
+        .expect("the HTTP/2 connection is closed by the stop (GOAWAY)")
+        .unwrap();
 }
 
 #[tokio::test]
@@ -198,4 +203,50 @@ async fn out_of_file_descriptors_the_server_backs_off_logs_once_a_second_and_rec
         "at most once a second: {lines} lines in {elapsed:?}"
     );
     assert!(stderr.contains("count="), "with a count: {stderr}");
+}
+
+/// An HTTP/2 (prior knowledge) connection to `addr` that has answered one health check; returns
+/// its sender (kept: dropping it would close the connection from this side) and the
+/// connection's task, which ends when the server closes the connection.
+async fn http2_connection_after_one_request(
+    addr: &str,
+) -> (
+    hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    tokio::task::JoinHandle<()>,
+) {
+    use http_body_util::{BodyExt, Empty};
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let task = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let request = hyper::Request::get(format!("http://{addr}/healthz"))
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.version(), hyper::Version::HTTP_2);
+    let _ = response.into_body().collect().await.unwrap();
+    (sender, task)
+}
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_after_the_client_timeout() {
+    let dirs = Dirs::new();
+    let mut binary = replay(&dirs, &["--client-timeout", "1s"]).await;
+    let addr = addr_of(&binary);
+    // Idle after its request (its sender kept): closed after the client timeout.
+    let (_idle_sender, idle) = http2_connection_after_one_request(&addr).await;
+    let opened = Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), idle)
+        .await
+        .expect("the idle HTTP/2 connection is closed")
+        .unwrap();
+    assert!(opened.elapsed() >= Duration::from_millis(900), "not before the timeout");
+    assert_eq!(binary.signal_and_wait("TERM"), Some(0), "{}", binary.stderr());
 }

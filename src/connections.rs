@@ -62,9 +62,6 @@ pub struct Connection {
 const FINISH: u8 = 1;
 /// Close now, dropping the connection (idle too long, or evicted at the cap).
 const CLOSE: u8 = 2;
-/// How long a connection asked to finish must have been idle to be closed outright: its last
-/// answer, handed to hyper when the request stopped counting as in flight, is out by then.
-const FINISHED_AFTER: Duration = Duration::from_millis(50);
 
 /// How a served connection ended.
 #[derive(Debug)]
@@ -196,24 +193,9 @@ impl Connections {
     }
 
     /// Completes once every connection has ended and its task let go of it (polled: only a
-    /// shutdown waits for this). Meanwhile, a connection asked to finish that has been idle for
-    /// [`FINISHED_AFTER`] is closed: HTTP/1.1 closes by itself once its answer is out, but an
-    /// HTTP/2 connection ends its graceful shutdown only when the client acknowledges a ping,
-    /// and a client that is not reading would hold the stop up for the whole shutdown timeout.
-    pub async fn drain(&self) {
-        loop {
-            {
-                let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-                if open.is_empty() {
-                    return;
-                }
-                for connection in open.values() {
-                    let finishing = connection.asked.load(Ordering::Acquire) & FINISH != 0;
-                    if finishing && connection.idle_for().is_some_and(|idle| idle >= FINISHED_AFTER) {
-                        connection.ask(CLOSE);
-                    }
-                }
-            }
+    /// shutdown waits for this).
+    pub async fn drained(&self) {
+        while !self.is_empty() {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }

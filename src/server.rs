@@ -144,7 +144,7 @@ impl Server {
                             }
                             // Dropping the connection (here) closes the socket.
                             Ended::Closed => {
-                                tracing::debug!(%peer, "closing a connection: idle, evicted, or the server is stopping");
+                                tracing::debug!(%peer, "closing a connection: idle, evicted, or past the shutdown timeout");
                             }
                         }
                     });
@@ -155,7 +155,7 @@ impl Server {
         drop(listener);
         tracing::info!("shutting down: finishing in-flight requests");
         connections.finish_all();
-        if tokio::time::timeout(shutdown_timeout, connections.drain())
+        if tokio::time::timeout(shutdown_timeout, connections.drained())
             .await
             .is_err()
         {

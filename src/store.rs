@@ -220,9 +220,9 @@ impl Store {
             source,
         };
         // The store holds index entries, not answers: a small page cache keeps memory flat as
-        // cassettes grow (sled's default is 1 GiB). With our lock held, sled's own lock can only
-        // be held by this process's last store of the path (see `OPEN_HERE`); sled 0.34 says so
-        // only in its message.
+        // cassettes grow (sled's default is 1 GiB). With our lock held, sled's own lock is held
+        // by this process's last store of the path or a child it is starting (see `OPEN_HERE`),
+        // short of someone opening the database by hand; sled 0.34 says so only in its message.
         let db = waiting_for_release(
             || {
                 sled::Config::new()

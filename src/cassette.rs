@@ -419,13 +419,13 @@ pub struct Staged {
 impl Staged {
     /// Writes `bytes` to a temp file in `path`'s directory (creating it) and fsyncs the file.
     pub fn write(path: &Path, bytes: &[u8]) -> Result<Staged, CassetteError> {
-        Staged::create(path, bytes, true)
+        Staged::create(path, bytes, true, None)
     }
 
     /// [`Staged::write`] without the fsync, for a writer whose bytes are durable elsewhere
     /// first (the store's journal) and that syncs the installed file afterwards.
     pub fn write_unsynced(path: &Path, bytes: &[u8]) -> Result<Staged, CassetteError> {
-        Staged::create(path, bytes, false)
+        Staged::create(path, bytes, false, None)
     }
 
     /// The temp file, until installed.
@@ -435,31 +435,36 @@ impl Staged {
 
     /// [`Staged::write_unsynced`] into `tmp`, an empty temp file made ahead in `path`'s
     /// directory ([`temp_file_in`]): creating a file is the slow part on some filesystems.
-    pub fn write_into(mut tmp: tempfile::NamedTempFile, path: &Path, bytes: &[u8]) -> Result<Staged, CassetteError> {
-        tmp.write_all(bytes).map_err(|source| CassetteError::Write {
-            path: path.to_owned(),
-            source,
-        })?;
-        Ok(Staged {
-            tmp,
-            path: path.to_owned(),
-            created: None,
-        })
+    pub fn write_into(tmp: tempfile::NamedTempFile, path: &Path, bytes: &[u8]) -> Result<Staged, CassetteError> {
+        Staged::create(path, bytes, false, Some(tmp))
     }
 
-    fn create(path: &Path, bytes: &[u8], sync: bool) -> Result<Staged, CassetteError> {
+    /// Writes `bytes` into `spare`, or into a new temp file in `path`'s directory (created if
+    /// missing), fsyncing it if `sync`.
+    fn create(
+        path: &Path,
+        bytes: &[u8],
+        sync: bool,
+        spare: Option<tempfile::NamedTempFile>,
+    ) -> Result<Staged, CassetteError> {
         let err = |source| CassetteError::Write {
             path: path.to_owned(),
             source,
         };
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let created = if dir.is_dir() {
-            None
-        } else {
-            fs::create_dir_all(dir).map_err(err)?;
-            Some(dir.to_owned())
+        let (mut tmp, created) = match spare {
+            // Made in the directory, which therefore exists.
+            Some(tmp) => (tmp, None),
+            None => {
+                let dir = path.parent().unwrap_or(Path::new("."));
+                let created = if dir.is_dir() {
+                    None
+                } else {
+                    fs::create_dir_all(dir).map_err(err)?;
+                    Some(dir.to_owned())
+                };
+                (temp_file_in(dir).map_err(err)?, created)
+            }
         };
-        let mut tmp = temp_file_in(dir).map_err(err)?;
         tmp.write_all(bytes).map_err(err)?;
         if sync {
             tmp.as_file().sync_all().map_err(err)?;

@@ -151,11 +151,6 @@ impl Connections {
         self.len() == 0
     }
 
-    /// How long a connection may stay idle.
-    pub fn idle_timeout(&self) -> Duration {
-        self.idle_timeout
-    }
-
     /// How often [`Connections::sweep`] should run: a tenth of the idle timeout, between 10 ms
     /// and a second. A connection is closed between `idle_timeout` and `idle_timeout` plus this.
     pub fn sweep_every(&self) -> Duration {

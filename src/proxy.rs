@@ -570,6 +570,9 @@ impl Proxy {
                 raw_body
             }
         };
+        // Webhooks that arrive while it is in flight wait for its answer to be noted (or for
+        // it to fail), as it may be their cause.
+        let exchange = self.webhooks.receiver.as_ref().map(Receiver::exchange);
         let answer = match recorder.upstream().forward(&endpoint, &headers, upstream_body).await {
             Ok(answer) => answer,
             Err(e) => return Handled::failed(&endpoint, &key, (&e).into()),
@@ -597,8 +600,8 @@ impl Proxy {
                 }
             }
         };
-        if let Some(receiver) = &self.webhooks.receiver {
-            receiver.answered(&index, &endpoint, &stored_body, &body);
+        if let (Some(receiver), Some(exchange)) = (&self.webhooks.receiver, exchange) {
+            receiver.answered(exchange, &index, &endpoint, &stored_body, &body);
         }
         let mut interaction = Interaction::new(
             key.clone(),

@@ -9,11 +9,19 @@
 //! [`Receiver::receive`] forwards it unchanged (body and `Plaid-Verification`) to the app's URL,
 //! records it redacted (see [`crate::webhook`]) after the interaction it followed, and tells the
 //! proxy the app's status to answer upstream with.
+//!
+//! What a webhook followed is the last interaction answered among those sent upstream before
+//! it arrived. Upstream may send a webhook the moment it has answered the request that caused
+//! it, and that answer can still be on its way through plaid-vcr (a loaded machine, a large
+//! body): so each exchange with upstream is an [`Exchange`] until its answer is noted, and a
+//! webhook is placed once the exchanges in flight at its arrival are answered (at most
+//! [`PLACING_WAIT`]); calls sent after it arrived (the app fetching the verification key while
+//! handling it) are never its cause.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
@@ -32,15 +40,29 @@ pub struct Receiver {
     poster: Poster,
     cassette: PathBuf,
     state: Mutex<State>,
+    /// Notified whenever an exchange ends.
+    settled: tokio::sync::Notify,
 }
+
+/// The longest a webhook waits for the exchanges in flight at its arrival to be answered
+/// before it is placed after what was answered by then. Its forwarding to the app never waits.
+pub const PLACING_WAIT: Duration = Duration::from_secs(2);
+
+/// How many answered interactions are remembered, in all and per item, to place webhooks.
+const REMEMBERED: usize = 64;
+const REMEMBERED_PER_ITEM: usize = 8;
 
 #[derive(Debug, Default)]
 struct State {
     /// Receiver token → the app URL it stands for.
     registrations: HashMap<String, Registration>,
-    /// The last interaction upstream answered, and the last one per item (pseudonymized ids).
-    last: Option<Answered>,
-    by_item: HashMap<String, Answered>,
+    /// The interactions upstream answered last, oldest first, in all and per item
+    /// (pseudonymized ids).
+    recent: VecDeque<Answered>,
+    by_item: HashMap<String, VecDeque<Answered>>,
+    /// Exchanges sent upstream and not yet answered, and the id the next one gets.
+    in_flight: BTreeSet<u64>,
+    next_exchange: u64,
     /// Which item an access token (pseudonymized) belongs to, learned from answers that carry
     /// both (`/item/public_token/exchange`), so `/sandbox/item/fire_webhook` is tied to its item.
     item_of_token: HashMap<String, String>,
@@ -58,6 +80,31 @@ struct Registration {
 struct Answered {
     index: String,
     endpoint: String,
+    /// The [`Exchange`] it was answered in.
+    exchange: u64,
+}
+
+/// One request on its way to upstream and back, from just before it is sent until its answer
+/// is noted ([`Receiver::answered`]) or it ends without one (dropped).
+#[derive(Debug)]
+pub struct Exchange<'a> {
+    receiver: &'a Receiver,
+    id: u64,
+}
+
+impl Drop for Exchange<'_> {
+    fn drop(&mut self) {
+        self.receiver.state().in_flight.remove(&self.id);
+        self.receiver.settled.notify_waiters();
+    }
+}
+
+/// Adds `answered` to `list`, keeping the last `max`.
+fn remember(list: &mut VecDeque<Answered>, answered: Answered, max: usize) {
+    if list.len() == max {
+        list.pop_front();
+    }
+    list.push_back(answered);
 }
 
 /// What became of a webhook upstream sent.
@@ -77,7 +124,17 @@ impl Receiver {
             poster,
             cassette,
             state: Mutex::new(State::default()),
+            settled: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Starts an exchange with upstream: call it just before sending the request.
+    pub fn exchange(&self) -> Exchange<'_> {
+        let mut state = self.state();
+        let id = state.next_exchange;
+        state.next_exchange += 1;
+        state.in_flight.insert(id);
+        Exchange { receiver: self, id }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -102,9 +159,16 @@ impl Receiver {
         Some(rewritten)
     }
 
-    /// Notes that upstream answered the interaction `index` (before it is written): webhooks
-    /// that arrive next follow it. `request` and `response` are the redacted bodies.
-    pub fn answered(&self, index: &str, endpoint: &str, request: &Map<String, Value>, response: &Value) {
+    /// Notes that upstream answered `exchange`, the interaction `index` (before it is written):
+    /// webhooks that arrive next follow it. `request` and `response` are the redacted bodies.
+    pub fn answered(
+        &self,
+        exchange: Exchange<'_>,
+        index: &str,
+        endpoint: &str,
+        request: &Map<String, Value>,
+        response: &Value,
+    ) {
         // An app fetches the key because a webhook arrived: a consequence, never a cause.
         if endpoint == "webhook_verification_key/get" {
             return;
@@ -126,24 +190,56 @@ impl Receiver {
         let answered = Answered {
             index: index.to_owned(),
             endpoint: endpoint.to_owned(),
+            exchange: exchange.id,
         };
         if let Some(item) = item {
-            state.by_item.insert(item, answered.clone());
+            remember(
+                state.by_item.entry(item).or_default(),
+                answered.clone(),
+                REMEMBERED_PER_ITEM,
+            );
         }
-        state.last = Some(answered);
+        remember(&mut state.recent, answered, REMEMBERED);
+        // The exchange ends here (with the lock released), not when its recording is durable.
+        drop(state);
+        drop(exchange);
     }
 
-    /// Which interaction a webhook with (redacted) `body` follows, and its place after it. The
+    /// Waits until no exchange that started before `arrived` (an exchange id) is in flight,
+    /// at most [`PLACING_WAIT`].
+    async fn settle(&self, arrived: u64) {
+        let deadline = tokio::time::Instant::now() + PLACING_WAIT;
+        loop {
+            // Created before the check: an exchange ending in between still wakes it.
+            let ended = self.settled.notified();
+            let waiting = self.state().in_flight.range(..arrived).count();
+            if waiting == 0 {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, ended).await.is_err() {
+                tracing::warn!(
+                    waiting,
+                    "a webhook arrived while requests to upstream were unanswered for {PLACING_WAIT:?}; \
+                     it is recorded after the last interaction answered before"
+                );
+                return;
+            }
+        }
+    }
+
+    /// Which interaction a webhook with (redacted) `body` that arrived when exchange `arrived`
+    /// was next follows, and its place after it. The
     /// first one after an interaction in this session first removes what an earlier session
     /// recorded after it, under the lock: a later webhook of this session (seq 2, 3, …) is only
     /// placed after that, so its file can never be the one removed. (A few unlinks, once per
     /// interaction per session: cheap enough to do here.)
-    fn place(&self, body: &Value) -> Result<(Option<Answered>, u32), RequestError> {
+    fn place(&self, body: &Value, arrived: u64) -> Result<(Option<Answered>, u32), RequestError> {
         let mut state = self.state();
+        let sent_before = |answered: &VecDeque<Answered>| answered.iter().rev().find(|a| a.exchange < arrived).cloned();
         let after = webhook::item_of(body)
             .and_then(|item| state.by_item.get(item))
-            .or(state.last.as_ref())
-            .cloned();
+            .and_then(sent_before)
+            .or_else(|| sent_before(&state.recent));
         let index = after.as_ref().map(|a| a.index.clone());
         let seq = *state.seq.get(&index).unwrap_or(&0) + 1;
         if seq == 1 {
@@ -168,20 +264,25 @@ impl Receiver {
             .get(token)
             .cloned()
             .ok_or(RequestError::UnknownWebhookReceiver)?;
-        // What it follows is decided as it arrives: the app may call Plaid while handling it
-        // (to fetch the verification key), and those calls are not its cause.
+        // Only what was sent upstream before it arrived can have caused it: the app may call
+        // Plaid while handling it (to fetch the verification key).
+        let arrived = self.state().next_exchange;
         let parsed = serde_json::from_slice::<Value>(&body)
             .ok()
             .map(|value| redactor.response(webhook::RULES_ENDPOINT, value));
+        let forwarded = self
+            .poster
+            .post(&registration.app_url, upstream::forwarded_headers(headers), body);
+        let (forwarded, ()) = tokio::join!(forwarded, async {
+            if parsed.is_some() {
+                self.settle(arrived).await;
+            }
+        });
         let placed = match &parsed {
-            Some(body) => Some(self.place(body)?),
+            Some(body) => Some(self.place(body, arrived)?),
             None => None,
         };
-        let app_status = match self
-            .poster
-            .post(&registration.app_url, upstream::forwarded_headers(headers), body)
-            .await
-        {
+        let app_status = match forwarded {
             Ok(answer) => Ok(answer.status),
             Err(e) => {
                 tracing::warn!(error = %e, "the app's webhook URL did not answer; recording the webhook anyway");

@@ -50,6 +50,8 @@ struct FakeState {
     hold: Option<tokio::sync::watch::Receiver<bool>>,
     /// Set by [`FakePlaid::send_webhooks`].
     webhooks: Option<FakeWebhooks>,
+    /// Set by [`FakePlaid::answer_causes_late`].
+    cause_delay: Option<Duration>,
     /// Binary answers by endpoint: content type and bytes ([`FakePlaid::reply_binary`]).
     binary: HashMap<String, (String, Bytes)>,
 }
@@ -196,6 +198,12 @@ impl FakePlaid {
         });
     }
 
+    /// Makes a request that causes a webhook get its answer `delay` after the webhook is
+    /// sent (50 ms after the request arrives): the webhook reaches plaid-vcr first.
+    pub fn answer_causes_late(&self, delay: Duration) {
+        self.state.lock().unwrap().cause_delay = Some(Duration::from_millis(50) + delay);
+    }
+
     /// The statuses the fake's webhook deliveries were answered with, in order.
     pub fn webhook_statuses(&self) -> Vec<u16> {
         let state = self.state.lock().unwrap();
@@ -242,7 +250,7 @@ async fn fake_answer(
     .find(|e| path.ends_with(&format!("/{e}")))
     .map(str::to_string)
     .unwrap_or_else(|| path.trim_start_matches('/').to_string());
-    let (reply, delay, hold, webhook, binary) = {
+    let (reply, delay, hold, webhook, binary, cause_delay) = {
         let mut s = state.lock().unwrap();
         *s.calls.entry(endpoint.clone()).or_default() += 1;
         let webhook = s.webhooks.as_mut().and_then(|w| webhook_reaction(w, &endpoint, &body));
@@ -259,6 +267,7 @@ async fn fake_answer(
             s.hold.clone(),
             webhook,
             binary,
+            s.cause_delay,
         )
     };
     if let Some((content_type, bytes)) = binary {
@@ -270,6 +279,9 @@ async fn fake_answer(
     if let Some((reply, send)) = webhook {
         if let Some(send) = send {
             tokio::spawn(send);
+            if let Some(delay) = cause_delay {
+                tokio::time::sleep(delay).await;
+            }
         }
         let bytes = serde_json::to_vec_pretty(&reply).unwrap();
         return Ok(Response::builder()

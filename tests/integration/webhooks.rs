@@ -322,6 +322,125 @@ async fn record_flow(dirs: &Dirs, extra: &[&str]) {
     fake.stop();
 }
 
+/// Each recorded webhook's code and the endpoint of the interaction it is recorded after.
+fn recorded_after(dirs: &Dirs) -> Vec<(String, String)> {
+    let mut after: Vec<(String, String)> = webhook_files(dirs)
+        .iter()
+        .map(|file| {
+            let w: Value = serde_json::from_str(&std::fs::read_to_string(dirs.cassette().join(file)).unwrap()).unwrap();
+            let text = |field: &str| w[field].as_str().unwrap_or("(none)").to_owned();
+            (text("webhook_code"), text("after_endpoint"))
+        })
+        .collect();
+    after.sort();
+    after
+}
+
+/// The causes of the flow's three webhooks, as [`recorded_after`] lists them.
+fn flow_causes() -> Vec<(String, String)> {
+    [
+        ("DEFAULT_UPDATE", "sandbox/item/fire_webhook"),
+        ("SYNC_UPDATES_AVAILABLE", "sandbox/public_token/create"),
+        ("WEBHOOK_UPDATE_ACKNOWLEDGED", "item/webhook/update"),
+    ]
+    .map(|(code, cause)| (code.to_owned(), cause.to_owned()))
+    .to_vec()
+}
+
+/// Upstream may send a webhook before plaid-vcr has its answer to the request that caused it
+/// (here each answer comes 300 ms after its webhook): the webhook is still recorded after
+/// that request, not after whatever was answered before it arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_that_overtakes_the_answer_that_caused_it_is_recorded_after_that_answer() {
+    let dirs = Dirs::new();
+    let fake = FakePlaid::start().await;
+    fake.send_webhooks();
+    fake.answer_causes_late(Duration::from_millis(300));
+    let (mut recorder, _) = recorder(&dirs, &fake, &[]);
+    let app = App::start(recorder.base_url()).await;
+    flow(&recorder.base_url(), &app).await;
+    let seen = app.webhooks().len();
+    drop(app);
+    assert_eq!(recorder.signal_and_wait("TERM"), Some(0), "{}", recorder.stderr());
+    fake.stop();
+    assert_eq!(seen, 3);
+    assert_eq!(recorded_after(&dirs), flow_causes());
+    assert!(
+        !recorder.stderr().contains("unanswered for"),
+        "no webhook waited out the bound: {}",
+        recorder.stderr()
+    );
+}
+
+/// A webhook that arrives while an unrelated request to upstream hangs reaches the app at once;
+/// its placing waits for that request only up to the bound, then says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_hanging_upstream_never_holds_back_a_webhook() {
+    let dirs = Dirs::new();
+    let fake = FakePlaid::start().await;
+    fake.send_webhooks();
+    let (mut recorder, _) = recorder(&dirs, &fake, &[]);
+    let base = recorder.base_url();
+    let app = App::start(base.clone()).await;
+    // Held upstream (answers that cause webhooks are never held) past the placing bound.
+    fake.hold();
+    let hanging = tokio::spawn({
+        let url = format!("{base}/identity/get");
+        async move {
+            send(
+                "POST",
+                &url,
+                &CLIENT_HEADERS,
+                json!({"access_token": TOKEN}).to_string(),
+            )
+            .await
+        }
+    });
+    for _ in 0..200 {
+        if fake.calls("identity/get") == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(fake.calls("identity/get"), 1);
+    let started = std::time::Instant::now();
+    let created = send(
+        "POST",
+        &format!("{base}/sandbox/public_token/create"),
+        &CLIENT_HEADERS,
+        json!({"institution_id": "ins_109508", "initial_products": ["transactions"],
+               "options": {"webhook": app.url("/hooks/first")}})
+        .to_string(),
+    )
+    .await;
+    assert_eq!(created.status, 200);
+    app.wait_for(1).await;
+    let delivered_in = started.elapsed();
+    assert!(
+        delivered_in < plaid_vcr::receiver::PLACING_WAIT,
+        "the app got the webhook after {delivered_in:?}"
+    );
+    // Recorded once the bound is over, after what was answered when it arrived.
+    for _ in 0..100 {
+        if webhook_files(&dirs).len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        recorded_after(&dirs),
+        [(
+            "SYNC_UPDATES_AVAILABLE".to_owned(),
+            "sandbox/public_token/create".to_owned()
+        )]
+    );
+    fake.release();
+    assert_eq!(hanging.await.unwrap().status, 200);
+    drop(app);
+    assert_eq!(recorder.signal_and_wait("TERM"), Some(0), "{}", recorder.stderr());
+    assert!(recorder.stderr().contains("unanswered for 2s"), "{}", recorder.stderr());
+}
+
 /// The cassette's webhook files, relative to it.
 fn webhook_files(dirs: &Dirs) -> Vec<std::path::PathBuf> {
     dirs.cassette_files()
@@ -382,30 +501,11 @@ async fn webhooks_are_recorded_live_and_replayed_signed_after_the_answers_that_c
     // One file per webhook, after the interaction it followed, redacted like the interactions.
     let files = webhook_files(&dirs);
     assert_eq!(files.len(), 3, "{files:?}");
-    let mut after = Vec::new();
     for file in &files {
         let w: Value = serde_json::from_str(&std::fs::read_to_string(dirs.cassette().join(file)).unwrap()).unwrap();
-        after.push((
-            w["webhook_code"].as_str().unwrap().to_owned(),
-            w["after_endpoint"].as_str().unwrap().to_owned(),
-        ));
         assert_eq!(w["app_status"], 200);
     }
-    after.sort();
-    assert_eq!(
-        after,
-        [
-            ("DEFAULT_UPDATE".to_owned(), "sandbox/item/fire_webhook".to_owned()),
-            (
-                "SYNC_UPDATES_AVAILABLE".to_owned(),
-                "sandbox/public_token/create".to_owned()
-            ),
-            (
-                "WEBHOOK_UPDATE_ACKNOWLEDGED".to_owned(),
-                "item/webhook/update".to_owned()
-            ),
-        ]
-    );
+    assert_eq!(recorded_after(&dirs), flow_causes());
     let text = cassette_text(&dirs);
     for canary in [
         ITEM_ID,

@@ -8,6 +8,7 @@
 #   LEVELS="1 8 32 64" DURATION=20s bench/record.sh
 #   BIN=/path/to/other/plaid-vcr bench/record.sh   # compare another build
 #   VCR_LEVEL=debug VCR_LOG=/tmp/vcr.log bench/record.sh  # per-batch timings in the log
+#   BENCH_TMP=/dev/shm bench/record.sh   # cassette and store on tmpfs: plaid-vcr without the disk
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 LEVELS=${LEVELS:-"1 8 32"} DURATION=${DURATION:-10s}

@@ -1,6 +1,12 @@
-//! The body of every answer plaid-vcr sends: one chunk of bytes that can say when it has been
-//! handed to the connection. Replay delivers a webhook only after the answer that caused it is
-//! on its way ([`crate::delivery`]), as Plaid does; `Full<Bytes>` has no such signal.
+//! The body of every answer plaid-vcr sends: bytes that can say when they have been handed to
+//! the connection. Replay delivers a webhook only after the answer that caused it is on its way
+//! ([`crate::delivery`]), as Plaid does; `Full<Bytes>` has no such signal. The server keeps its
+//! connection marked busy until then ([`Body::hold`]), so a large answer still being written
+//! to a slow reader is never taken for an idle connection and closed.
+//!
+//! A large answer goes out in [`FRAME`]-sized frames: hyper asks for the next one only when
+//! its write buffer has room (about 400 KiB), so the body is dropped close to when its last
+//! bytes are written, not when they are first queued.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -10,12 +16,25 @@ use bytes::Bytes;
 use hyper::body::{Frame, SizeHint};
 use tokio::sync::oneshot;
 
-/// A whole answer body. When it is dropped (hyper drops it once its bytes are written, or when
-/// the connection goes away), the receiver from [`Body::on_sent`] completes.
-#[derive(Debug, Default)]
+/// The largest frame a body hands hyper at once.
+pub const FRAME: usize = 16 * 1024;
+
+/// A whole answer body. When it is dropped (hyper drops it once its last frame is written, or
+/// when the connection goes away), the receiver from [`Body::on_sent`] completes and what
+/// [`Body::hold`] was given is dropped.
+#[derive(Default)]
 pub struct Body {
     data: Option<Bytes>,
     sent: Option<oneshot::Sender<()>>,
+    held: Option<Box<dyn Send + Sync>>,
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Body")
+            .field("len", &self.data.as_ref().map_or(0, Bytes::len))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Body {
@@ -24,7 +43,13 @@ impl Body {
         Body {
             data: (!data.is_empty()).then_some(data),
             sent: None,
+            held: None,
         }
+    }
+
+    /// Keeps `guard` until this body has been sent or abandoned.
+    pub fn hold(&mut self, guard: impl Send + Sync + 'static) {
+        self.held = Some(Box::new(guard));
     }
 
     /// A receiver that completes (with an error: the sender is dropped, never used) once this
@@ -47,7 +72,14 @@ impl hyper::body::Body for Body {
     type Error = Infallible;
 
     fn poll_frame(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(self.data.take().map(|data| Ok(Frame::data(data))))
+        let frame = match self.data.as_mut() {
+            Some(data) if data.len() > FRAME => data.split_to(FRAME),
+            _ => match self.data.take() {
+                Some(last) => last,
+                None => return Poll::Ready(None),
+            },
+        };
+        Poll::Ready(Some(Ok(Frame::data(frame))))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -74,5 +106,26 @@ mod tests {
         assert_eq!(&bytes[..], b"{\"a\":1}");
         assert!(sent.await.is_err(), "dropped after sending: the receiver completes");
         assert!(hyper::body::Body::is_end_stream(&Body::new(Bytes::new())));
+    }
+
+    #[tokio::test]
+    async fn a_large_body_goes_in_frames_and_what_it_holds_goes_when_it_is_dropped() {
+        let data: Bytes = (0..(3 * FRAME + 5))
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<u8>>()
+            .into();
+        let mut body = Body::new(data.clone());
+        let guard = std::sync::Arc::new(());
+        body.hold(guard.clone());
+        let mut frames = Vec::new();
+        while let Some(frame) = body.frame().await {
+            frames.push(frame.unwrap().into_data().unwrap());
+            assert_eq!(std::sync::Arc::strong_count(&guard), 2, "held while frames remain");
+        }
+        let sizes: Vec<usize> = frames.iter().map(Bytes::len).collect();
+        assert_eq!(sizes, [FRAME, FRAME, FRAME, 5]);
+        assert_eq!(frames.concat(), data.to_vec());
+        drop(body);
+        assert_eq!(std::sync::Arc::strong_count(&guard), 1, "released with the body");
     }
 }

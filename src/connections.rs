@@ -1,8 +1,9 @@
 //! The open client connections: which are busy, which idle and for how long, the cap, and
 //! what the server asks of each (close now, or finish what is in flight and close).
 //!
-//! A connection is *busy* while at least one of its requests is being answered, and *idle*
-//! otherwise: before its first request head is complete, while a head trickles in, and
+//! A connection is *busy* while at least one of its requests is being answered, from its head
+//! until its answer's body has been written (the server hands the [`Busy`] guard to the body,
+//! [`crate::body::Body::hold`]), and *idle* otherwise: before its first request head is complete, while a head trickles in, and
 //! between requests on a keep-alive connection. One rule covers silent, trickling and idle
 //! clients alike, over HTTP/1.1 and HTTP/2: a connection idle for `client_timeout` is closed
 //! ([`Connections::sweep`]). Busy connections are never closed here; a stalled request body

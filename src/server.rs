@@ -126,8 +126,11 @@ impl Server {
                         let proxy = proxy.clone();
                         let busy = service_connection.busy();
                         async move {
-                            let response = proxy.handle(request).await;
-                            drop(busy);
+                            let mut response = proxy.handle(request).await;
+                            // Busy until the answer is written (or the client goes away), not
+                            // only until it is ready: the sweep never closes a connection that
+                            // is still writing a large answer to a slow reader.
+                            response.body_mut().hold(busy);
                             Ok::<_, std::convert::Infallible>(response)
                         }
                     });

@@ -263,3 +263,85 @@ async fn the_asset_report_flow_replays_with_the_exchanged_token_in_a_list_and_it
     );
     replay.stop().await.unwrap();
 }
+
+/// A large answer to a reader slower than `client_timeout` allows for the whole of it: the
+/// connection stays busy while the answer is being written, so it is not closed as idle
+/// halfway (which would cut the PDF short).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_answer_reaches_a_slow_reader_whole_past_the_client_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dirs = Dirs::new();
+    let fake = FakePlaid::start().await;
+    // 12 MiB: more than the kernel's socket buffers and hyper's write buffer hold.
+    let big: Bytes = (0..12 * 1024 * 1024)
+        .map(|i: u32| (i % 251) as u8)
+        .collect::<Vec<u8>>()
+        .into();
+    fake.reply_binary("asset_report/pdf/get", "application/pdf", big.clone());
+    let mut recorder = Binary::start(&serve_args("record", &dirs, Some(&fake), &[]), &[], dirs.root.path());
+    let recorded = post(&recorder.base_url(), "asset_report/pdf/get", PDF_REQUEST).await;
+    assert_eq!((recorded.status, recorded.body.len()), (200, big.len()));
+    assert_eq!(recorder.signal_and_wait("TERM"), Some(0));
+    fake.stop();
+
+    let mut replay = Binary::start(
+        &serve_args("replay", &dirs, None, &["--client-timeout", "1s"]),
+        &[],
+        dirs.root.path(),
+    );
+    let base = replay.base_url();
+    let addr: std::net::SocketAddr = base
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(64 * 1024).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    let mut head = "POST /plaid-compatible/asset_report/pdf/get HTTP/1.1\r\nhost: 127.0.0.1\r\n".to_owned();
+    for (name, value) in CLIENT_HEADERS {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!("content-length: {}\r\n\r\n{PDF_REQUEST}", PDF_REQUEST.len()));
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // About 2.5 MB/s: the answer takes several times the client timeout to read.
+    let started = std::time::Instant::now();
+    let mut received = Vec::new();
+    let mut buf = vec![0u8; 128 * 1024];
+    let expected_total = loop {
+        let end = received.windows(4).position(|w| w == b"\r\n\r\n");
+        if let Some(end) = end {
+            if received.len() >= end + 4 + big.len() {
+                break end + 4 + big.len();
+            }
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "bounded");
+        let n = stream.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break 0;
+        }
+        received.extend_from_slice(&buf[..n]);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let took = started.elapsed();
+    let head_end = received
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head")
+        + 4;
+    let head = String::from_utf8_lossy(&received[..head_end]).into_owned();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(
+        (expected_total, received.len() - head_end),
+        (head_end + big.len(), big.len()),
+        "the connection was closed {took:?} in, with part of the answer unread"
+    );
+    assert!(received[head_end..] == big[..], "the bytes arrive unchanged");
+    assert!(
+        took > std::time::Duration::from_secs(2),
+        "the reader was slower than the timeout: {took:?}"
+    );
+    assert_eq!(replay.signal_and_wait("TERM"), Some(0));
+}

@@ -42,6 +42,9 @@ pub struct Receiver {
     state: Mutex<State>,
     /// Notified whenever an exchange ends.
     settled: tokio::sync::Notify,
+    /// Held while a webhook is placed: webhooks are placed one at a time, in the order they
+    /// arrived (the lock is fair), so one that waits for its cause keeps its turn.
+    placing: tokio::sync::Mutex<()>,
 }
 
 /// The longest a webhook waits for the exchanges in flight at its arrival to be answered
@@ -125,6 +128,7 @@ impl Receiver {
             cassette,
             state: Mutex::new(State::default()),
             settled: tokio::sync::Notify::new(),
+            placing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -227,10 +231,10 @@ impl Receiver {
         }
     }
 
-    /// Which interaction a webhook with (redacted) `body` that arrived when exchange `arrived`
-    /// was next follows, and its place after it. The
-    /// first one after an interaction in this session first removes what an earlier session
-    /// recorded after it, under the lock: a later webhook of this session (seq 2, 3, …) is only
+    /// Which interaction a webhook with (redacted) `body` follows, and its place after it;
+    /// `arrived` is the id the next exchange had when it arrived. The first one after an
+    /// interaction in this session first removes what an earlier session recorded after it,
+    /// under the lock: a later webhook of this session (seq 2, 3, …) is only
     /// placed after that, so its file can never be the one removed. (A few unlinks, once per
     /// interaction per session: cheap enough to do here.)
     fn place(&self, body: &Value, arrived: u64) -> Result<(Option<Answered>, u32), RequestError> {
@@ -273,15 +277,21 @@ impl Receiver {
         let forwarded = self
             .poster
             .post(&registration.app_url, upstream::forwarded_headers(headers), body);
-        let (forwarded, ()) = tokio::join!(forwarded, async {
-            if parsed.is_some() {
-                self.settle(arrived).await;
+        // Polled right after the forwarding starts: the turn is taken as the webhook arrives.
+        let placing = async {
+            let _turn = self.placing.lock().await;
+            match &parsed {
+                Some(body) => {
+                    self.settle(arrived).await;
+                    Some(self.place(body, arrived))
+                }
+                None => None,
             }
-        });
-        let placed = match &parsed {
-            Some(body) => Some(self.place(body, arrived)?),
-            None => None,
         };
+        let (forwarded, placed) = tokio::join!(forwarded, placing);
+        // A webhook that cannot be recorded is answered as failed, so Plaid sends it again
+        // (the app, which has it already, sees it twice: Plaid's webhooks may come twice anyway).
+        let placed = placed.transpose()?;
         let app_status = match forwarded {
             Ok(answer) => Ok(answer.status),
             Err(e) => {

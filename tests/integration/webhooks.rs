@@ -372,6 +372,95 @@ async fn a_webhook_that_overtakes_the_answer_that_caused_it_is_recorded_after_th
     );
 }
 
+/// Webhooks that overtake their causes' answers, two at a time: each is recorded after its
+/// own cause when that request left before the other (100 ms apart), and in the order they
+/// arrived when both requests were unanswered at both arrivals (20 ms apart: each could be the
+/// cause of either, and both follow the one answered last).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_waiting_for_their_causes_follow_them_in_the_order_they_arrived() {
+    let dirs = Dirs::new();
+    let fake = FakePlaid::start().await;
+    fake.send_webhooks();
+    let (mut recorder, _) = recorder(&dirs, &fake, &[]);
+    let base = recorder.base_url();
+    let app = App::start(base.clone()).await;
+    let call = |endpoint: &str, body: Value| {
+        let url = format!("{base}/{endpoint}");
+        async move { send("POST", &url, &CLIENT_HEADERS, body.to_string()).await }
+    };
+    let created = call(
+        "sandbox/public_token/create",
+        json!({"institution_id": "ins_109508", "initial_products": ["transactions"],
+               "options": {"webhook": app.url("/hooks/first")}}),
+    )
+    .await;
+    app.wait_for(1).await;
+    let public_token = created.json()["public_token"].as_str().unwrap().to_owned();
+    let exchanged = call("item/public_token/exchange", json!({"public_token": public_token})).await;
+    let access_token = exchanged.json()["access_token"].as_str().unwrap().to_owned();
+    // Each answer comes 400 ms after its webhook (which leaves 50 ms after the request).
+    fake.answer_causes_late(Duration::from_millis(400));
+    let fire = |code: &'static str| {
+        call(
+            "sandbox/item/fire_webhook",
+            json!({"access_token": access_token, "webhook_type": "ITEM", "webhook_code": code}),
+        )
+    };
+    let pair = |first: &'static str, second: &'static str, apart: u64| {
+        let (one, two) = (fire(first), fire(second));
+        async move {
+            let two = async {
+                tokio::time::sleep(Duration::from_millis(apart)).await;
+                two.await
+            };
+            let (one, two) = tokio::join!(one, two);
+            assert_eq!((one.status, two.status), (200, 200));
+        }
+    };
+    pair("NEW_ACCOUNTS_AVAILABLE", "PENDING_EXPIRATION", 100).await;
+    app.wait_for(3).await;
+    pair("USER_PERMISSION_REVOKED", "LOGIN_REPAIRED", 20).await;
+    app.wait_for(5).await;
+    drop(app);
+    assert_eq!(recorder.signal_and_wait("TERM"), Some(0), "{}", recorder.stderr());
+    fake.stop();
+
+    // Which code each fire_webhook interaction asked for, by its index key.
+    let mut asked: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    for file in dirs
+        .cassette_files()
+        .iter()
+        .filter(|f| f.starts_with("sandbox_item_fire_webhook"))
+    {
+        let i: Value = serde_json::from_str(&std::fs::read_to_string(dirs.cassette().join(file)).unwrap()).unwrap();
+        let code = i["request"]["body"]["webhook_code"].as_str().unwrap().to_owned();
+        asked.insert(i["key"].as_str().unwrap().to_owned(), code);
+    }
+    let placed: std::collections::HashMap<String, (String, u64)> = webhook_files(&dirs)
+        .iter()
+        .map(|file| {
+            let w: Value = serde_json::from_str(&std::fs::read_to_string(dirs.cassette().join(file)).unwrap()).unwrap();
+            let after = w["after"].as_str().unwrap_or("");
+            let cause = asked.get(after).cloned().unwrap_or_else(|| format!("({after})"));
+            (
+                w["webhook_code"].as_str().unwrap().to_owned(),
+                (cause, w["seq"].as_u64().unwrap()),
+            )
+        })
+        .collect();
+    let of = |code: &str| {
+        placed
+            .get(code)
+            .cloned()
+            .unwrap_or_else(|| panic!("{code} not recorded: {placed:?}"))
+    };
+    assert_eq!(of("NEW_ACCOUNTS_AVAILABLE").0, "NEW_ACCOUNTS_AVAILABLE", "{placed:?}");
+    assert_eq!(of("PENDING_EXPIRATION").0, "PENDING_EXPIRATION", "{placed:?}");
+    let (revoked, repaired) = (of("USER_PERMISSION_REVOKED"), of("LOGIN_REPAIRED"));
+    assert_eq!(revoked.0, repaired.0, "both follow the same answer: {placed:?}");
+    assert_eq!((revoked.1, repaired.1), (1, 2), "in the order they arrived: {placed:?}");
+}
+
 /// A webhook that arrives while an unrelated request to upstream hangs reaches the app at once;
 /// its placing waits for that request only up to the bound, then says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

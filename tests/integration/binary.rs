@@ -343,5 +343,32 @@ async fn a_large_answer_reaches_a_slow_reader_whole_past_the_client_timeout() {
         took > std::time::Duration::from_secs(2),
         "the reader was slower than the timeout: {took:?}"
     );
+
+    // The same answer over HTTP/2 (prior knowledge), in its frames, arrives whole too.
+    use http_body_util::{BodyExt, Full};
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let driving = tokio::spawn(connection);
+    let mut request = hyper::Request::post(format!("http://{addr}/plaid-compatible/asset_report/pdf/get"));
+    for (name, value) in CLIENT_HEADERS {
+        request = request.header(name, value);
+    }
+    let request = request
+        .body(Full::new(Bytes::from_static(PDF_REQUEST.as_bytes())))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(
+        (response.status().as_u16(), response.version()),
+        (200, hyper::Version::HTTP_2)
+    );
+    let over_h2 = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(over_h2 == big, "{} bytes of {}", over_h2.len(), big.len());
+    drop(sender);
+    driving.abort();
     assert_eq!(replay.signal_and_wait("TERM"), Some(0));
 }

@@ -9,6 +9,9 @@
 #   BIN=/path/to/other/plaid-vcr bench/record.sh   # compare another build
 #   VCR_LEVEL=debug VCR_LOG=/tmp/vcr.log bench/record.sh  # per-batch timings in the log
 #   BENCH_TMP=/dev/shm bench/record.sh   # cassette and store on tmpfs: plaid-vcr without the disk
+#   COMPARE=/path/to/other/plaid-vcr ROUNDS=3 bench/record.sh  # side by side: alternating
+#       rounds of this build and the other, SETTLE (10) seconds apart, then the medians of each
+#       build's overhead at 1 client and recordings/s per level
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 LEVELS=${LEVELS:-"1 8 32"} DURATION=${DURATION:-10s}
@@ -16,6 +19,42 @@ command -v wrk >/dev/null || { echo "bench: wrk is missing (apt-get install wrk)
 if [ -z "${BIN:-}" ]; then
   cargo build --release --quiet --bin plaid-vcr --example bare_hyper
   BIN=./target/release/plaid-vcr
+fi
+
+if [ -n "${COMPARE:-}" ]; then
+  # This machine's disk stays slow for a while after a run's writes (and its cleanup), so
+  # each run starts after a sync and a pause, and the builds take turns.
+  results=$(mktemp)
+  trap 'rm -f "$results"' EXIT
+  for round in $(seq "${ROUNDS:-3}"); do
+    for side in this other; do
+      bin=$BIN; [ "$side" = other ] && bin=$COMPARE
+      sync; sleep "${SETTLE:-10}"
+      COMPARE='' BIN="$bin" "$0" | grep -E 'direct|clients' | sed "s/^/$side round $round: /" | tee -a "$results"
+    done
+  done
+  awk '
+    function us(v) { if (v ~ /ms$/) return v * 1000; if (v ~ /us$/) return v + 0; return v * 1e6 }
+    function median(list,   n, a, i, j, t) {
+      n = split(list, a, " ")
+      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    { key = $1 " " $3 }
+    /direct upstream/ { direct[key] = us($9) }
+    / clients:/ {
+      c = $4
+      rps[$1, c] = rps[$1, c] " " $6
+      if (c == 1) over[$1] = over[$1] " " (us($9) - direct[key])
+    }
+    END {
+      for (s = 1; s <= 2; s++) {
+        side = s == 1 ? "this" : "other"
+        printf "%-5s median overhead at 1 client: %.0f us\n", side, median(over[side])
+        for (k in rps) { split(k, parts, SUBSEP); if (parts[1] == side) printf "%-5s median recordings/s at %s clients: %.0f\n", side, parts[2], median(rps[k]) }
+      }
+    }' "$results" | sort
+  exit 0
 fi
 
 tmp=$(mktemp -d -p "${BENCH_TMP:-$PWD/target}")

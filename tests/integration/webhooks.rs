@@ -347,17 +347,53 @@ fn flow_causes() -> Vec<(String, String)> {
     .to_vec()
 }
 
+/// A webhook-sending fake, plaid-vcr recording in front of it, and the app behind plaid-vcr.
+async fn recording() -> (Dirs, FakePlaid, Binary, App) {
+    let dirs = Dirs::new();
+    let fake = FakePlaid::start().await;
+    fake.send_webhooks();
+    let (recorder, _) = recorder(&dirs, &fake, &[]);
+    let app = App::start(recorder.base_url()).await;
+    (dirs, fake, recorder, app)
+}
+
+/// Creates an item whose webhooks go to the app; returns its public token.
+async fn create_item(base: &str, app: &App) -> String {
+    let created = send(
+        "POST",
+        &format!("{base}/sandbox/public_token/create"),
+        &CLIENT_HEADERS,
+        json!({"institution_id": "ins_109508", "initial_products": ["transactions"],
+               "options": {"webhook": app.url("/hooks/first")}})
+        .to_string(),
+    )
+    .await;
+    assert_eq!(created.status, 200);
+    created.json()["public_token"].as_str().unwrap().to_owned()
+}
+
+/// [`create_item`], waits for its first webhook and exchanges its public token; returns the
+/// access token.
+async fn create_and_exchange(base: &str, app: &App) -> String {
+    let public_token = create_item(base, app).await;
+    app.wait_for(1).await;
+    let exchanged = send(
+        "POST",
+        &format!("{base}/item/public_token/exchange"),
+        &CLIENT_HEADERS,
+        json!({"public_token": public_token}).to_string(),
+    )
+    .await;
+    exchanged.json()["access_token"].as_str().unwrap().to_owned()
+}
+
 /// Upstream may send a webhook before plaid-vcr has its answer to the request that caused it
 /// (here each answer comes 300 ms after its webhook): the webhook is still recorded after
 /// that request, not after whatever was answered before it arrived.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_that_overtakes_the_answer_that_caused_it_is_recorded_after_that_answer() {
-    let dirs = Dirs::new();
-    let fake = FakePlaid::start().await;
-    fake.send_webhooks();
+    let (dirs, fake, mut recorder, app) = recording().await;
     fake.answer_causes_late(Duration::from_millis(300));
-    let (mut recorder, _) = recorder(&dirs, &fake, &[]);
-    let app = App::start(recorder.base_url()).await;
     flow(&recorder.base_url(), &app).await;
     let seen = app.webhooks().len();
     drop(app);
@@ -378,26 +414,13 @@ async fn a_webhook_that_overtakes_the_answer_that_caused_it_is_recorded_after_th
 /// cause of either, and both follow the one answered last).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_waiting_for_their_causes_follow_them_in_the_order_they_arrived() {
-    let dirs = Dirs::new();
-    let fake = FakePlaid::start().await;
-    fake.send_webhooks();
-    let (mut recorder, _) = recorder(&dirs, &fake, &[]);
+    let (dirs, fake, mut recorder, app) = recording().await;
     let base = recorder.base_url();
-    let app = App::start(base.clone()).await;
+    let access_token = create_and_exchange(&base, &app).await;
     let call = |endpoint: &str, body: Value| {
         let url = format!("{base}/{endpoint}");
         async move { send("POST", &url, &CLIENT_HEADERS, body.to_string()).await }
     };
-    let created = call(
-        "sandbox/public_token/create",
-        json!({"institution_id": "ins_109508", "initial_products": ["transactions"],
-               "options": {"webhook": app.url("/hooks/first")}}),
-    )
-    .await;
-    app.wait_for(1).await;
-    let public_token = created.json()["public_token"].as_str().unwrap().to_owned();
-    let exchanged = call("item/public_token/exchange", json!({"public_token": public_token})).await;
-    let access_token = exchanged.json()["access_token"].as_str().unwrap().to_owned();
     // Each answer comes 400 ms after its webhook (which leaves 50 ms after the request).
     fake.answer_causes_late(Duration::from_millis(400));
     let fire = |code: &'static str| {
@@ -465,12 +488,8 @@ async fn webhooks_waiting_for_their_causes_follow_them_in_the_order_they_arrived
 /// its placing waits for that request only up to the bound, then says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_hanging_upstream_never_holds_back_a_webhook() {
-    let dirs = Dirs::new();
-    let fake = FakePlaid::start().await;
-    fake.send_webhooks();
-    let (mut recorder, _) = recorder(&dirs, &fake, &[]);
+    let (dirs, fake, mut recorder, app) = recording().await;
     let base = recorder.base_url();
-    let app = App::start(base.clone()).await;
     // Held upstream (answers that cause webhooks are never held) past the placing bound.
     fake.hold();
     let hanging = tokio::spawn({
@@ -493,16 +512,7 @@ async fn a_request_hanging_upstream_never_holds_back_a_webhook() {
     }
     assert_eq!(fake.calls("identity/get"), 1);
     let started = std::time::Instant::now();
-    let created = send(
-        "POST",
-        &format!("{base}/sandbox/public_token/create"),
-        &CLIENT_HEADERS,
-        json!({"institution_id": "ins_109508", "initial_products": ["transactions"],
-               "options": {"webhook": app.url("/hooks/first")}})
-        .to_string(),
-    )
-    .await;
-    assert_eq!(created.status, 200);
+    create_item(&base, &app).await;
     app.wait_for(1).await;
     let delivered_in = started.elapsed();
     assert!(

@@ -318,7 +318,10 @@ async fn a_large_answer_reaches_a_slow_reader_whole_past_the_client_timeout() {
             }
         }
         assert!(started.elapsed() < std::time::Duration::from_secs(30), "bounded");
-        let n = stream.read(&mut buf).await.unwrap();
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("bounded: the server sends or closes")
+            .unwrap();
         if n == 0 {
             break 0;
         }

@@ -23,10 +23,6 @@ fn zip() -> Bytes {
 
 const PDF_REQUEST: &str = r#"{"asset_report_token":"assets-sandbox-6f12f5bb-22dd-4071-aa1c-9b4c5f1e3b7a"}"#;
 
-async fn post(base: &str, endpoint: &str, body: &str) -> Resp {
-    send("POST", &format!("{base}/{endpoint}"), &CLIENT_HEADERS, body.to_string()).await
-}
-
 fn content_type(resp: &Resp) -> &str {
     resp.headers
         .get("content-type")

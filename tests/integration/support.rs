@@ -537,6 +537,12 @@ impl Resp {
     }
 }
 
+/// POSTs `body` to `endpoint` under `base` with the client's headers ([`CLIENT_HEADERS`]), as
+/// an app's Plaid client would.
+pub async fn post(base: &str, endpoint: &str, body: &str) -> Resp {
+    send("POST", &format!("{base}/{endpoint}"), &CLIENT_HEADERS, body.to_string()).await
+}
+
 /// Sends one request; headers are (name, value) pairs.
 pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Resp {
     try_send(method, url, headers, body).await.unwrap()

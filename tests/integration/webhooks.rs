@@ -139,11 +139,10 @@ async fn verify(proxy: &str, jwt: Option<&str>, body: &[u8]) -> Result<(), Strin
         return Err(format!("alg {} is not ES256", jose["alg"]));
     }
     let kid = jose["kid"].as_str().ok_or("no kid")?;
-    let resp = send(
-        "POST",
-        &format!("{proxy}/webhook_verification_key/get"),
-        &CLIENT_HEADERS,
-        json!({"key_id": kid}).to_string(),
+    let resp = post(
+        proxy,
+        "webhook_verification_key/get",
+        &json!({"key_id": kid}).to_string(),
     )
     .await;
     if resp.status != 200 {
@@ -185,13 +184,10 @@ async fn verify(proxy: &str, jwt: Option<&str>, body: &[u8]) -> Result<(), Strin
 /// move the webhook URL. Waits for each webhook before going on, as an app driven by webhooks
 /// would. Returns the item id the exchange answered.
 async fn flow(proxy: &str, app: &App) -> String {
-    let call = |endpoint: &'static str, body: Value| {
-        let url = format!("{proxy}/{endpoint}");
-        async move {
-            let resp = send("POST", &url, &CLIENT_HEADERS, body.to_string()).await;
-            assert_eq!(resp.status, 200, "{endpoint}: {:?}", resp.body);
-            resp
-        }
+    let call = |endpoint: &'static str, body: Value| async move {
+        let resp = post(proxy, endpoint, &body.to_string()).await;
+        assert_eq!(resp.status, 200, "{endpoint}: {:?}", resp.body);
+        resp
     };
     let created = call(
         "sandbox/public_token/create",
@@ -359,15 +355,9 @@ async fn recording() -> (Dirs, FakePlaid, Binary, App) {
 
 /// Creates an item whose webhooks go to the app; returns its public token.
 async fn create_item(base: &str, app: &App) -> String {
-    let created = send(
-        "POST",
-        &format!("{base}/sandbox/public_token/create"),
-        &CLIENT_HEADERS,
-        json!({"institution_id": "ins_109508", "initial_products": ["transactions"],
-               "options": {"webhook": app.url("/hooks/first")}})
-        .to_string(),
-    )
-    .await;
+    let body = json!({"institution_id": "ins_109508", "initial_products": ["transactions"],
+                      "options": {"webhook": app.url("/hooks/first")}});
+    let created = post(base, "sandbox/public_token/create", &body.to_string()).await;
     assert_eq!(created.status, 200);
     created.json()["public_token"].as_str().unwrap().to_owned()
 }
@@ -377,13 +367,8 @@ async fn create_item(base: &str, app: &App) -> String {
 async fn create_and_exchange(base: &str, app: &App) -> String {
     let public_token = create_item(base, app).await;
     app.wait_for(1).await;
-    let exchanged = send(
-        "POST",
-        &format!("{base}/item/public_token/exchange"),
-        &CLIENT_HEADERS,
-        json!({"public_token": public_token}).to_string(),
-    )
-    .await;
+    let body = json!({"public_token": public_token}).to_string();
+    let exchanged = post(base, "item/public_token/exchange", &body).await;
     exchanged.json()["access_token"].as_str().unwrap().to_owned()
 }
 
@@ -417,17 +402,12 @@ async fn webhooks_waiting_for_their_causes_follow_them_in_the_order_they_arrived
     let (dirs, fake, mut recorder, app) = recording().await;
     let base = recorder.base_url();
     let access_token = create_and_exchange(&base, &app).await;
-    let call = |endpoint: &str, body: Value| {
-        let url = format!("{base}/{endpoint}");
-        async move { send("POST", &url, &CLIENT_HEADERS, body.to_string()).await }
-    };
     // Each answer comes 400 ms after its webhook (which leaves 50 ms after the request).
     fake.answer_causes_late(Duration::from_millis(400));
     let fire = |code: &'static str| {
-        call(
-            "sandbox/item/fire_webhook",
-            json!({"access_token": access_token, "webhook_type": "ITEM", "webhook_code": code}),
-        )
+        let body = json!({"access_token": access_token, "webhook_type": "ITEM", "webhook_code": code});
+        let base = base.clone();
+        async move { post(&base, "sandbox/item/fire_webhook", &body.to_string()).await }
     };
     let pair = |first: &'static str, second: &'static str, apart: u64| {
         let (one, two) = (fire(first), fire(second));
@@ -493,16 +473,8 @@ async fn a_request_hanging_upstream_never_holds_back_a_webhook() {
     // Held upstream (answers that cause webhooks are never held) past the placing bound.
     fake.hold();
     let hanging = tokio::spawn({
-        let url = format!("{base}/identity/get");
-        async move {
-            send(
-                "POST",
-                &url,
-                &CLIENT_HEADERS,
-                json!({"access_token": TOKEN}).to_string(),
-            )
-            .await
-        }
+        let (base, body) = (base.clone(), json!({"access_token": TOKEN}).to_string());
+        async move { post(&base, "identity/get", &body).await }
     });
     for _ in 0..200 {
         if fake.calls("identity/get") == 1 {

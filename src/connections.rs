@@ -4,10 +4,10 @@
 //! A connection is *busy* while at least one of its requests is being answered, from its head
 //! until its answer's body has been written (the server hands the [`Busy`] guard to the body,
 //! [`crate::body::Body::hold`]), and *idle* otherwise: before its first request head is
-//! complete, while a head trickles in, and between requests on a keep-alive connection. One rule covers silent, trickling and idle
-//! clients alike, over HTTP/1.1 and HTTP/2: a connection idle for `client_timeout` is closed
-//! ([`Connections::sweep`]). Busy connections are never closed here; a stalled request body
-//! is the proxy's to time out (it answers 408).
+//! complete, while a head trickles in, and between requests on a keep-alive connection. One
+//! rule covers silent, trickling and idle clients alike, over HTTP/1.1 and HTTP/2: a
+//! connection idle for `client_timeout` is closed ([`Connections::sweep`]). Busy connections
+//! are never closed here; a stalled request body is the proxy's to time out (it answers 408).
 //!
 //! At the cap ([`Connections::admit`]) a new connection takes the place of the one idle the
 //! longest, so stalled clients cannot lock out new ones; when every connection is busy, the

@@ -206,14 +206,7 @@ fn commit_batch(batch: Vec<Job>, cassette: &Cassette, store: &Store, spares: &Sp
     for (job, files) in staged {
         let result = files.and_then(|f| {
             let relative = f.interaction.relative.clone();
-            install(
-                f,
-                &relative,
-                &job.interaction.index_key(),
-                cassette,
-                store,
-                &mut installed,
-            )?;
+            install(f, &relative, &job.interaction, cassette, store, &mut installed)?;
             Ok(relative)
         });
         // A client that went away no longer listens; its recording stands.
@@ -230,7 +223,7 @@ fn commit_batch(batch: Vec<Job>, cassette: &Cassette, store: &Store, spares: &Sp
 fn install(
     files: Files,
     relative: &Path,
-    index_key: &str,
+    interaction: &Interaction,
     cassette: &Cassette,
     store: &Store,
     installed: &mut Vec<Installed>,
@@ -256,7 +249,7 @@ fn install(
                     .chain(files.map(|f| (f.relative, f.bytes)))
                     .collect();
                 let not_in_place = not_in_place.iter().map(|(f, b)| (f.as_path(), b.as_slice()));
-                forget(store, not_in_place, relative, index_key);
+                forget(store, not_in_place, relative, &interaction.index_key());
                 return Err(e);
             }
         }

@@ -12,7 +12,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let demo = plaid_vcr::cassette::Cassette::new("cassettes/demo");
+    let demo = plaid_vcr::Cassette::new("cassettes/demo");
     let first = demo
         .list()
         .map_err(std::io::Error::other)?

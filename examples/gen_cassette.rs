@@ -3,9 +3,9 @@
 //!
 //! `cargo run --release --example gen_cassette -- 10000 /tmp/big-cassette`
 
-use plaid_vcr::cassette::Cassette;
-use plaid_vcr::interaction::Interaction;
-use plaid_vcr::redact::{Redactor, RequestPii};
+use plaid_vcr::testing::redact::{Redactor, RequestPii};
+use plaid_vcr::Cassette;
+use plaid_vcr::Interaction;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -16,7 +16,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let demo = source.read(&first)?;
     let cassette = Cassette::new(dir);
     let at = std::time::SystemTime::now();
-    let redactor = Redactor::new(plaid_vcr::rules::builtin(), RequestPii::Placeholder, b"gen_cassette");
+    let redactor = Redactor::new(
+        plaid_vcr::testing::rules::builtin(),
+        RequestPii::Placeholder,
+        b"gen_cassette",
+    );
     for i in 0..n {
         let mut request = serde_json::Map::new();
         request.insert(
@@ -25,7 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         // As recording does: the stored request is the redacted one, and keyed once.
         let request = redactor.request("identity/get", request);
-        let key = plaid_vcr::key::compute("identity/get", Some("2020-09-14"), &request);
+        let key = plaid_vcr::testing::key::compute("identity/get", Some("2020-09-14"), &request);
         let interaction = Interaction::new(
             key,
             "identity/get",

@@ -1,6 +1,6 @@
 //! The body of every answer plaid-vcr sends: bytes that can say when they have been handed to
 //! the connection. Replay delivers a webhook only after the answer that caused it is on its way
-//! ([`crate::delivery`]), as Plaid does; `Full<Bytes>` has no such signal. The server keeps its
+//! ([`crate::webhooks::delivery`]), as Plaid does; `Full<Bytes>` has no such signal. The server keeps its
 //! connection marked busy until then ([`Body::hold`]), so a large answer still being written
 //! to a slow reader is never taken for an idle connection and closed.
 //!

@@ -1,6 +1,6 @@
 //! The command line: clap types only, no behaviour.
 //!
-//! Every serving option is `Option` here so that [`crate::config`] can tell "not given" from a
+//! Every serving option is `Option` here so that [`plaid_vcr::config`] can tell "not given" from a
 //! value and layer flags > `PLAID_VCR_*` environment (read by clap) > config file > defaults.
 //! Each argument struct turns into the library's [`Layer`]; the library never sees clap types.
 // The doc comments here are `--help` text: `[redact]` names a config section, and URLs are
@@ -14,8 +14,8 @@ use std::time::Duration;
 use clap::builder::FalseyValueParser;
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::Layer;
-pub use crate::config::SequenceEnd;
+use plaid_vcr::config::Layer;
+pub use plaid_vcr::config::SequenceEnd;
 
 /// Record the Plaid API over TLS, replay it offline byte for byte.
 ///
@@ -172,6 +172,13 @@ pub enum Format {
     Text,
     /// One JSON object, for tools
     Json,
+}
+
+impl Format {
+    /// Whether the command should answer in JSON.
+    pub fn is_json(self) -> bool {
+        self == Format::Json
+    }
 }
 
 /// Options of `scan`.

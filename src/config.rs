@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::redact::RedactConfig;
-use crate::scan::ScanConfig;
+use crate::privacy::redact::RedactConfig;
+use crate::privacy::scan::ScanConfig;
 
 /// The config file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "plaid-vcr.toml";
@@ -428,8 +428,8 @@ mod tests {
         })
         .unwrap();
         assert_eq!(c.redact.rules.len(), 3);
-        let compiled = crate::rules::compile(&c.redact.rules).unwrap();
-        assert_eq!(compiled.len(), 3 + crate::rules::builtin().len());
+        let compiled = crate::privacy::rules::compile(&c.redact.rules).unwrap();
+        assert_eq!(compiled.len(), 3 + crate::privacy::rules::builtin().len());
     }
 
     #[test]

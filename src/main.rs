@@ -1,18 +1,18 @@
-//! The `plaid-vcr` binary: parse arguments, run the command, map errors to exit codes.
+//! The `plaid-vcr` binary: parse arguments ([`cli`]), run the command, map errors to exit codes.
 //!
 //! The only place that prints to stdout or exits the process. Exit codes: 0 ok, 1 the
 //! command's answer is "no" (scan found leaks), 2 usage, configuration or I/O error.
 
-use std::fmt::Write as _;
+mod cli;
+
 use std::io::{IsTerminal, Write as _};
 use std::process::ExitCode;
 
 use clap::Parser;
-use plaid_vcr::cli::{CheckArgs, Cli, Command, DiffArgs, Format, RedactArgs, SandboxTokenArgs, ScanArgs, ServeArgs};
+use cli::{Cli, Command, ServeArgs};
+use plaid_vcr::commands::{self, sandbox::SandboxError, Output};
 use plaid_vcr::config::Layer;
-use plaid_vcr::redact::{self, Redactor};
-use plaid_vcr::sandbox::SandboxError;
-use plaid_vcr::{cassette::Cassette, drift, inspect, rules, scan, webhook, Config, Error, Mode, Server};
+use plaid_vcr::{Config, Error, Mode, Server};
 
 /// What a command can fail with: the library's errors, or the sandbox flow's.
 #[derive(Debug, thiserror::Error)]
@@ -35,11 +35,24 @@ fn main() -> ExitCode {
             };
             serve(mode, &args.serve, args.strict, args.fail_on_unused)
         }
-        Command::Redact(args) => redact_dir(args),
-        Command::Scan(args) => scan_dir(args),
-        Command::Ls(args) => list_dir(&args.dir),
-        Command::Check(args) => check_dir(args),
-        Command::Diff(args) => diff_dirs(args),
+        Command::Redact(args) => file_config(args.config.clone(), args.store.clone())
+            .and_then(|config| commands::redact::run(&args.dir, &config))
+            .and_then(answer)
+            .map_err(Failure::from),
+        Command::Scan(args) => file_config(args.config.clone(), None)
+            .and_then(|config| commands::scan::run(&args.dir, &config, args.format.is_json()))
+            .and_then(answer)
+            .map_err(Failure::from),
+        Command::Ls(args) => commands::inspect::run_ls(&args.dir)
+            .and_then(answer)
+            .map_err(Failure::from),
+        Command::Check(args) => file_config(args.config.clone(), None)
+            .and_then(|config| commands::inspect::run_check(&args.dir, &config, args.format.is_json()))
+            .and_then(answer)
+            .map_err(Failure::from),
+        Command::Diff(args) => commands::diff::run(&args.old, &args.new, args.format.is_json())
+            .and_then(answer)
+            .map_err(Failure::from),
         Command::SandboxToken(args) => sandbox_token(args),
     };
     match result {
@@ -74,6 +87,22 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .map_err(Error::io("start the async runtime", None))
 }
 
+/// The configuration of a command that reads the config file (and the store, for the
+/// redaction secret) but serves nothing.
+fn file_config(config: Option<std::path::PathBuf>, store: Option<std::path::PathBuf>) -> Result<Config, Error> {
+    Ok(Config::resolve(&Layer {
+        config,
+        store,
+        ..Layer::default()
+    })?)
+}
+
+/// Prints a command's output; its verdict is the exit code.
+fn answer(output: Output) -> Result<ExitCode, Error> {
+    print(&output.text)?;
+    Ok(verdict(output.clean))
+}
+
 fn serve(mode: Mode, args: &ServeArgs, strict: bool, fail_on_unused: bool) -> Result<ExitCode, Failure> {
     let config = Config::resolve(&args.layer()).map_err(Error::from)?;
     let log = init_logging(args.common.log_level.is_some(), &config)?;
@@ -103,135 +132,16 @@ fn serve(mode: Mode, args: &ServeArgs, strict: bool, fail_on_unused: bool) -> Re
     Ok(verdict(failures.is_empty()))
 }
 
-fn redact_dir(args: &RedactArgs) -> Result<ExitCode, Failure> {
-    let config = Config::resolve(&Layer {
-        store: args.store.clone(),
-        config: args.config.clone(),
-        ..Layer::default()
-    })
-    .map_err(Error::from)?;
-    let cassette = Cassette::new(&args.dir);
-    cassette.require_exists().map_err(Error::from)?;
-    let redactor = Redactor::new(
-        rules::compile(&config.redact.rules).map_err(Error::from)?,
-        config.redact.request_pii,
-        &redact::load_secret(&config.store).map_err(Error::from)?,
-    );
-    let rewrites = redact::redact_cassette(&cassette, &redactor).map_err(Error::from)?;
-    let mut out = String::new();
-    for r in &rewrites {
-        let (from, changed) = (args.dir.join(&r.from), r.changed);
-        if r.from == r.to {
-            let _ = writeln!(out, "redacted {} ({changed} values)", from.display());
-        } else {
-            let to = args.dir.join(&r.to);
-            let _ = writeln!(
-                out,
-                "redacted {} -> {} ({changed} values, key changed)",
-                from.display(),
-                to.display()
-            );
-        }
-    }
-    let total = cassette.list().map_err(Error::from)?.len() + webhook::list(&args.dir).map_err(Error::from)?.len();
-    let _ = writeln!(
-        out,
-        "{} of {total} files changed in {}",
-        rewrites.len(),
-        args.dir.display()
-    );
-    print(&out)?;
-    Ok(ExitCode::SUCCESS)
-}
-
-fn diff_dirs(args: &DiffArgs) -> Result<ExitCode, Failure> {
-    let report = drift::diff(&args.old, &args.new).map_err(Error::from)?;
-    let text = match args.format {
-        Format::Text => drift::render_text(&report),
-        Format::Json => {
-            serde_json::to_string_pretty(&report).expect("a drift report is strings and numbers: it always serializes")
-                + "\n"
-        }
-    };
-    print(&text)?;
-    Ok(verdict(report.breaking == 0))
-}
-
-fn sandbox_token(args: &SandboxTokenArgs) -> Result<ExitCode, Failure> {
+fn sandbox_token(args: &cli::SandboxTokenArgs) -> Result<ExitCode, Failure> {
     let config = Config::resolve(&args.common.layer()).map_err(Error::from)?;
     let _log = init_logging(args.common.log_level.is_some(), &config)?;
-    let token = runtime()?.block_on(plaid_vcr::sandbox::sandbox_token(
+    let token = runtime()?.block_on(commands::sandbox::sandbox_token(
         &config,
         &args.institution,
         &args.products,
     ))?;
-    let (real, cassette) = (token.access_token.expose(), config.cassette.display());
-    let mut out = String::new();
-    let _ = writeln!(out, "access token:          {real}");
-    let _ = writeln!(out, "as stored (pseudonym): {}", token.pseudonym);
-    let _ = writeln!(out);
-    let _ = writeln!(
-        out,
-        "The real token is shown here only: plaid-vcr never stores or logs it. Record with it:"
-    );
-    let _ = writeln!(out, "  plaid-vcr record --cassette {cassette} &");
-    let _ = writeln!(
-        out,
-        "  curl -X POST http://{}/plaid-compatible/identity/get -H 'Content-Type: application/json' \\",
-        config.listen
-    );
-    let _ = writeln!(out, "       -d '{{\"access_token\": \"{real}\"}}'");
-    let _ = writeln!(
-        out,
-        "When replaying, tests may send either the real token or the pseudonym."
-    );
-    print(&out)?;
+    print(&commands::sandbox::render(&token, &config))?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn list_dir(dir: &std::path::Path) -> Result<ExitCode, Failure> {
-    print(&inspect::ls(dir).map_err(Error::from)?)?;
-    Ok(ExitCode::SUCCESS)
-}
-
-fn check_dir(args: &CheckArgs) -> Result<ExitCode, Failure> {
-    let config = Config::resolve(&Layer {
-        config: args.config.clone(),
-        ..Layer::default()
-    })
-    .map_err(Error::from)?;
-    let rules = rules::compile(&config.redact.rules).map_err(Error::from)?;
-    let problems = inspect::check(&args.dir, &rules, &config.scan).map_err(Error::from)?;
-    let files = Cassette::new(&args.dir).list_all().map_err(Error::from)?.len();
-    let text = match args.format {
-        Format::Text => inspect::render_check(&args.dir, &problems, files),
-        Format::Json => {
-            let report = serde_json::json!({ "files": files, "problems": problems });
-            serde_json::to_string_pretty(&report).expect("a check report is strings and numbers: it always serializes")
-                + "\n"
-        }
-    };
-    print(&text)?;
-    Ok(verdict(problems.is_empty()))
-}
-
-fn scan_dir(args: &ScanArgs) -> Result<ExitCode, Failure> {
-    let config = Config::resolve(&Layer {
-        config: args.config.clone(),
-        ..Layer::default()
-    })
-    .map_err(Error::from)?;
-    let rules = rules::compile(&config.redact.rules).map_err(Error::from)?;
-    let report = scan::scan_dir(&args.dir, &rules, &config.scan).map_err(Error::from)?;
-    let text = match args.format {
-        Format::Text => scan::render_text(&args.dir, &report),
-        Format::Json => {
-            serde_json::to_string_pretty(&report).expect("a scan report is strings and numbers: it always serializes")
-                + "\n"
-        }
-    };
-    print(&text)?;
-    Ok(verdict(report.findings.is_empty()))
 }
 
 /// The exit code of a command whose answer can be "no": 0 when clean, 1 otherwise.
@@ -246,17 +156,17 @@ fn verdict(clean: bool) -> ExitCode {
 /// `--log-level` (or `PLAID_VCR_LOG_LEVEL`) wins; otherwise `RUST_LOG`; otherwise the config
 /// file's `log_level`. A bare level applies to plaid-vcr's own logs, others stay at warn.
 ///
-/// Lines are batched to stderr ([`plaid_vcr::logbuf`]): a request's log line costs a copy into
+/// Lines are batched to stderr ([`plaid_vcr::log::buffer`]): a request's log line costs a copy into
 /// a buffer, not a write syscall; off a terminal they are formatted by
-/// [`plaid_vcr::logline::LineFormat`]. The returned guard writes out what is buffered when dropped,
+/// [`plaid_vcr::log::line::LineFormat`]. The returned guard writes out what is buffered when dropped,
 /// so it lives until the command's output is done.
-fn init_logging(level_given: bool, config: &Config) -> Result<plaid_vcr::logbuf::Flusher, Error> {
+fn init_logging(level_given: bool, config: &Config) -> Result<plaid_vcr::log::buffer::Flusher, Error> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(rust_log) if !level_given && !rust_log.is_empty() => rust_log,
         _ => format!("warn,plaid_vcr={}", config.log_level),
     };
     let (writer, flusher) =
-        plaid_vcr::logbuf::buffered(std::io::stderr()).map_err(Error::io("start the log writer thread", None))?;
+        plaid_vcr::log::buffer::buffered(std::io::stderr()).map_err(Error::io("start the log writer thread", None))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(writer);
@@ -267,7 +177,7 @@ fn init_logging(level_given: bool, config: &Config) -> Result<plaid_vcr::logbuf:
         // CI and log files: the same text, formatted for a fraction of the cost.
         builder
             .with_ansi(false)
-            .event_format(plaid_vcr::logline::LineFormat)
+            .event_format(plaid_vcr::log::line::LineFormat)
             .init();
     }
     Ok(flusher)

@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use plaid_vcr::config::Secret;
-use plaid_vcr::pseudonym::{Kind, Pseudonymizer};
+use plaid_vcr::testing::pseudonym::{Kind, Pseudonymizer};
 use plaid_vcr::Mode;
 use serde_json::Value;
 

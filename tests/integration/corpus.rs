@@ -1,21 +1,21 @@
 //! Privacy on every Plaid product, measured on Plaid's own examples: the first example of the
 //! request and 200 response of every POST endpoint in the spec (tests/corpus, written by
 //! tools/plaid_pii.py at the pinned spec commit). A value is personal when the spec table
-//! (src/plaid_pii.tsv) marks its path.
+//! (src/privacy/plaid_pii.tsv) marks its path.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use plaid_vcr::pseudonym::{self, Kind};
-use plaid_vcr::redact::{Redactor, RequestPii};
-use plaid_vcr::rules::{self, Side};
-use plaid_vcr::scan::{ScanConfig, Scanner};
+use plaid_vcr::testing::pseudonym::{self, Kind};
+use plaid_vcr::testing::redact::{Redactor, RequestPii};
+use plaid_vcr::testing::rules::{self, Side};
+use plaid_vcr::testing::scan::{ScanConfig, Scanner};
 use serde_json::{json, Value};
 
 use crate::support::assert_same_shape;
 
 const CORPUS: &str = include_str!("../corpus/plaid_examples.json");
-const TABLE: &str = include_str!("../../src/plaid_pii.tsv");
+const TABLE: &str = include_str!("../../src/privacy/plaid_pii.tsv");
 
 /// Field names whose values are not personal and that tests assert on: they must survive.
 const NOT_PERSONAL: [&str; 16] = [

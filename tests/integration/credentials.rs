@@ -1,7 +1,7 @@
 //! Credentials plaid-vcr holds for the test code, and `sandbox-token`.
 
 use plaid_vcr::config::Secret;
-use plaid_vcr::pseudonym::{Kind, Pseudonymizer};
+use plaid_vcr::testing::pseudonym::{Kind, Pseudonymizer};
 use plaid_vcr::Mode;
 
 use crate::support::*;

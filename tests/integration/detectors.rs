@@ -1,8 +1,8 @@
 //! The detectors: generated positives are caught, generated Plaid-like negatives are not, and
 //! none fires on the non-personal values of Plaid's own examples.
 
-use plaid_vcr::detect::{self, Detector};
-use plaid_vcr::numbers;
+use plaid_vcr::testing::detect::{self, Detector};
+use plaid_vcr::testing::numbers;
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -138,8 +138,8 @@ proptest! {
 
     #[test]
     fn dates_of_birth_and_id_numbers_are_known_by_their_field(date in "19[4-9][0-9]-0[1-9]-[12][0-9]", ssn in "[0-9]{9}") {
-        prop_assert_eq!(detect::by_name("date_of_birth", &date), Some(plaid_vcr::pseudonym::Kind::Dob));
-        prop_assert_eq!(detect::by_name("ssn", &ssn), Some(plaid_vcr::pseudonym::Kind::IdNumber));
+        prop_assert_eq!(detect::by_name("date_of_birth", &date), Some(plaid_vcr::testing::pseudonym::Kind::Dob));
+        prop_assert_eq!(detect::by_name("ssn", &ssn), Some(plaid_vcr::testing::pseudonym::Kind::IdNumber));
         prop_assert_eq!(detect::by_name("date", &date), None);
     }
 }
@@ -147,7 +147,7 @@ proptest! {
 #[test]
 fn no_detector_of_a_standard_fires_on_the_non_personal_values_of_plaids_examples() {
     let corpus: Value = serde_json::from_str(include_str!("../corpus/plaid_examples.json")).unwrap();
-    let table = include_str!("../../src/plaid_pii.tsv");
+    let table = include_str!("../../src/privacy/plaid_pii.tsv");
     let personal_fields: std::collections::BTreeSet<&str> = table
         .lines()
         .filter(|l| !l.starts_with('#'))

@@ -19,18 +19,8 @@ const BODY: &str = r#"{"access_token":"access-sandbox-de3ce8ef-33f8-452c-a685-86
 /// answers hits, but what the entry says about the recording is not a recording, as a damaged
 /// disk or another plaid-vcr version might leave it.
 fn damage_store_meta(dirs: &Dirs) {
-    let db = open_sled(&dirs.store());
-    let cassette = std::fs::canonicalize(dirs.cassette()).unwrap();
-    let index = db.open_tree(format!("index.v3:{}", cassette.display())).unwrap();
-    let entries: Vec<_> = index.iter().map(Result::unwrap).collect();
-    assert!(!entries.is_empty(), "the tree name matches the store's");
-    for (key, value) in entries {
-        let file = value.split(|b| *b == 0).next().unwrap().to_vec();
-        let mut damaged = file;
-        damaged.extend_from_slice(b"\0\xff not a recording");
-        index.insert(key, damaged).unwrap();
-    }
-    db.flush().unwrap();
+    let damaged = plaid_vcr::testing::store_doctor::damage_index(&dirs.store(), &dirs.cassette());
+    assert!(damaged > 0, "the store indexes the cassette's recordings");
 }
 
 #[tokio::test]
@@ -158,7 +148,7 @@ fn arbitrary_request_bodies_get_a_400_or_a_miss_never_a_panic_or_a_5xx() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dirs = Dirs::new();
     runtime.block_on(record_into(&dirs, &[("identity/get", BODY)]));
-    let proxy = Arc::new(plaid_vcr::startup::open(&config(&dirs, None), Mode::Replay).unwrap());
+    let proxy = Arc::new(plaid_vcr::testing::open_proxy(&config(&dirs, None), Mode::Replay).unwrap());
     let mut runner = TestRunner::new(ProptestConfig {
         cases: 400,
         ..ProptestConfig::default()

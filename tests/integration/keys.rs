@@ -1,6 +1,6 @@
 //! Property tests for the matching key's invariants.
 
-use plaid_vcr::key;
+use plaid_vcr::testing::key;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
@@ -102,8 +102,8 @@ proptest! {
 fn tokens_in_lists_get_the_same_pseudonym_as_the_token_alone() {
     // /asset_report/create sends its tokens as a list; the token a replayed exchange hands out
     // must match there as it does on identity/get.
-    use plaid_vcr::redact::{Redactor, RequestPii};
-    let redactor = Redactor::new(plaid_vcr::rules::builtin(), RequestPii::Placeholder, b"k");
+    use plaid_vcr::testing::redact::{Redactor, RequestPii};
+    let redactor = Redactor::new(plaid_vcr::testing::rules::builtin(), RequestPii::Placeholder, b"k");
     let token = "access-sandbox-de3ce8ef-33f8-452c-a685-8671031fc0f6";
     let single = redactor.request(
         "identity/get",

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use plaid_vcr::redact::{Redactor, RequestPii};
+use plaid_vcr::testing::redact::{Redactor, RequestPii};
 use plaid_vcr::Mode;
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -92,7 +92,7 @@ fn personal_strings(response: &Value) -> Vec<String> {
 }
 
 fn redactor(key: &[u8]) -> Redactor {
-    Redactor::new(plaid_vcr::rules::builtin(), RequestPii::Placeholder, key)
+    Redactor::new(plaid_vcr::testing::rules::builtin(), RequestPii::Placeholder, key)
 }
 
 proptest! {

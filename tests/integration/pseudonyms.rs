@@ -1,7 +1,7 @@
 //! Pseudonyms, through the public API: shapes kept, standards kept (an IBAN still validates),
 //! idempotence, keyed versus unkeyed, and how each kind is named in config files.
 
-use plaid_vcr::pseudonym::{is_pseudonym, mask, Kind, Pseudonymizer};
+use plaid_vcr::testing::pseudonym::{is_pseudonym, mask, Kind, Pseudonymizer};
 
 fn p() -> Pseudonymizer {
     Pseudonymizer::new(b"test-key")
@@ -139,7 +139,7 @@ fn new_kinds_keep_their_standard_and_are_idempotent() {
         assert_eq!(p().pseudonymize(kind, &a), a, "{kind:?} idempotent");
         assert!(is_pseudonym(kind, &a), "{kind:?} {a}");
     }
-    assert!(plaid_vcr::numbers::iban_valid(
+    assert!(plaid_vcr::testing::numbers::iban_valid(
         &p().pseudonymize(Kind::Iban, "GB33BUKB20201555555555")
     ));
     assert_eq!(p().pseudonymize(Kind::IdNumber, "123-45-6789"), "000-00-0000");

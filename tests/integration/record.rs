@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use http::Version;
-use plaid_vcr::interaction::Interaction;
+use plaid_vcr::Interaction;
 use plaid_vcr::Mode;
 use serde_json::Value;
 

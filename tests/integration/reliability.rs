@@ -4,8 +4,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use plaid_vcr::cassette::Cassette;
-use plaid_vcr::store::Store;
+use plaid_vcr::testing::Store;
+use plaid_vcr::Cassette;
 use plaid_vcr::Mode;
 
 use crate::support::*;

@@ -1,7 +1,7 @@
 //! The working store: exclusive use, durability across a crash, and syncing with the cassette.
 
-use plaid_vcr::cassette::Cassette;
-use plaid_vcr::store::Store;
+use plaid_vcr::testing::Store;
+use plaid_vcr::Cassette;
 use plaid_vcr::Mode;
 
 use crate::support::*;
@@ -183,28 +183,7 @@ async fn a_store_from_the_previous_format_is_rebuilt_once_and_its_old_trees_drop
     record_into(&dirs, &[("identity/get", BODY)]).await;
     // Turn the store into one of the previous format: index.v2 (key → file), meta (with the
     // request), and a state whose listing digest claims the index is up to date.
-    {
-        let db = open_sled(&dirs.store());
-        let id = std::fs::canonicalize(dirs.cassette()).unwrap().display().to_string();
-        let state = db.open_tree(format!("state.v3:{id}")).unwrap();
-        let listing = state
-            .get("listing")
-            .unwrap()
-            .expect("a synced store has a listing digest");
-        for tree in ["index.v3", "state.v3"] {
-            db.drop_tree(format!("{tree}:{id}")).unwrap();
-        }
-        db.open_tree(format!("index.v2:{id}"))
-            .unwrap()
-            .insert("k", "identity_get/x.json")
-            .unwrap();
-        db.open_tree(format!("meta:{id}")).unwrap().insert("k", "{}").unwrap();
-        db.open_tree(format!("state:{id}"))
-            .unwrap()
-            .insert("listing", listing)
-            .unwrap();
-        db.flush().unwrap();
-    }
+    plaid_vcr::testing::store_doctor::downgrade(&dirs.store(), &dirs.cassette());
     let replay = start(&config(&dirs, None), Mode::Replay).await;
     let resp = plaid(&replay, "identity/get", BODY).await;
     assert_eq!(
@@ -214,18 +193,8 @@ async fn a_store_from_the_previous_format_is_rebuilt_once_and_its_old_trees_drop
     );
     let summary = replay.stop().await.unwrap();
     assert_eq!((summary.recordings, summary.unused.len()), (1, 0));
-    let db = open_sled(&dirs.store());
-    let names: Vec<String> = db
-        .tree_names()
-        .iter()
-        .map(|n| String::from_utf8_lossy(n).into_owned())
-        .collect();
-    assert!(
-        names
-            .iter()
-            .all(|n| !n.starts_with("index.v2:") && !n.starts_with("meta:") && !n.starts_with("state:")),
-        "{names:?}"
-    );
+    let old = plaid_vcr::testing::store_doctor::old_trees(&dirs.store());
+    assert!(old.is_empty(), "the old format's trees are dropped: {old:?}");
 }
 
 /// Holds an exclusive lock on `file` from this process for `for_ms`, as a child process forked a
@@ -258,7 +227,7 @@ fn a_store_lock_this_process_is_releasing_is_waited_for_and_one_never_released_s
     let release = hold_lock(dirs.store().join("LOCK"), 4000);
     let err = Store::open(&dirs.store(), &dirs.cassette()).expect_err("still locked");
     assert!(
-        matches!(err, plaid_vcr::store::StoreError::Locked { pid: Some(pid), .. } if pid == std::process::id()),
+        matches!(err, plaid_vcr::testing::StoreError::Locked { pid: Some(pid), .. } if pid == std::process::id()),
         "{err}"
     );
     release.join().unwrap();

@@ -1,0 +1,397 @@
+//! The per-request pipeline, the same for every Plaid endpoint, dispatched on the mode
+//! ([`crate::serve::mode`]) in one place.
+//!
+//! request → route → [`crate::serve::request`] (limit, parse, credentials, redact, key) → dispatch on
+//! the mode → store or upstream → redact → [`crate::store::writer`] → response. A stage never reaches
+//! back into an earlier one, and only the output of [`crate::privacy::redact::Redactor`] is keyed or
+//! written. Logs carry mode, endpoint, outcome, status, latency and key prefix; never bodies,
+//! credentials or tokens. Building a proxy is [`crate::serve::startup`]'s job.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::HeaderMap;
+use http::{Request, Response, StatusCode};
+use tokio::sync::watch;
+
+use crate::body::Body;
+use crate::config::Config;
+use crate::error::Error;
+use crate::plaid_error::RequestError;
+use crate::privacy::redact::Redactor;
+use crate::serve::cache::{Cache, Hit};
+use crate::serve::mode::Serving;
+use crate::serve::request::{self, Limits, PlaidRequest, Route};
+
+mod record;
+mod replay;
+
+use crate::serve::summary::{Steps, Summary, Tally};
+use crate::store::cassette::Cassette;
+use crate::store::db::{Store, WithRequest};
+use crate::store::key;
+use crate::webhooks::delivery::{self, Deliveries};
+use crate::webhooks::receiver::Receiver;
+
+use crate::serve::outcome::{Handled, Reply};
+
+/// A recording of a miss in progress, which identical misses wait on instead of calling
+/// upstream again: `None` until the one upstream exchange is answered.
+type Flight = watch::Receiver<Option<Arc<Handled>>>;
+
+/// Webhooks delivered after one answer, each with where it goes.
+type Batch = Vec<(Arc<delivery::Recorded>, Option<String>)>;
+
+/// The webhook side of a proxy (see [`crate::serve::startup`]): the receiver while recording with
+/// `--webhook-public-url`, the recorded webhooks to deliver while replaying.
+#[derive(Debug, Default)]
+pub struct Webhooks {
+    pub receiver: Option<Receiver>,
+    pub deliveries: Option<Arc<Deliveries>>,
+}
+
+/// The proxy: mode, cassette, store, redactor and session state shared by all connections.
+pub struct Proxy {
+    serving: Serving,
+    cassette: Cassette,
+    store: Arc<Store>,
+    redactor: Redactor,
+    /// Misses being recorded in `replay --record-missing`, by index key (single-flight).
+    flights: Mutex<HashMap<String, Flight>>,
+    steps: Steps,
+    tally: Tally,
+    /// Hits by exact request, in the modes that replay, without `--sequences`.
+    cache: Option<Cache>,
+    /// The settings the pipeline reads per request (body limit, sequences, credentials, …).
+    config: Config,
+    webhooks: Webhooks,
+    /// Whether the "webhook URLs pass through" notice was logged (once per run).
+    told_passthrough: AtomicBool,
+    /// Per endpoint, the recordings and requests a miss is compared with, read from the files
+    /// at the first miss. Replay never records, so they cannot go stale during the run.
+    miss_basis: Mutex<HashMap<String, Arc<Vec<WithRequest>>>>,
+}
+
+impl fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Proxy")
+            .field("mode", &self.serving.mode())
+            .field("cassette", &self.cassette)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Proxy {
+    /// A proxy from its parts (see [`crate::serve::startup::open`]).
+    pub fn new(serving: Serving, cassette: Cassette, store: Arc<Store>, redactor: Redactor, config: Config) -> Proxy {
+        let cache = (!matches!(serving, Serving::Record(_)) && !config.sequences).then(Cache::default);
+        Proxy {
+            serving,
+            cassette,
+            store,
+            redactor,
+            flights: Mutex::new(HashMap::new()),
+            steps: Steps::default(),
+            tally: Tally::default(),
+            cache,
+            config,
+            webhooks: Webhooks::default(),
+            told_passthrough: AtomicBool::new(false),
+            miss_basis: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The proxy with its webhook receiver and deliveries.
+    pub fn with_webhooks(mut self, webhooks: Webhooks) -> Proxy {
+        self.webhooks = webhooks;
+        self
+    }
+
+    /// The key id replayed webhooks are signed with; `None` in `record`.
+    pub fn webhook_key_id(&self) -> Option<&str> {
+        self.webhooks.deliveries.as_deref().map(Deliveries::kid)
+    }
+
+    /// Waits (up to `timeout`) for queued webhook deliveries; part of a graceful stop.
+    pub async fn finish_deliveries(&self, timeout: Duration) {
+        if let Some(deliveries) = &self.webhooks.deliveries {
+            deliveries.finish(timeout).await;
+        }
+    }
+
+    /// The working store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Stops recording: the writer finishes what is queued, then the store is flushed.
+    /// Blocking (it waits for fsyncs): call it from a blocking context.
+    pub fn close(&self) -> Result<(), Error> {
+        if let Serving::Record(recorder) | Serving::RecordMissing(recorder) = &self.serving {
+            recorder.writer().close()?;
+        }
+        self.store.flush()?;
+        Ok(())
+    }
+
+    /// The session summary so far: counts, misses, new recordings, unused and stale ones.
+    /// Fails if the store cannot be read: "unused" must never be computed from nothing.
+    pub fn summary(&self) -> Result<Summary, Error> {
+        let mut failed = None;
+        let recordings = self
+            .store
+            .recorded_iter()
+            .map_while(|r| r.map_err(|e| failed = Some(e)).ok());
+        let mut summary = self
+            .tally
+            .summary(&self.serving.mode().to_string(), recordings, self.config.max_age);
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        if let Some(deliveries) = &self.webhooks.deliveries {
+            summary.webhooks.add_deliveries(deliveries.counts());
+        }
+        Ok(summary)
+    }
+
+    /// Answers one HTTP request. Never panics on input and always answers: every failure
+    /// becomes a Plaid-shaped error.
+    pub async fn handle<B>(self: Arc<Self>, request: Request<B>) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let started = Instant::now();
+        let (handled, batch) = self.route(request).await;
+        self.count(&handled);
+        self.log(&handled, started.elapsed());
+        let mut response = handled.into_response();
+        if let (Some(batch), Some(deliveries)) = (batch, &self.webhooks.deliveries) {
+            let sent = response.body_mut().on_sent();
+            deliveries.enqueue(batch, sent);
+        }
+        response
+    }
+
+    fn count(&self, handled: &Handled) {
+        match handled {
+            // Not a request the cassette answers: a health check, plaid-vcr's own signing key
+            // (neither recorded nor missed), a webhook from upstream.
+            Handled::Health(_) | Handled::OwnKey { .. } => return,
+            Handled::Webhook { file, .. } => return self.tally.webhook_received(file.is_some()),
+            _ => {}
+        }
+        let tally = &self.tally;
+        tally.request();
+        match handled {
+            Handled::Health(_) => {}
+            Handled::Cached(hit) if Cache::first_use(hit) => tally.hit(&hit.used),
+            Handled::Cached(_) => tally.hit_again(),
+            Handled::Hit { used, .. } => tally.hit(used),
+            Handled::Recorded { endpoint, used, .. } => tally.recorded(endpoint, used),
+            Handled::Miss { endpoint, key, .. } => tally.miss(endpoint, key),
+            Handled::Forwarded { .. } => tally.forwarded(),
+            Handled::OwnKey { .. } | Handled::Webhook { .. } => {}
+            Handled::Failed { .. } => tally.error(),
+        }
+    }
+
+    fn log(&self, handled: &Handled, latency: Duration) {
+        let status = match handled {
+            // Health checks poll; a line each would drown the request log.
+            Handled::Health(_) => return,
+            Handled::Hit { reply, .. }
+            | Handled::Recorded { reply, .. }
+            | Handled::Forwarded { reply, .. }
+            | Handled::OwnKey { reply, .. }
+            | Handled::Webhook { reply, .. } => reply.status,
+            Handled::Cached(hit) => hit.status,
+            Handled::Miss { error, .. } | Handled::Failed { error, .. } => error.status(),
+        };
+        let (endpoint, key) = handled.endpoint_and_key();
+        let (endpoint, key) = (endpoint.unwrap_or("-"), key.map(key::prefix).unwrap_or("-"));
+        let (mode, outcome, status) = (self.serving.mode().as_str(), handled.outcome(), status.as_u16());
+        // Plain integers and static strings: the line costs less to format than the answer
+        // costs to send (a Duration's Debug form was a float format per request).
+        let latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        if matches!(handled, Handled::Forwarded { .. }) || status >= 500 {
+            tracing::warn!(mode, endpoint, outcome, status, latency_us, key, "request");
+        } else {
+            tracing::info!(mode, endpoint, outcome, status, latency_us, key, "request");
+        }
+    }
+
+    /// What happened to `request`, and the webhooks to deliver once its answer is sent.
+    async fn route<B>(self: &Arc<Self>, request: Request<B>) -> (Handled, Option<Batch>)
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let endpoint = match request::route(request.method(), request.uri().path()) {
+            Ok(Route::Health) => {
+                let ok = Bytes::from_static(b"{\"status\":\"ok\"}\n");
+                return (
+                    Handled::Health(Reply::new(StatusCode::OK, "application/json; charset=utf-8", ok)),
+                    None,
+                );
+            }
+            Ok(Route::Plaid(endpoint)) => endpoint,
+            // Boxed, like the full path below: the hot path's future stays small (hyper moves
+            // it into place for every request, and its size is that of its largest branch).
+            Ok(Route::Webhook(token)) => return (Box::pin(self.receive_webhook(&token, request)).await, None),
+            Err(error) => {
+                let failed = Handled::Failed {
+                    endpoint: request::endpoint_of(request.uri().path()),
+                    key: None,
+                    error,
+                };
+                return (failed, None);
+            }
+        };
+        let limits = self.limits();
+        let failed = |endpoint: String, error| Handled::Failed {
+            endpoint: Some(endpoint),
+            key: None,
+            error,
+        };
+        let (parts, raw_body) = match request::collect(request, limits).await {
+            Ok(collected) => collected,
+            Err(error) => return (failed(endpoint, error), None),
+        };
+        if let Some(hit) = self.cached(&endpoint, &parts.headers, &raw_body, limits) {
+            let batch = self.answered(&hit.used, &raw_body);
+            return (Handled::Cached(hit), batch);
+        }
+        if let Some(own) = self.own_key(&endpoint, &raw_body) {
+            return (own, None);
+        }
+        let handled = match request::parse(endpoint.clone(), parts, raw_body.clone(), limits, &self.redactor) {
+            Ok(parsed) => Box::pin(self.dispatch(parsed)).await,
+            Err(error) => failed(endpoint, error),
+        };
+        let batch = match &handled {
+            Handled::Hit { used, .. } | Handled::Recorded { used, .. } => self.answered(used, &raw_body),
+            _ => None,
+        };
+        (handled, batch)
+    }
+
+    fn limits(&self) -> Limits<'_> {
+        Limits {
+            max_body_bytes: self.config.max_body_bytes,
+            client_timeout: self.config.client_timeout,
+            client_id: self.config.client_id.as_ref(),
+            secret: self.config.secret.as_ref(),
+        }
+    }
+
+    /// Registers the webhook URL a request answered as `used` carried, and returns the recorded
+    /// webhooks that follow that answer. Nothing at all when the cassette has no webhooks.
+    fn answered(&self, used: &str, raw_body: &[u8]) -> Option<Batch> {
+        let deliveries = self.webhooks.deliveries.as_ref().filter(|d| d.any())?;
+        deliveries.answered(used, raw_body)
+    }
+
+    /// `/webhook_verification_key/get` for plaid-vcr's own signing key, answered here.
+    fn own_key(&self, endpoint: &str, raw_body: &[u8]) -> Option<Handled> {
+        if endpoint != "webhook_verification_key/get" {
+            return None;
+        }
+        let answer = self.webhooks.deliveries.as_ref()?.key_answer(raw_body)?;
+        Some(Handled::OwnKey {
+            endpoint: endpoint.to_owned(),
+            reply: Reply::new(StatusCode::OK, "application/json; charset=utf-8", answer),
+        })
+    }
+
+    /// A webhook upstream POSTed to the receiver (recording with `--webhook-public-url`).
+    async fn receive_webhook<B>(&self, token: &str, request: Request<B>) -> Handled
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let failed = |error| Handled::Failed {
+            endpoint: None,
+            key: None,
+            error,
+        };
+        let Some(receiver) = &self.webhooks.receiver else {
+            return failed(RequestError::UnknownWebhookReceiver);
+        };
+        let (parts, body) = match request::collect(request, self.limits()).await {
+            Ok(collected) => collected,
+            Err(error) => return failed(error),
+        };
+        match receiver.receive(token, &parts.headers, body, &self.redactor).await {
+            Ok(received) => match received.app_status {
+                Ok(status) => Handled::Webhook {
+                    reply: Reply::new(status, "application/json; charset=utf-8", Bytes::new()),
+                    file: received.file,
+                },
+                Err(error) => {
+                    if received.file.is_some() {
+                        self.tally.webhook_received(true);
+                    }
+                    failed(error)
+                }
+            },
+            Err(error) => failed(error),
+        }
+    }
+
+    /// The cached hit for exactly this request, if the checks the cache cannot remember pass
+    /// (JSON content type, a text Plaid-Version, credentials); otherwise the full path decides.
+    fn cached(&self, endpoint: &str, headers: &HeaderMap, raw_body: &Bytes, limits: Limits<'_>) -> Option<Arc<Hit>> {
+        let cache = self.cache.as_ref()?;
+        if !request::is_json(headers) {
+            return None;
+        }
+        let version = request::plaid_version_str(headers).ok()?;
+        let hit = cache.get(endpoint, version, raw_body)?;
+        request::credentials_present(headers, limits, hit.body_credentials).then_some(hit)
+    }
+
+    /// Remembers a hit of the full path, answered with `reply`, in the exact cache.
+    fn remember(&self, request: &PlaidRequest, reply: &Reply, used: &str) {
+        let Some(cache) = &self.cache else { return };
+        let hit = Hit::new(
+            &request.endpoint,
+            request.plaid_version.as_deref(),
+            request.raw_body.clone(),
+            request.body_credentials,
+            &request.key,
+            used.to_owned(),
+            reply.status,
+            reply.headers.get(http::header::CONTENT_TYPE).cloned(),
+            reply.body.clone(),
+        );
+        if let Some(hit) = hit {
+            cache.insert(hit);
+        }
+    }
+
+    /// The one place the mode decides what happens.
+    async fn dispatch(self: &Arc<Self>, request: PlaidRequest) -> Handled {
+        // Without --sequences every occurrence of a request is step 1: one answer per key.
+        let step = if self.config.sequences {
+            self.steps.next(&request.key)
+        } else {
+            1
+        };
+        match &self.serving {
+            Serving::Record(recorder) => self.record(recorder, request, step).await,
+            Serving::Replay => match self.replay(&request, step, true) {
+                Some(handled) => handled,
+                None => self.miss(request),
+            },
+            Serving::RecordMissing(recorder) => match self.replay(&request, step, false) {
+                Some(handled) => handled,
+                None => self.record_once(recorder, request, step).await,
+            },
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Answering from the store: a hit (the recorded step, or what `sequence_exhausted` says past
+//! the last one) and a miss explained against the recordings of its endpoint.
+
+use std::sync::{Arc, PoisonError};
+
+use super::Proxy;
+use crate::config::SequenceEnd;
+use crate::plaid_error::RequestError;
+use crate::serve::outcome::{Handled, Reply};
+use crate::serve::request::PlaidRequest;
+use crate::store::db::{StoreError, WithRequest};
+use crate::store::interaction::index_key;
+use crate::store::miss;
+
+impl Proxy {
+    /// Answers from the store, or `None` when nothing is recorded for the request. Past the
+    /// last recorded step of a sequence, `exhaust` applies `sequence_exhausted` (replay);
+    /// otherwise it is `None` too (record-missing records the next step).
+    pub(super) fn replay(&self, request: &PlaidRequest, step: u32, exhaust: bool) -> Option<Handled> {
+        let (endpoint, key) = (&request.endpoint, &request.key);
+        let hit = |reply: Reply, used: String| Handled::Hit {
+            used,
+            reply,
+            endpoint: endpoint.clone(),
+            key: key.clone(),
+        };
+        let index = index_key(key, step);
+        match self.store.get(&index) {
+            Ok(Some(answer)) => {
+                let reply = Reply::of(&answer);
+                self.remember(request, &reply, &index);
+                return Some(hit(reply, index));
+            }
+            Ok(None) => {}
+            Err(e) => return Some(Handled::failed(endpoint, key, (&e).into())),
+        }
+        let last = match self.store.last_step(key) {
+            Ok(Some(last)) if exhaust && step > last => last,
+            Ok(_) => return None,
+            Err(e) => return Some(Handled::failed(endpoint, key, (&e).into())),
+        };
+        if self.config.sequence_exhausted == SequenceEnd::Error {
+            let error = RequestError::SequenceExhausted {
+                endpoint: endpoint.clone(),
+                key: key.clone(),
+                recorded: last,
+                call: step,
+            };
+            return Some(Handled::Miss {
+                endpoint: endpoint.clone(),
+                key: key.clone(),
+                error,
+            });
+        }
+        match self.store.get(&index_key(key, last)) {
+            Ok(Some(answer)) => Some(hit(Reply::of(&answer), index_key(key, last))),
+            Ok(None) => None,
+            Err(e) => Some(Handled::failed(endpoint, key, (&e).into())),
+        }
+    }
+
+    /// The error for a request with no recording: what was looked up, the closest recording
+    /// of the same endpoint and how it differs, and the command that records it.
+    pub(super) fn miss(&self, request: PlaidRequest) -> Handled {
+        // A store that cannot be read must not read as "nothing recorded".
+        let recordings = match self.miss_basis(&request.endpoint) {
+            Ok(recordings) => recordings,
+            Err(e) => return Handled::failed(&request.endpoint, &request.key, (&e).into()),
+        };
+        let hint = format!(
+            "record it with: plaid-vcr replay --record-missing --upstream {} --cassette {} (recording needs \
+             PLAID_CLIENT_ID and PLAID_SECRET, or credentials in the request)",
+            self.config.upstream,
+            self.cassette.root().display()
+        );
+        let miss = miss::explain(
+            &request.endpoint,
+            request.plaid_version.as_deref(),
+            &request.stored_body,
+            &request.key,
+            &recordings,
+            self.cassette.root(),
+            hint,
+        );
+        Handled::Miss {
+            endpoint: request.endpoint,
+            key: request.key,
+            error: RequestError::NoRecording(Box::new(miss)),
+        }
+    }
+
+    /// The recordings of `endpoint` with their requests, read once per run (misses only happen
+    /// in replay, which never records). Two first misses at once may both read; one is kept.
+    fn miss_basis(&self, endpoint: &str) -> Result<Arc<Vec<WithRequest>>, StoreError> {
+        let cached = self
+            .miss_basis
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(endpoint)
+            .cloned();
+        if let Some(basis) = cached {
+            return Ok(basis);
+        }
+        let basis = Arc::new(self.store.with_requests(endpoint)?);
+        let mut cache = self.miss_basis.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(cache.entry(endpoint.to_owned()).or_insert(basis).clone())
+    }
+}

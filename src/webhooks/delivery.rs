@@ -1,0 +1,290 @@
+//! Replaying webhooks: after answering an interaction, the webhooks recorded after it are
+//! delivered, in recorded order, signed by plaid-vcr's own key ([`crate::webhooks::signer`]).
+//!
+//! Where to: `--webhook-target` if given, else the URL the app registered in this session with
+//! the request that registered it when recording (`registered_by`), else the URL it registered
+//! last. One worker delivers everything in order, each batch only once the answer that caused
+//! it has been handed to the connection ([`crate::body::Body::on_sent`]), so the app sees the
+//! answer first and the answer never waits for a delivery. A failed attempt (refused, non-2xx,
+//! timeout) is retried; what still fails is logged and counted, and `--strict` fails the run.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::store::cassette::CassetteError;
+use crate::upstream::Poster;
+use crate::webhooks::signer::Signer;
+use crate::webhooks::webhook;
+
+/// How often a delivery is tried before it counts as failed, and the pauses between tries.
+const BACKOFF: [Duration; 2] = [Duration::from_millis(250), Duration::from_secs(1)];
+
+/// One recorded webhook, ready to deliver.
+#[derive(Debug)]
+pub struct Recorded {
+    /// Its file, relative to the cassette.
+    pub file: PathBuf,
+    registered_by: Option<String>,
+    body: Bytes,
+    label: String,
+}
+
+/// The webhooks of a cassette, the session's registered URLs, and the delivery worker.
+#[derive(Debug)]
+pub struct Deliveries {
+    by_interaction: HashMap<String, Vec<Arc<Recorded>>>,
+    files: Vec<PathBuf>,
+    signer: Signer,
+    poster: Poster,
+    target: Option<String>,
+    registered: Mutex<Registered>,
+    queue: Mutex<Queue>,
+    delivered_files: Mutex<HashSet<PathBuf>>,
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    warned_nowhere: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct Registered {
+    /// Index key of the replayed request that carried a URL → that URL.
+    by_request: HashMap<String, String>,
+    latest: Option<String>,
+}
+
+#[derive(Debug, Default)]
+enum Queue {
+    #[default]
+    Idle,
+    Running {
+        jobs: mpsc::UnboundedSender<Job>,
+        worker: JoinHandle<()>,
+    },
+    Closed,
+}
+
+#[derive(Debug)]
+struct Job {
+    batch: Vec<(Arc<Recorded>, Option<String>)>,
+    sent: oneshot::Receiver<()>,
+}
+
+/// What happened to the webhooks of the cassette in this session.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct DeliveryCounts {
+    pub delivered: u64,
+    pub failed: u64,
+    /// Webhook files never delivered in this session.
+    pub undelivered: Vec<String>,
+}
+
+impl Deliveries {
+    /// The webhooks recorded in the cassette at `root`, keyed by the interaction they follow.
+    pub fn load(
+        root: &Path,
+        signer: Signer,
+        poster: Poster,
+        target: Option<String>,
+    ) -> Result<Deliveries, CassetteError> {
+        let mut by_interaction: HashMap<String, Vec<Arc<Recorded>>> = HashMap::new();
+        let mut files = Vec::new();
+        let mut loaded = webhook::load(root)?;
+        loaded.sort_by(|(_, a), (_, b)| (&a.after, a.seq).cmp(&(&b.after, b.seq)));
+        for (file, w) in loaded {
+            files.push(file.clone());
+            let Some(after) = w.after.clone() else { continue };
+            let label = w.label();
+            by_interaction.entry(after).or_default().push(Arc::new(Recorded {
+                file,
+                registered_by: w.registered_by.clone(),
+                body: w.delivered_body(),
+                label,
+            }));
+        }
+        files.sort();
+        Ok(Deliveries {
+            by_interaction,
+            files,
+            signer,
+            poster,
+            target,
+            registered: Mutex::new(Registered::default()),
+            queue: Mutex::new(Queue::Idle),
+            delivered_files: Mutex::new(HashSet::new()),
+            delivered: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            warned_nowhere: AtomicBool::new(false),
+        })
+    }
+
+    /// Whether the cassette has any webhook to deliver; without, requests cost nothing extra.
+    pub fn any(&self) -> bool {
+        !self.by_interaction.is_empty()
+    }
+
+    /// The signing key id.
+    pub fn kid(&self) -> &str {
+        self.signer.kid()
+    }
+
+    /// `/webhook_verification_key/get`'s answer for plaid-vcr's own key id, or `None` for any
+    /// other (those replay from the cassette like every request).
+    pub fn key_answer(&self, raw_body: &[u8]) -> Option<Bytes> {
+        let body: Value = serde_json::from_slice(raw_body).ok()?;
+        if body.get("key_id").and_then(Value::as_str) != Some(self.signer.kid()) {
+            return None;
+        }
+        let answer = json!({"key": self.signer.jwk(), "request_id": crate::plaid_error::request_id()});
+        let mut bytes = serde_json::to_vec_pretty(&answer).expect("a serde_json::Value always serializes to a Vec");
+        bytes.push(b'\n');
+        Some(Bytes::from(bytes))
+    }
+
+    /// Notes the webhook URL a request answered as `used` registered (raw, from the client's
+    /// bytes; never stored), and returns the webhooks to deliver after that answer.
+    pub fn answered(&self, used: &str, raw_body: &[u8]) -> Option<Vec<(Arc<Recorded>, Option<String>)>> {
+        let mut registered = self.registered.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(url) = webhook::registered_url_in(raw_body) {
+            registered.by_request.insert(used.to_owned(), url.clone());
+            registered.latest = Some(url);
+        }
+        let webhooks = self.by_interaction.get(used)?;
+        let batch = webhooks
+            .iter()
+            .map(|w| {
+                let target = self.target.clone().or_else(|| {
+                    w.registered_by
+                        .as_ref()
+                        .and_then(|r| registered.by_request.get(r).cloned())
+                        .or_else(|| registered.latest.clone())
+                });
+                (w.clone(), target)
+            })
+            .collect();
+        Some(batch)
+    }
+
+    /// Queues `batch` for delivery once `sent` completes (the answer is on its way).
+    pub fn enqueue(self: &Arc<Self>, batch: Vec<(Arc<Recorded>, Option<String>)>, sent: oneshot::Receiver<()>) {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        if matches!(*queue, Queue::Idle) {
+            let (jobs, mut rx) = mpsc::unbounded_channel::<Job>();
+            let this = self.clone();
+            let worker = tokio::spawn(async move {
+                while let Some(job) = rx.recv().await {
+                    // An error only means the body was dropped without a sender: sent or gone.
+                    let _ = job.sent.await;
+                    for (webhook, target) in job.batch {
+                        this.deliver(&webhook, target.as_deref()).await;
+                    }
+                }
+            });
+            *queue = Queue::Running { jobs, worker };
+        }
+        match &*queue {
+            Queue::Running { jobs, .. } => {
+                // The worker only stops once the sender is dropped in `finish`.
+                let _ = jobs.send(Job { batch, sent });
+            }
+            Queue::Idle | Queue::Closed => {
+                tracing::warn!("a webhook delivery was asked for after shutdown began; not delivered");
+            }
+        }
+    }
+
+    async fn deliver(&self, webhook: &Recorded, target: Option<&str>) {
+        let Some(target) = target else {
+            if !self.warned_nowhere.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "recorded webhooks have nowhere to go: the app registered no webhook URL in this session; \
+                     pass --webhook-target URL"
+                );
+            }
+            return;
+        };
+        let mut attempt = 0;
+        let outcome = loop {
+            let result = match self.signer.sign(&webhook.body) {
+                Ok(jwt) => {
+                    let mut headers = HeaderMap::new();
+                    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                    match HeaderValue::from_str(&jwt) {
+                        Ok(v) => {
+                            headers.insert("plaid-verification", v);
+                        }
+                        Err(e) => break Err(format!("signature is not header text: {e}")),
+                    }
+                    match self.poster.post(target, headers, webhook.body.clone()).await {
+                        Ok(answer) if answer.status.is_success() => Ok(answer.status),
+                        Ok(answer) => Err(format!("the app answered {}", answer.status)),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+                Err(e) => break Err(e.to_string()),
+            };
+            match (result, BACKOFF.get(attempt)) {
+                (Ok(status), _) => break Ok(status),
+                (Err(_), Some(pause)) => {
+                    attempt += 1;
+                    tokio::time::sleep(*pause).await;
+                }
+                (Err(e), None) => break Err(e),
+            }
+        };
+        let file = webhook.file.display();
+        match outcome {
+            Ok(status) => {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+                self.delivered_files
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(webhook.file.clone());
+                tracing::info!(webhook = %webhook.label, %file, status = status.as_u16(), "webhook delivered");
+            }
+            Err(error) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(webhook = %webhook.label, %file, attempts = attempt + 1, %error, "webhook delivery failed");
+            }
+        }
+    }
+
+    /// Stops taking deliveries and waits up to `timeout` for the queued ones to finish.
+    pub async fn finish(&self, timeout: Duration) {
+        let queue = std::mem::replace(
+            &mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner),
+            Queue::Closed,
+        );
+        if let Queue::Running { jobs, worker } = queue {
+            drop(jobs);
+            let abort = worker.abort_handle();
+            if tokio::time::timeout(timeout, worker).await.is_err() {
+                abort.abort();
+                tracing::warn!(timeout = ?timeout, "webhook deliveries did not finish in time; abandoned");
+            }
+        }
+    }
+
+    /// Delivered, failed and never-delivered webhooks so far.
+    pub fn counts(&self) -> DeliveryCounts {
+        let delivered_files = self.delivered_files.lock().unwrap_or_else(PoisonError::into_inner);
+        DeliveryCounts {
+            delivered: self.delivered.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            undelivered: self
+                .files
+                .iter()
+                .filter(|f| !delivered_files.contains(*f))
+                .map(|f| f.display().to_string())
+                .collect(),
+        }
+    }
+}

@@ -317,7 +317,7 @@ impl ReplayServer {
         self.server.local_addr()
     }
 
-    /// The key id replayed webhooks are signed with (see [`crate::webhooks::signer`]).
+    /// The key id replayed webhooks are signed with (see `webhooks::signer`).
     pub fn webhook_key_id(&self) -> Option<&str> {
         self.server.webhook_key_id()
     }

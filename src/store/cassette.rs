@@ -258,7 +258,7 @@ impl Cassette {
     }
 
     /// [`Cassette::parse`] as far as the index needs: the response body checked as JSON but not
-    /// built ([`Head`]); the same validation, the same errors naming the file.
+    /// built (`Head`); the same validation, the same errors naming the file.
     pub fn parse_head<'a>(&self, relative: &Path, bytes: &'a [u8]) -> Result<Head<'a>, CassetteError> {
         let path = self.root.join(relative);
         let head = Head::from_file_bytes(bytes).map_err(|source| CassetteError::Parse {

@@ -19,7 +19,7 @@ pub const FORMAT: u32 = 1;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Interaction {
-    /// Cassette format version ([`FORMAT`]).
+    /// Cassette format version (`FORMAT`).
     pub format: u32,
     /// The matching key (hex SHA-256, see [`crate::store::key`]).
     pub key: String,
@@ -202,7 +202,7 @@ pub struct Answer {
 
 impl Interaction {
     /// Builds an interaction from a redacted request and response and the key the request
-    /// stage computed for it (once, see [`crate::serve::request`]); [`Interaction::validate`] checks
+    /// stage computed for it (once, see `serve::request`); [`Interaction::validate`] checks
     /// it when a file is loaded.
     #[allow(clippy::too_many_arguments)] // one per field of the file: a builder would only rename them
     pub fn new(
@@ -254,7 +254,7 @@ impl Interaction {
         self.step.unwrap_or(1)
     }
 
-    /// The store's name for this interaction ([`index_key`] of its key and step).
+    /// The store's name for this interaction (`index_key` of its key and step).
     pub fn index_key(&self) -> String {
         index_key(&self.key, self.step())
     }
@@ -380,7 +380,7 @@ impl Head<'_> {
         )
     }
 
-    /// The store's name for this interaction ([`index_key`] of its key and step).
+    /// The store's name for this interaction (`index_key` of its key and step).
     pub fn index_key(&self) -> String {
         index_key(&self.key, self.step.unwrap_or(1))
     }

@@ -13,7 +13,7 @@
 //! "Key" means four things in plaid-vcr; this module owns the first:
 //! - the **matching key** (this module): SHA-256 of the canonical request, in file names,
 //!   logs and the `plaid-vcr-key` header;
-//! - the **index key** ([`crate::store::interaction::index_key`]): the matching key, `#n` suffixed for
+//! - the **index key** (`store::interaction::index_key`): the matching key, `#n` suffixed for
 //!   step n of a sequence, under which the store keeps an answer;
 //! - the **redaction secret** ([`crate::privacy::redact::load_secret`]): the HMAC secret personal-data
 //!   pseudonyms are keyed with (`PLAID_VCR_REDACT_KEY`, `<store>/redact.key`);

@@ -14,14 +14,14 @@ use super::StoreError;
 
 /// Stores open in this process, by canonical path. Opening one of these again is a real
 /// conflict and fails at once. A lock this process holds for a store *not* in here is one being
-/// released, and [`Store::open`] waits for it (up to [`RELEASE_WAIT`]): sled's threads let go of
+/// released, and [`super::Store::open`] waits for it (up to [`RELEASE_WAIT`]): sled's threads let go of
 /// its lock a moment after its `Db` is dropped, and a child process that another thread is
 /// starting holds a copy of every descriptor until its `exec` (locks belong to the open file,
 /// which the copy shares). Both happen when a test stops a server and opens its store again
 /// while other tests start processes.
 static OPEN_HERE: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 
-/// The longest [`Store::open`] waits for a lock this process is releasing.
+/// The longest [`super::Store::open`] waits for a lock this process is releasing.
 const RELEASE_WAIT: Duration = Duration::from_secs(2);
 
 /// A path's place in [`OPEN_HERE`], given back when dropped.

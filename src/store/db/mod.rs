@@ -288,7 +288,7 @@ impl Store {
 
     /// Indexes `interaction`, about to be renamed into place at `relative` from `staged` (a
     /// rename keeps the size, time and inode the fingerprint is made of), without flushing:
-    /// the [`crate::store::writer::Writer`] flushes once per batch.
+    /// the writer (`store::writer`) flushes once per batch.
     pub fn index_staged(&self, relative: &Path, staged: &Path, interaction: &Interaction) -> Result<(), StoreError> {
         let print = fingerprint(staged).map_err(|source| CassetteError::Read {
             path: staged.to_owned(),

@@ -156,7 +156,7 @@ impl Store {
     }
 
     /// What one file is to the index: unchanged since it was indexed (its key), or new or
-    /// changed (its fingerprint, key and index entries, from a validated [`Head`]).
+    /// changed (its fingerprint, key and index entries, from a validated `Head`).
     fn scan(&self, cassette: &Cassette, relative: &Path, print: &[u8]) -> Result<Scanned, StoreError> {
         let full = cassette.root().join(relative);
         let read_err = |source| CassetteError::Read {

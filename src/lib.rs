@@ -6,7 +6,19 @@
 //! [`Mode::Replay`] the same requests are answered from the cassette without any network.
 //!
 //! The library is the whole product; the `plaid-vcr` binary only parses arguments, starts a
-//! [`Server`] and maps errors to exit codes.
+//! [`Server`] or runs one of the [`commands`], and maps errors to exit codes.
+//!
+//! Where things live, in the order a request meets them (each folder's header says what it
+//! owns and what it may use; a folder only uses the ones below it):
+//! - `serve/`: the listener, connections and the per-request pipeline, dispatched on the [`Mode`];
+//! - `webhooks/`: webhooks received while recording and delivered while replaying, beside the
+//!   request path;
+//! - `store/`: the cassette files, the sled working store, the matching key, the miss explanation;
+//! - `privacy/`: what may be keyed or written: redaction rules, pseudonyms, `scan`'s verdict;
+//! - [`commands`]: what reads or rewrites a cassette without serving it (`ls`, `check`, `scan`,
+//!   `redact`, `diff`, `sandbox-token`);
+//! - beside them: [`config`], the [`Error`] of a command, the Plaid-shaped errors a client gets,
+//!   the upstream TLS client, and the binary's [`log`] format.
 //!
 //! Rust tests can replay a cassette in-process, the way `httpmock` or `wiremock` are used:
 //! start a [`ReplayServer`] on a free port, point the code under test at its base URL, and

@@ -25,8 +25,8 @@ pub const INVALID_REQUEST: &str = "INVALID_REQUEST";
 pub const API_ERROR: &str = "API_ERROR";
 
 /// Everything plaid-vcr answers an HTTP client with instead of a recording or upstream's own
-/// answer. Each variant fixes its status, Plaid `error_type` and `error_code`; the README's
-/// "Errors" table lists them all (a test holds the two together).
+/// answer. Each variant fixes its status, Plaid `error_type` and `error_code`; the table in
+/// `docs/errors.md` lists them all (a test holds the two together).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RequestError {
     #[error("not found")]
@@ -228,7 +228,7 @@ impl From<&UpstreamError> for RequestError {
 }
 
 /// Plaid's documentation link for its own codes; plaid-vcr's own codes have none (they are
-/// explained by `hint` and in the README's "Errors" section).
+/// explained by `hint` and in `docs/errors.md`).
 fn documentation_url(error_type: &str, error_code: &str) -> Value {
     if error_code.starts_with("PLAID_VCR_") {
         return Value::Null;
@@ -266,7 +266,7 @@ mod tests {
     use super::*;
 
     /// One of every variant. The match below has no wildcard: a new variant does not compile
-    /// until it is listed here, and so checked against the README.
+    /// until it is listed here, and so checked against `docs/errors.md`.
     fn every_variant() -> Vec<RequestError> {
         use RequestError::*;
         let all = vec![
@@ -330,12 +330,9 @@ mod tests {
         all
     }
 
-    /// (status, error_type, error_code) of each row of the README's "Errors" table.
-    fn readme_errors() -> std::collections::BTreeSet<(u16, String, String)> {
-        let readme = include_str!("../README.md");
-        let section = &readme[readme.find("\n## Errors").expect("README has an Errors section")..];
-        let section = &section[..section[1..].find("\n## ").map_or(section.len(), |i| i + 1)];
-        section
+    /// (status, error_type, error_code) of each row of the table in `docs/errors.md`.
+    fn documented_errors() -> std::collections::BTreeSet<(u16, String, String)> {
+        include_str!("../docs/errors.md")
             .lines()
             .filter(|l| l.starts_with("| ") && !l.starts_with("| situation"))
             .filter_map(|l| {
@@ -347,8 +344,8 @@ mod tests {
     }
 
     #[test]
-    fn every_error_is_in_the_readme_table_and_every_row_is_an_error() {
-        let table = readme_errors();
+    fn every_error_is_in_the_errors_page_and_every_row_is_an_error() {
+        let table = documented_errors();
         let ours: std::collections::BTreeSet<_> = every_variant()
             .iter()
             .map(|e| {
@@ -360,10 +357,13 @@ mod tests {
             })
             .collect();
         for row in &ours {
-            assert!(table.contains(row), "{row:?} is missing from the README's Errors table");
+            assert!(
+                table.contains(row),
+                "{row:?} is missing from the table in docs/errors.md"
+            );
         }
         for row in &table {
-            assert!(ours.contains(row), "README row {row:?} matches no RequestError");
+            assert!(ours.contains(row), "docs/errors.md row {row:?} matches no RequestError");
         }
     }
 

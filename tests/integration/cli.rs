@@ -101,7 +101,7 @@ fn startup_errors_are_one_lowercase_line_with_exit_code_2() {
 }
 
 #[test]
-fn help_lists_the_commands_and_every_serving_flag_the_readme_documents() {
+fn help_lists_the_commands_and_every_serving_flag_the_docs_document() {
     let dirs = Dirs::new();
     let (code, stdout, _) = run_binary(&["--help"], dirs.root.path());
     assert_eq!(code, 0);
@@ -109,9 +109,9 @@ fn help_lists_the_commands_and_every_serving_flag_the_readme_documents() {
         assert!(stdout.contains(command), "{command} missing from --help:\n{stdout}");
     }
     let (_, help, _) = run_binary(&["replay", "--help"], dirs.root.path());
-    // Every row of the README's options table: its flag and its variable.
-    let readme = include_str!("../../README.md");
-    let table = &readme[readme.find("Options of `record` and `replay`").unwrap()..];
+    // Every row of the options table in docs/configuration.md: its flag and its variable.
+    let page = include_str!("../../docs/configuration.md");
+    let table = &page[page.find("Options of `record` and `replay`").unwrap()..];
     let rows: Vec<&str> = table
         .lines()
         .skip_while(|l| !l.starts_with("| `--"))

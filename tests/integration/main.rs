@@ -9,6 +9,7 @@ mod corpus;
 mod credentials;
 mod demo;
 mod detectors;
+mod docs;
 mod drift;
 mod errors;
 mod failures;

@@ -7,7 +7,9 @@
 # lasts DURATION; both servers are killed on exit.
 #   bench/load.sh                 # defaults: 5 rounds of 10s, 32 connections, 1 wrk thread
 #   ROUNDS=7 DURATION=20s CONNS=64 bench/load.sh
-#   BIN=/path/to/other/plaid-vcr bench/load.sh   # compare another build
+#   BIN=/path/to/other/plaid-vcr bench/load.sh   # measure another build
+#   COMPARE=/path/to/other/plaid-vcr bench/load.sh   # side by side: bare, this build, the other,
+#                                                    # alternated each round; this/other at the end
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROUNDS=${ROUNDS:-5} DURATION=${DURATION:-10s} CONNS=${CONNS:-32} THREADS=${THREADS:-1}
@@ -27,6 +29,11 @@ trap cleanup EXIT
 ./target/release/examples/bare_hyper >"$tmp/bare.out" & pids+=($!)
 vcr="$(first_url "$tmp/vcr.out")/plaid-compatible/identity/get"
 bare="$(first_url "$tmp/bare.out")/plaid-compatible/identity/get"
+if [ -n "${COMPARE:-}" ]; then
+  "$COMPARE" replay --cassette cassettes/demo --store "$tmp/other-store" --listen 127.0.0.1:0 \
+    >"$tmp/other.out" 2>"$tmp/other.log" & pids+=($!)
+  other="$(first_url "$tmp/other.out")/plaid-compatible/identity/get"
+fi
 
 # Sanity: plaid-vcr must answer the request as a hit, or we would be measuring misses.
 curl -fsS -o /dev/null -X POST "$vcr" -H 'Content-Type: application/json' -H 'PLAID-CLIENT-ID: b' \
@@ -52,13 +59,30 @@ printf '%-6s %-10s %10s %12s %9s %9s\n' round server "req/s" "cpu us/req" "p50 m
 : >"$tmp/ratios"
 for round in $(seq "$ROUNDS"); do
   read -r b_rps b_cpu b_p50 b_p99 <<<"$(run "$bare" "${pids[1]}")"
+  # Side by side, the two builds take turns going first: whichever runs right after another
+  # load measured a few percent slower here.
+  if [ -n "${COMPARE:-}" ] && [ $((round % 2)) -eq 0 ]; then
+    read -r o_rps o_cpu o_p50 o_p99 <<<"$(run "$other" "${pids[2]}")"
+  fi
   read -r v_rps v_cpu v_p50 v_p99 <<<"$(run "$vcr" "${pids[0]}")"
+  if [ -n "${COMPARE:-}" ] && [ $((round % 2)) -eq 1 ]; then
+    read -r o_rps o_cpu o_p50 o_p99 <<<"$(run "$other" "${pids[2]}")"
+  fi
   printf '%-6s %-10s %10s %12s %9s %9s\n' "$round" "bare hyper" "$b_rps" "$b_cpu" "$b_p50" "$b_p99"
   printf '%-6s %-10s %10s %12s %9s %9s\n' "$round" "plaid-vcr" "$v_rps" "$v_cpu" "$v_p50" "$v_p99"
+  if [ -n "${COMPARE:-}" ]; then
+    printf '%-6s %-10s %10s %12s %9s %9s\n' "$round" "other" "$o_rps" "$o_cpu" "$o_p50" "$o_p99"
+    awk -v a="$v_rps" -v b="$o_rps" -v c="$v_cpu" -v d="$o_cpu" 'BEGIN {printf "%.3f %.3f\n", a / b, c / d}' \
+      >>"$tmp/versus"
+  fi
   awk -v a="$v_rps" -v b="$b_rps" -v c="$v_cpu" -v d="$b_cpu" -v p="$v_p99" -v q="$b_p99" \
     'BEGIN {printf "%.3f %.3f %.3f\n", a / b, c / d, p / q}' >>"$tmp/ratios"
 done
 median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 echo "median plaid-vcr/bare: req/s $(cut -d' ' -f1 "$tmp/ratios" | median)x," \
   "cpu per request $(cut -d' ' -f2 "$tmp/ratios" | median)x, p99 $(cut -d' ' -f3 "$tmp/ratios" | median)x"
+if [ -n "${COMPARE:-}" ]; then
+  echo "median this/other build: req/s $(cut -d' ' -f1 "$tmp/versus" | median)x," \
+    "cpu per request $(cut -d' ' -f2 "$tmp/versus" | median)x"
+fi
 echo "RSS after load: plaid-vcr $(ps -o rss= -p "${pids[0]}") KiB, bare hyper $(ps -o rss= -p "${pids[1]}") KiB"

@@ -249,6 +249,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE", env = "PLAID_VCR_REPORT")]
     pub report: Option<PathBuf>,
 
+    /// At shutdown, also write JUnit XML to FILE: a test case per session, failed by its misses
+    /// (and under --strict by its unused recordings and failed webhook deliveries)
+    #[arg(long, value_name = "FILE", env = "PLAID_VCR_JUNIT")]
+    pub junit: Option<PathBuf>,
+
     /// Time a client gets to send a request head and body, and may stay idle between requests,
     /// before its connection is closed (a late body gets 408), e.g. 30s [default: 30s]
     #[arg(long, value_name = "DURATION", env = "PLAID_VCR_CLIENT_TIMEOUT", value_parser = humantime::parse_duration)]

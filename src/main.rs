@@ -125,6 +125,9 @@ fn serve(mode: Mode, args: &ServeArgs, strict: bool, fail_on_unused: bool) -> Re
     if let Some(path) = &args.report {
         std::fs::write(path, summary.to_json() + "\n").map_err(Error::io("write the report", Some(path)))?;
     }
+    if let Some(path) = &args.junit {
+        std::fs::write(path, summary.to_junit(strict)).map_err(Error::io("write the JUnit report", Some(path)))?;
+    }
     let failures = summary.failures(strict, fail_on_unused);
     for failure in &failures {
         eprintln!("plaid-vcr: failing: {failure}");

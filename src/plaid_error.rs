@@ -70,6 +70,10 @@ pub enum RequestError {
     UnknownWebhookReceiver,
     #[error("the app's webhook URL did not answer: {0}")]
     WebhookAppUnreachable(String),
+    #[error("invalid session name: {rule}")]
+    InvalidSession { rule: String },
+    #[error("no session {name} in this run of plaid-vcr")]
+    UnknownSession { name: String },
 }
 
 impl RequestError {
@@ -77,7 +81,9 @@ impl RequestError {
     pub fn status(&self) -> StatusCode {
         use RequestError::*;
         match self {
-            NotFound | NoRecording(_) | SequenceExhausted { .. } | UnknownWebhookReceiver => StatusCode::NOT_FOUND,
+            NotFound | NoRecording(_) | SequenceExhausted { .. } | UnknownWebhookReceiver | UnknownSession { .. } => {
+                StatusCode::NOT_FOUND
+            }
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             MissingContentType
             | InvalidPlaidVersion
@@ -85,7 +91,8 @@ impl RequestError {
             | NotJson
             | UnreadableBody
             | TooDeep { .. }
-            | MissingCredentials { .. } => StatusCode::BAD_REQUEST,
+            | MissingCredentials { .. }
+            | InvalidSession { .. } => StatusCode::BAD_REQUEST,
             TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             UpstreamUnreachable(_) | WebhookAppUnreachable(_) => StatusCode::BAD_GATEWAY,
@@ -121,6 +128,8 @@ impl RequestError {
             Store(_) => "PLAID_VCR_STORE_ERROR",
             UnknownWebhookReceiver => "PLAID_VCR_UNKNOWN_WEBHOOK_RECEIVER",
             WebhookAppUnreachable(_) => "PLAID_VCR_WEBHOOK_APP_UNREACHABLE",
+            InvalidSession { .. } => "PLAID_VCR_INVALID_SESSION",
+            UnknownSession { .. } => "PLAID_VCR_UNKNOWN_SESSION",
         }
     }
 
@@ -148,6 +157,11 @@ impl RequestError {
                  it put into this session's requests"
             }
             WebhookAppUnreachable(_) => "start the app's webhook endpoint; Plaid retries a failed delivery",
+            InvalidSession { .. } => {
+                "name a session with 1-200 characters of A-Z a-z 0-9 . _ - and /, e.g. tests/test_link/test_update \
+                 (escape anything else as _, see docs/sessions.md)"
+            }
+            UnknownSession { .. } => "GET /plaid-vcr/sessions lists the sessions of this run",
             _ => return None,
         };
         Some(hint.to_owned())
@@ -304,6 +318,8 @@ mod tests {
             Store("disk".into()),
             UnknownWebhookReceiver,
             WebhookAppUnreachable("refused".into()),
+            InvalidSession { rule: "rule".into() },
+            UnknownSession { name: "t".into() },
         ];
         for e in &all {
             match e {
@@ -324,7 +340,9 @@ mod tests {
                 | UpstreamTimeout(_)
                 | Store(_)
                 | UnknownWebhookReceiver
-                | WebhookAppUnreachable(_) => {}
+                | WebhookAppUnreachable(_)
+                | InvalidSession { .. }
+                | UnknownSession { .. } => {}
             }
         }
         all

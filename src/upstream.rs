@@ -23,6 +23,9 @@ use rustls_pki_types::CertificateDer;
 /// Largest upstream response body accepted; Plaid's largest answers are far below this.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
+/// The prefix of plaid-vcr's own request headers (`Plaid-VCR-Session`), never forwarded.
+const OWN_HEADER_PREFIX: &str = "plaid-vcr-";
+
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and ones this client sets itself.
 const NOT_FORWARDED: [&str; 11] = [
     "connection",
@@ -240,7 +243,9 @@ pub fn forwarded_headers(incoming: &HeaderMap) -> HeaderMap {
         .collect();
     for (name, value) in incoming {
         let n = name.as_str();
-        if NOT_FORWARDED.contains(&n) || listed.iter().any(|l| l == n) || name == header::ACCEPT_ENCODING {
+        // `Plaid-VCR-*` headers (the session) are plaid-vcr's own: Plaid never sees them.
+        let ours = n.starts_with(OWN_HEADER_PREFIX);
+        if ours || NOT_FORWARDED.contains(&n) || listed.iter().any(|l| l == n) || name == header::ACCEPT_ENCODING {
             continue;
         }
         out.append(name.clone(), value.clone());
@@ -317,6 +322,7 @@ mod tests {
         h.insert("x-private", HeaderValue::from_static("1"));
         h.insert("host", HeaderValue::from_static("127.0.0.1:8080"));
         h.insert("accept-encoding", HeaderValue::from_static("gzip, br"));
+        h.insert("plaid-vcr-session", HeaderValue::from_static("tests/a"));
         let out = forwarded_headers(&h);
         for name in [
             "content-type",
@@ -327,7 +333,7 @@ mod tests {
         ] {
             assert_eq!(out.get(name), h.get(name), "{name}");
         }
-        for name in ["connection", "x-private", "host"] {
+        for name in ["connection", "x-private", "host", "plaid-vcr-session"] {
             assert!(out.get(name).is_none(), "{name} forwarded");
         }
         assert_eq!(out.get("accept-encoding").unwrap(), "identity");

@@ -190,7 +190,7 @@ pub fn check(dir: &Path, rules: &[Rule], scan_config: &ScanConfig) -> Result<Vec
         }
     }
     for (relative, i) in &interactions {
-        if i.step() > 1 && !owners.contains_key(&index_key(&i.key, i.step() - 1)) {
+        if i.step() > 1 && !owners.contains_key(&index_key(i.session.as_deref(), &i.key, i.step() - 1)) {
             problems.push(Problem {
                 file: relative.clone(),
                 problem: format!("orphan: sequence step {} without step {}", i.step(), i.step() - 1),

@@ -2,7 +2,8 @@
 //!
 //! Owns the listener and its connections ([`server`], [`connections`]), the per-request
 //! pipeline ([`request`] → [`proxy`] → [`outcome`]), the exact replay [`cache`], the [`mode`]s
-//! and what a running proxy is built from ([`startup`]), and the run's [`summary`].
+//! and what a running proxy is built from ([`startup`]), the named [`session`]s many tests share
+//! one proxy with, and the run's [`summary`] (and its [`junit`] form).
 //!
 //! May use every folder below it: `webhooks/` (receiving and delivering), `store/` (finding and
 //! writing recordings), `privacy/` (redacting before anything is keyed or stored), and the
@@ -11,10 +12,12 @@
 
 pub mod cache;
 pub mod connections;
+pub mod junit;
 pub mod mode;
 pub mod outcome;
 pub mod proxy;
 pub mod request;
 pub mod server;
+pub mod session;
 pub mod startup;
 pub mod summary;

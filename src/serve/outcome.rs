@@ -84,6 +84,8 @@ pub(crate) enum Handled {
     },
     /// Answered by plaid-vcr itself: `/webhook_verification_key/get` for its own signing key.
     OwnKey { endpoint: String, reply: Reply },
+    /// plaid-vcr's own API (`/plaid-vcr/sessions`); not counted as a request.
+    Control(Reply),
     /// A webhook upstream sent while recording: forwarded to the app (whose status `reply`
     /// carries back) and recorded as `file`, unless its body was not JSON.
     Webhook {
@@ -115,6 +117,7 @@ impl Handled {
             Handled::Recorded { .. } => "recorded",
             Handled::Forwarded { .. } => "forwarded",
             Handled::OwnKey { .. } => "own-key",
+            Handled::Control(_) => "control",
             Handled::Webhook { file: Some(_), .. } => "webhook-recorded",
             Handled::Webhook { file: None, .. } => "webhook-forwarded",
             Handled::Failed { .. } => "error",
@@ -123,7 +126,7 @@ impl Handled {
 
     pub(crate) fn endpoint_and_key(&self) -> (Option<&str>, Option<&str>) {
         match self {
-            Handled::Health(_) | Handled::Webhook { .. } => (None, None),
+            Handled::Health(_) | Handled::Webhook { .. } | Handled::Control(_) => (None, None),
             Handled::OwnKey { endpoint, .. } => (Some(endpoint), None),
             Handled::Cached(hit) => (Some(hit.endpoint()), hit.key.to_str().ok()),
             Handled::Hit { endpoint, key, .. }
@@ -151,6 +154,7 @@ impl Handled {
         let key = self.endpoint_and_key().1.and_then(|k| HeaderValue::from_str(k).ok());
         let mut response = match self {
             Handled::Health(reply)
+            | Handled::Control(reply)
             | Handled::OwnKey { reply, .. }
             | Handled::Webhook { reply, .. }
             | Handled::Hit { reply, .. }

@@ -17,6 +17,7 @@ use crate::config::Secret;
 use crate::plaid_error::RequestError;
 use crate::privacy::redact::Redactor;
 use crate::privacy::rules::CREDENTIALS;
+use crate::serve::session;
 use crate::store::interaction::is_endpoint;
 use crate::store::key;
 
@@ -33,11 +34,28 @@ pub const MAX_BODY_DEPTH: usize = 64;
 pub enum Route {
     /// `GET /healthz`.
     Health,
-    /// `POST /plaid-compatible/<endpoint>`.
-    Plaid(String),
+    /// `POST /plaid-compatible/<endpoint>`, or `POST /sessions/NAME/plaid-compatible/<endpoint>`
+    /// with the session the path names (checked).
+    Plaid { endpoint: String, session: Option<String> },
     /// `POST /plaid-vcr/webhooks/<receiver token>`: a webhook upstream sends while recording.
     Webhook(String),
+    /// `/plaid-vcr/sessions[/NAME]`: the sessions' reports, or the end of one.
+    Sessions(SessionsRoute),
 }
+
+/// What `/plaid-vcr/sessions[/NAME]` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionsRoute {
+    /// `GET /plaid-vcr/sessions`: every session seen, with its counts.
+    List,
+    /// `GET /plaid-vcr/sessions/NAME`: that session's report.
+    Report(String),
+    /// `DELETE /plaid-vcr/sessions/NAME`: its final report; the name starts again.
+    End(String),
+}
+
+/// The path of the sessions API on plaid-vcr's own listener.
+pub const SESSIONS_API: &str = "/plaid-vcr/sessions";
 
 /// Routes by method and path.
 pub fn route(method: &Method, path: &str) -> Result<Route, RequestError> {
@@ -53,11 +71,62 @@ pub fn route(method: &Method, path: &str) -> Result<Route, RequestError> {
         }
         return Ok(Route::Webhook(token.to_owned()));
     }
+    if let Some(rest) = path.strip_prefix(SESSIONS_API) {
+        return sessions_route(method, rest);
+    }
+    let (session, path) = match path.strip_prefix(session::PATH_PREFIX) {
+        // `/sessions/NAME/plaid-compatible/…`: NAME ends where the Plaid prefix starts.
+        Some(rest) => {
+            let at = rest.find(PREFIX).ok_or(RequestError::NotFound)?;
+            let name = rest[..at].trim_end_matches('/');
+            session::check_name(name).map_err(|rule| RequestError::InvalidSession { rule })?;
+            (Some(name.to_owned()), &rest[at..])
+        }
+        None => (None, path),
+    };
     let endpoint = endpoint_of(path).ok_or(RequestError::NotFound)?;
     if method != Method::POST {
         return Err(RequestError::MethodNotAllowed { allow: "POST" });
     }
-    Ok(Route::Plaid(endpoint))
+    Ok(Route::Plaid { endpoint, session })
+}
+
+/// `/plaid-vcr/sessions` followed by `rest`.
+fn sessions_route(method: &Method, rest: &str) -> Result<Route, RequestError> {
+    let route = match rest.strip_prefix('/').filter(|name| !name.is_empty()) {
+        None if rest.is_empty() || rest == "/" => match *method {
+            Method::GET => SessionsRoute::List,
+            _ => return Err(RequestError::MethodNotAllowed { allow: "GET" }),
+        },
+        None => return Err(RequestError::NotFound),
+        Some(name) => {
+            session::check_name(name).map_err(|rule| RequestError::InvalidSession { rule })?;
+            match *method {
+                Method::GET => SessionsRoute::Report(name.to_owned()),
+                Method::DELETE => SessionsRoute::End(name.to_owned()),
+                _ => return Err(RequestError::MethodNotAllowed { allow: "GET, DELETE" }),
+            }
+        }
+    };
+    Ok(Route::Sessions(route))
+}
+
+/// The session a Plaid request belongs to: the one its path names, or its
+/// `Plaid-VCR-Session` header's (both checked; if both are given they must agree).
+pub fn session(from_path: Option<String>, headers: &HeaderMap) -> Result<Option<String>, RequestError> {
+    let Some(value) = headers.get(session::HEADER) else {
+        return Ok(from_path);
+    };
+    let name = value.to_str().map_err(|_| RequestError::InvalidSession {
+        rule: "the Plaid-VCR-Session header is not valid text".into(),
+    })?;
+    session::check_name(name).map_err(|rule| RequestError::InvalidSession { rule })?;
+    match from_path {
+        Some(path) if path != name => Err(RequestError::InvalidSession {
+            rule: format!("the path names session {path:?} and the Plaid-VCR-Session header {name:?}; name one"),
+        }),
+        _ => Ok(Some(name.to_owned())),
+    }
 }
 
 /// What the request stage needs to know; borrowed from the [`crate::Config`].
@@ -88,6 +157,8 @@ pub struct PlaidRequest {
     pub key: String,
     /// Whether the body itself carried `client_id` / `secret` (for [`crate::serve::cache`]).
     pub body_credentials: [bool; 2],
+    /// The session it belongs to (`None`: the default session); never part of the key.
+    pub session: Option<String>,
 }
 
 /// Reads `request` (already routed to `endpoint`) into a [`PlaidRequest`]: what the proxy
@@ -247,6 +318,7 @@ pub fn parse(
         stored_body,
         key,
         body_credentials,
+        session: None,
     })
 }
 
@@ -390,7 +462,10 @@ mod tests {
         assert_eq!(route(&Method::GET, "/healthz").unwrap(), Route::Health);
         assert_eq!(
             route(&Method::POST, "/plaid-compatible//identity/get").unwrap(),
-            Route::Plaid("identity/get".into())
+            Route::Plaid {
+                endpoint: "identity/get".into(),
+                session: None
+            }
         );
         assert!(matches!(
             route(&Method::GET, "/plaid-compatible/identity/get"),
@@ -409,6 +484,55 @@ mod tests {
         ] {
             assert_eq!(endpoint_of(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_session_is_named_by_base_path_or_header_and_checked() {
+        let plaid = |path: &str| route(&Method::POST, path);
+        assert_eq!(
+            plaid("/sessions/tests/test_link/test_update/plaid-compatible/item/get").unwrap(),
+            Route::Plaid {
+                endpoint: "item/get".into(),
+                session: Some("tests/test_link/test_update".into())
+            }
+        );
+        for bad in [
+            "/sessions/a b/plaid-compatible/item/get",
+            "/sessions/../plaid-compatible/item/get",
+        ] {
+            assert!(matches!(plaid(bad), Err(RequestError::InvalidSession { .. })), "{bad}");
+        }
+        assert!(matches!(plaid("/sessions/a/identity/get"), Err(RequestError::NotFound)));
+
+        let mut headers = HeaderMap::new();
+        assert_eq!(session(None, &headers).unwrap(), None);
+        assert_eq!(session(Some("p".into()), &headers).unwrap().as_deref(), Some("p"));
+        headers.insert(crate::serve::session::HEADER, HeaderValue::from_static("h/1"));
+        assert_eq!(session(None, &headers).unwrap().as_deref(), Some("h/1"));
+        assert_eq!(session(Some("h/1".into()), &headers).unwrap().as_deref(), Some("h/1"));
+        let both = session(Some("p".into()), &headers).unwrap_err().to_string();
+        assert!(
+            both.contains("the path names session \"p\" and the Plaid-VCR-Session header \"h/1\""),
+            "{both}"
+        );
+        headers.insert(crate::serve::session::HEADER, HeaderValue::from_static("a..b/.."));
+        assert!(matches!(
+            session(None, &headers),
+            Err(RequestError::InvalidSession { .. })
+        ));
+
+        assert_eq!(
+            route(&Method::GET, "/plaid-vcr/sessions").unwrap(),
+            Route::Sessions(SessionsRoute::List)
+        );
+        assert_eq!(
+            route(&Method::DELETE, "/plaid-vcr/sessions/t/1").unwrap(),
+            Route::Sessions(SessionsRoute::End("t/1".into()))
+        );
+        assert!(matches!(
+            route(&Method::POST, "/plaid-vcr/sessions/t"),
+            Err(RequestError::MethodNotAllowed { .. })
+        ));
     }
 
     #[test]

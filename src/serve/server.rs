@@ -68,6 +68,16 @@ impl Server {
         format!("http://{}{PREFIX}", self.addr)
     }
 
+    /// The base URL that puts a Plaid client's requests in session `name` (see
+    /// `docs/sessions.md`): `http://IP:PORT/sessions/NAME/plaid-compatible`.
+    pub fn session_url(&self, name: &str) -> String {
+        format!(
+            "http://{}{}{name}{PREFIX}",
+            self.addr,
+            crate::serve::session::PATH_PREFIX
+        )
+    }
+
     /// Serves until `shutdown` completes, then drains connections (bounded by the shutdown
     /// timeout), lets the writer finish, flushes the store and returns the session summary.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<Summary, Error> {
@@ -235,6 +245,16 @@ impl RunningServer {
     /// The base URL to give a Plaid client: `http://IP:PORT/plaid-compatible`.
     pub fn base_url(&self) -> String {
         format!("http://{}{PREFIX}", self.addr)
+    }
+
+    /// The base URL that puts a Plaid client's requests in session `name` (see
+    /// `docs/sessions.md`): `http://IP:PORT/sessions/NAME/plaid-compatible`.
+    pub fn session_url(&self, name: &str) -> String {
+        format!(
+            "http://{}{}{name}{PREFIX}",
+            self.addr,
+            crate::serve::session::PATH_PREFIX
+        )
     }
 
     /// The key id replayed webhooks are signed with (`None` in `record`), which

@@ -4,13 +4,14 @@
 //! the store knows (recordings never used, recordings older than `max_age`) and renders the
 //! text for stderr and the JSON for `--report`. Keys and endpoints only: never a body.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::serve::session::Report;
 use crate::store::db::Recorded;
 use crate::store::key;
 
@@ -63,6 +64,9 @@ pub struct Entry {
     /// When it was recorded, for recordings.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recorded_at: Option<String>,
+    /// For a miss, the one line that explains it (what differs from the closest recording).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<String>,
 }
 
 impl Tally {
@@ -90,13 +94,14 @@ impl Tally {
         self.hits.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A request with no recording.
-    pub fn miss(&self, endpoint: &str, key: &str) {
+    /// A request with no recording, and the line that explains why, if there is one.
+    pub fn miss(&self, endpoint: &str, key: &str, explanation: Option<&str>) {
         self.lists().misses.push(Entry {
             endpoint: endpoint.into(),
             key: key.into(),
             file: None,
             recorded_at: None,
+            explanation: explanation.map(str::to_owned),
         });
     }
 
@@ -111,6 +116,7 @@ impl Tally {
                 key: index_key.into(),
                 file: None,
                 recorded_at: None,
+                explanation: None,
             });
         }
     }
@@ -158,6 +164,7 @@ impl Tally {
                 key: r.index_key,
                 file: Some(r.file),
                 recorded_at: Some(r.recorded_at),
+                explanation: None,
             };
             match (is_unused, is_stale) {
                 (true, true) => {
@@ -184,6 +191,7 @@ impl Tally {
                 recorded: self.webhooks_recorded.load(Ordering::Relaxed),
                 ..WebhookSummary::default()
             },
+            sessions: BTreeMap::new(),
         }
     }
 }
@@ -226,6 +234,8 @@ pub struct Summary {
     pub stale: Vec<Entry>,
     /// Webhooks recorded and delivered in this run.
     pub webhooks: WebhookSummary,
+    /// Each named session's own report, by name (see `serve::session`).
+    pub sessions: BTreeMap<String, Report>,
 }
 
 /// What happened to webhooks in a run.
@@ -310,6 +320,29 @@ impl Summary {
         list(&mut out, "recorded", &self.recorded);
         list(&mut out, "unused", &self.unused);
         list(&mut out, "stale", &self.stale);
+        for (name, report) in self.sessions.iter().filter(|(_, r)| r.has_problems()) {
+            out.push_str(&format!(
+                "session {name}: {} requests, {} misses, {} of {} recordings unused{}\n",
+                report.requests,
+                report.misses.len(),
+                report.unused.len(),
+                report.recordings,
+                match report.webhooks.failed {
+                    0 => String::new(),
+                    n => format!(", {n} webhook deliveries failed"),
+                }
+            ));
+            for miss in report.misses.iter().take(5) {
+                let why = miss.explanation.as_deref().unwrap_or("no recording");
+                out.push_str(&format!("  miss {} {}: {why}\n", miss.endpoint, key::prefix(&miss.key)));
+            }
+            if report.misses.len() > 5 {
+                out.push_str(&format!(
+                    "  … and {} more misses (see --report FILE)\n",
+                    report.misses.len() - 5
+                ));
+            }
+        }
         let w = &self.webhooks;
         if !w.is_empty() {
             out.push_str(&format!(
@@ -330,6 +363,11 @@ impl Summary {
             }
         }
         out
+    }
+
+    /// The summary as JUnit XML: a test case per session (see `serve::junit`).
+    pub fn to_junit(&self, strict: bool) -> String {
+        crate::serve::junit::render(self, strict)
     }
 
     /// The summary as pretty JSON.
@@ -360,7 +398,7 @@ mod tests {
         t.request();
         t.hit("a");
         t.request();
-        t.miss("identity/get", "zzz");
+        t.miss("identity/get", "zzz", None);
         let all = [rec("a", "2020-01-01T00:00:00Z"), rec("b", "2999-01-01T00:00:00Z")];
         let s = t.summary("replay", all.clone(), Some(Duration::from_secs(30 * 86400)));
         assert_eq!((s.requests, s.hits, s.misses.len()), (2, 1, 1));

@@ -46,8 +46,39 @@ pub enum CassetteError {
 }
 
 /// The cassette subdirectory holding recorded webhooks, one file each (not interactions, so
-/// [`Cassette::list`] skips it; the webhook module reads and writes them).
+/// [`Cassette::list`] skips it; the webhook module reads and writes them). A session has its
+/// own, `sessions/NAME/webhooks/`.
 pub const WEBHOOKS_DIR: &str = "webhooks";
+
+/// The cassette subdirectory holding the named sessions' recordings: `sessions/NAME/` in the
+/// same layout as the cassette's own (endpoint folders, `webhooks/`). NAME may have `/`s.
+pub const SESSIONS_DIR: &str = "sessions";
+
+/// The session a cassette file belongs to, from where it is (`None`: the default session).
+/// `sessions/a/b/identity_get/x.json` is session `a/b`'s: every folder between `sessions/`
+/// and the endpoint folder (or `webhooks/`) that holds the file is the name.
+pub fn session_of(relative: &Path) -> Option<String> {
+    let parts: Vec<&str> = relative.iter().filter_map(|p| p.to_str()).collect();
+    match parts.as_slice() {
+        [SESSIONS_DIR, name @ .., _folder, _file] if !name.is_empty() => Some(name.join("/")),
+        _ => None,
+    }
+}
+
+/// Whether `dir` (relative to the cassette) is the cassette's or a session's `webhooks/`: the
+/// folder a recorded webhook's file is in. (A session may be named `…/webhooks`; its files are
+/// one folder deeper, in their endpoint folders.)
+fn is_webhook_dir(dir: &Path) -> bool {
+    dir.file_name().is_some_and(|n| n == WEBHOOKS_DIR)
+}
+
+/// The folder, relative to the cassette, that holds `session`'s files (the root for `None`).
+pub fn session_dir(session: Option<&str>) -> PathBuf {
+    match session {
+        Some(name) => Path::new(SESSIONS_DIR).join(name),
+        None => PathBuf::new(),
+    }
+}
 
 /// A cassette directory.
 #[derive(Debug, Clone)]
@@ -138,20 +169,28 @@ impl Cassette {
         }
     }
 
-    /// The file path, relative to the root, that holds step `step` of `endpoint`/`key`:
-    /// `identity_get/<key prefix>.json`, or `<key prefix>-<step>.json` for steps 2 and on.
-    pub fn relative_path(endpoint: &str, key: &str, step: u32) -> PathBuf {
+    /// The file path, relative to the root, that holds step `step` of `endpoint`/`key` in
+    /// `session`: `identity_get/<key prefix>.json`, or `<key prefix>-<step>.json` for steps 2
+    /// and on, under `sessions/NAME/` for a named session.
+    pub fn relative_path(session: Option<&str>, endpoint: &str, key: &str, step: u32) -> PathBuf {
         let dir = endpoint.replace('/', "_");
-        PathBuf::from(dir).join(format!("{}.json", key::file_stem(key, step)))
+        session_dir(session)
+            .join(dir)
+            .join(format!("{}.json", key::file_stem(key, step)))
     }
 
     /// Where `interaction` belongs.
     pub fn path_of(interaction: &Interaction) -> PathBuf {
-        Self::relative_path(&interaction.endpoint, &interaction.key, interaction.step())
+        Self::relative_path(
+            interaction.session.as_deref(),
+            &interaction.endpoint,
+            &interaction.key,
+            interaction.step(),
+        )
     }
 
-    /// Every interaction file under the root (relative paths, sorted), skipping hidden
-    /// entries and leftover temp files.
+    /// Every interaction file under the root, the sessions' included (relative paths,
+    /// sorted), skipping hidden entries, leftover temp files and recorded webhooks.
     pub fn list(&self) -> Result<Vec<PathBuf>, CassetteError> {
         self.walk(false)
     }
@@ -179,12 +218,9 @@ impl Cassette {
                     continue;
                 }
                 if is_dir {
-                    // Recorded webhooks have their own walk; `check` sees all.
-                    if !all && rel.as_os_str().is_empty() && name == WEBHOOKS_DIR {
-                        continue;
-                    }
                     stack.push(rel.join(name));
-                } else if all || name.ends_with(".json") {
+                } else if all || (name.ends_with(".json") && !is_webhook_dir(&rel)) {
+                    // Recorded webhooks have their own walk; `check` sees all.
                     out.push(rel.join(name));
                 }
             }
@@ -204,10 +240,11 @@ impl Cassette {
     /// Parses and validates the bytes of the file at `relative`; errors name the file.
     pub fn parse(&self, relative: &Path, bytes: &[u8]) -> Result<Interaction, CassetteError> {
         let path = self.root.join(relative);
-        let interaction = Interaction::from_file_bytes(bytes).map_err(|source| CassetteError::Parse {
+        let mut interaction = Interaction::from_file_bytes(bytes).map_err(|source| CassetteError::Parse {
             path: path.clone(),
             source,
         })?;
+        interaction.session = session_of(relative);
         interaction
             .validate()
             .map_err(|source| CassetteError::Invalid { path, source })?;
@@ -261,10 +298,11 @@ impl Cassette {
     /// built (`Head`); the same validation, the same errors naming the file.
     pub fn parse_head<'a>(&self, relative: &Path, bytes: &'a [u8]) -> Result<Head<'a>, CassetteError> {
         let path = self.root.join(relative);
-        let head = Head::from_file_bytes(bytes).map_err(|source| CassetteError::Parse {
+        let mut head = Head::from_file_bytes(bytes).map_err(|source| CassetteError::Parse {
             path: path.clone(),
             source,
         })?;
+        head.session = session_of(relative);
         head.validate()
             .map_err(|source| CassetteError::Invalid { path, source })?;
         self.require_body_file(relative, head.response.body_file.as_deref())?;

@@ -42,6 +42,10 @@ pub struct Interaction {
     /// `body_file` by [`crate::store::cassette::Cassette::answer`]); never part of the JSON file.
     #[serde(skip)]
     pub binary_body: Option<Bytes>,
+    /// The session it belongs to (`None`: the default session). Never part of the JSON file:
+    /// where the file is says it (`sessions/NAME/...`, see `Cassette::session_of`).
+    #[serde(skip)]
+    pub session: Option<String>,
 }
 
 /// An [`Interaction`] as its file holds it: every field's name in sorted order, as serializing
@@ -88,6 +92,8 @@ impl<'a> FileForm<'a> {
             unredacted,
             step,
             binary_body: _,
+            // Where the file is says it: `sessions/NAME/…`.
+            session: _,
         } = i;
         let RecordedResponse {
             status,
@@ -136,12 +142,27 @@ pub fn media_type(content_type: &str) -> String {
     content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
 }
 
-/// The store's name for step `step` of `key`: the key itself for step 1, `key#n` after.
-pub fn index_key(key: &str, step: u32) -> String {
-    if step <= 1 {
+/// The store's name for step `step` of the recording of `key` in `session`: the key itself,
+/// `key#n` for steps 2 and on, and `NAME/` before it for a named session (`None`: the default
+/// session, whose names are those of cassettes from before sessions). Keys are hex, so the
+/// last `/` ends the session's name.
+pub fn index_key(session: Option<&str>, key: &str, step: u32) -> String {
+    let stepped = if step <= 1 {
         key.to_owned()
     } else {
         format!("{key}#{step}")
+    };
+    match session {
+        Some(session) => format!("{session}/{stepped}"),
+        None => stepped,
+    }
+}
+
+/// An index key's session (`None`: the default session) and the rest (`key` or `key#n`).
+pub fn split_index_key(index_key: &str) -> (Option<&str>, &str) {
+    match index_key.rsplit_once('/') {
+        Some((session, rest)) => (Some(session), rest),
+        None => (None, index_key),
     }
 }
 
@@ -232,6 +253,7 @@ impl Interaction {
             unredacted: false,
             step: None,
             binary_body: None,
+            session: None,
         }
     }
 
@@ -254,9 +276,9 @@ impl Interaction {
         self.step.unwrap_or(1)
     }
 
-    /// The store's name for this interaction (`index_key` of its key and step).
+    /// The store's name for this interaction (`index_key` of its session, key and step).
     pub fn index_key(&self) -> String {
-        index_key(&self.key, self.step())
+        index_key(self.session.as_deref(), &self.key, self.step())
     }
 
     /// Parses a cassette file's bytes; [`Interaction::validate`] is separate.
@@ -336,6 +358,9 @@ pub struct Head<'a> {
     pub unredacted: bool,
     #[serde(default)]
     pub step: Option<u32>,
+    /// The session, from where the file is (see [`Interaction::session`]).
+    #[serde(skip)]
+    pub session: Option<String>,
 }
 
 /// The response of a [`Head`]: its body as raw, validated JSON text.
@@ -380,9 +405,9 @@ impl Head<'_> {
         )
     }
 
-    /// The store's name for this interaction (`index_key` of its key and step).
+    /// The store's name for this interaction (`index_key` of its session, key and step).
     pub fn index_key(&self) -> String {
-        index_key(&self.key, self.step.unwrap_or(1))
+        index_key(self.session.as_deref(), &self.key, self.step.unwrap_or(1))
     }
 }
 

@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::store::db::{Recorded, WithRequest};
+use crate::store::interaction::split_index_key;
 use crate::store::key;
 
 /// One field whose value differs between a recording and a request.
@@ -57,9 +58,12 @@ pub struct Miss {
     pub closest: Value,
 }
 
-/// Explains why a request (endpoint, version, stored body, key) missed in `cassette`, given
-/// the endpoint's recordings with their requests; `record_hint` is the command that would
-/// record it.
+/// Explains why a request (endpoint, version, stored body, key) of `session` (`None`: the
+/// default session) missed in `cassette`, given the endpoint's recordings with their
+/// requests; `record_hint` is the command that would record it. A named session looked in its
+/// own recordings and the default session's, so the closest is taken from both and the
+/// message names both places.
+#[allow(clippy::too_many_arguments)] // the request's parts, where it looked, and what to do
 pub fn explain(
     endpoint: &str,
     plaid_version: Option<&str>,
@@ -67,10 +71,26 @@ pub fn explain(
     key: &str,
     recordings: &[WithRequest],
     cassette: &std::path::Path,
+    session: Option<&str>,
     record_hint: String,
 ) -> Miss {
     let canonical = key::canonical(endpoint, plaid_version, body);
-    let (message, closest) = match closest(recordings, endpoint, plaid_version, body) {
+    let looked: Vec<WithRequest> = recordings
+        .iter()
+        .filter(|(r, _)| {
+            let of = split_index_key(&r.index_key).0;
+            of.is_none() || of == session
+        })
+        .cloned()
+        .collect();
+    let place = match session {
+        Some(name) => format!(
+            "session {name} (sessions/{name}/ of cassette {}) or in the cassette's default recordings",
+            cassette.display()
+        ),
+        None => format!("cassette {}", cassette.display()),
+    };
+    let (message, closest) = match closest(&looked, endpoint, plaid_version, body) {
         Some((recorded, differences)) => {
             let lines: Vec<String> = differences.iter().map(ToString::to_string).collect();
             tracing::warn!(
@@ -83,8 +103,7 @@ pub fn explain(
             );
             (
                 format!(
-                    "no recording for this {endpoint} request in cassette {}; the closest ({}) differs in {}",
-                    cassette.display(),
+                    "no recording for this {endpoint} request in {place}; the closest ({}) differs in {}",
                     recorded.file,
                     lines.join("; ")
                 ),
@@ -105,8 +124,7 @@ pub fn explain(
             );
             (
                 format!(
-                    "no recording for this {endpoint} request in cassette {}, which has nothing recorded for {endpoint}",
-                    cassette.display(),
+                    "no recording for this {endpoint} request in {place}, which has nothing recorded for {endpoint}"
                 ),
                 Value::Null,
             )

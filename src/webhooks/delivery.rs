@@ -54,11 +54,28 @@ pub struct Deliveries {
     warned_nowhere: AtomicBool,
 }
 
+/// The webhook URLs the app registered in this run, per session (`None`: the default one), so
+/// that two tests registering different URLs through the same recording each get their own.
 #[derive(Debug, Default)]
 struct Registered {
-    /// Index key of the replayed request that carried a URL → that URL.
-    by_request: HashMap<String, String>,
-    latest: Option<String>,
+    /// (session, index key of the replayed request that carried a URL) → that URL.
+    by_request: HashMap<(Option<String>, String), String>,
+    /// Per session, the URL it registered last.
+    latest: HashMap<Option<String>, String>,
+}
+
+/// One session's delivered and failed webhooks, counted as they happen.
+#[derive(Debug, Default)]
+pub struct Counts {
+    pub delivered: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+/// Webhooks to deliver after one answer, each with where it goes, and the session's counts.
+#[derive(Debug)]
+pub struct Batch {
+    webhooks: Vec<(Arc<Recorded>, Option<String>)>,
+    counts: Option<Arc<Counts>>,
 }
 
 #[derive(Debug, Default)]
@@ -74,7 +91,7 @@ enum Queue {
 
 #[derive(Debug)]
 struct Job {
-    batch: Vec<(Arc<Recorded>, Option<String>)>,
+    batch: Batch,
     sent: oneshot::Receiver<()>,
 }
 
@@ -149,32 +166,42 @@ impl Deliveries {
         Some(Bytes::from(bytes))
     }
 
-    /// Notes the webhook URL a request answered as `used` registered (raw, from the client's
-    /// bytes; never stored), and returns the webhooks to deliver after that answer.
-    pub fn answered(&self, used: &str, raw_body: &[u8]) -> Option<Vec<(Arc<Recorded>, Option<String>)>> {
+    /// Notes the webhook URL a request of `session` answered as `used` registered (raw, from
+    /// the client's bytes; never stored), and returns the webhooks to deliver after that
+    /// answer, to the URLs that session registered, counted in `counts` too.
+    pub fn answered(
+        &self,
+        session: Option<&str>,
+        counts: Option<Arc<Counts>>,
+        used: &str,
+        raw_body: &[u8],
+    ) -> Option<Batch> {
         let mut registered = self.registered.lock().unwrap_or_else(PoisonError::into_inner);
+        let session = session.map(str::to_owned);
         if let Some(url) = webhook::registered_url_in(raw_body) {
-            registered.by_request.insert(used.to_owned(), url.clone());
-            registered.latest = Some(url);
+            registered
+                .by_request
+                .insert((session.clone(), used.to_owned()), url.clone());
+            registered.latest.insert(session.clone(), url);
         }
         let webhooks = self.by_interaction.get(used)?;
-        let batch = webhooks
+        let webhooks = webhooks
             .iter()
             .map(|w| {
                 let target = self.target.clone().or_else(|| {
                     w.registered_by
                         .as_ref()
-                        .and_then(|r| registered.by_request.get(r).cloned())
-                        .or_else(|| registered.latest.clone())
+                        .and_then(|r| registered.by_request.get(&(session.clone(), r.clone())).cloned())
+                        .or_else(|| registered.latest.get(&session).cloned())
                 });
                 (w.clone(), target)
             })
             .collect();
-        Some(batch)
+        Some(Batch { webhooks, counts })
     }
 
     /// Queues `batch` for delivery once `sent` completes (the answer is on its way).
-    pub fn enqueue(self: &Arc<Self>, batch: Vec<(Arc<Recorded>, Option<String>)>, sent: oneshot::Receiver<()>) {
+    pub fn enqueue(self: &Arc<Self>, batch: Batch, sent: oneshot::Receiver<()>) {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         if matches!(*queue, Queue::Idle) {
             let (jobs, mut rx) = mpsc::unbounded_channel::<Job>();
@@ -183,8 +210,9 @@ impl Deliveries {
                 while let Some(job) = rx.recv().await {
                     // An error only means the body was dropped without a sender: sent or gone.
                     let _ = job.sent.await;
-                    for (webhook, target) in job.batch {
-                        this.deliver(&webhook, target.as_deref()).await;
+                    let counts = job.batch.counts.as_deref();
+                    for (webhook, target) in &job.batch.webhooks {
+                        this.deliver(webhook, target.as_deref(), counts).await;
                     }
                 }
             });
@@ -201,7 +229,7 @@ impl Deliveries {
         }
     }
 
-    async fn deliver(&self, webhook: &Recorded, target: Option<&str>) {
+    async fn deliver(&self, webhook: &Recorded, target: Option<&str>, session: Option<&Counts>) {
         let Some(target) = target else {
             if !self.warned_nowhere.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
@@ -244,6 +272,9 @@ impl Deliveries {
         match outcome {
             Ok(status) => {
                 self.delivered.fetch_add(1, Ordering::Relaxed);
+                if let Some(session) = session {
+                    session.delivered.fetch_add(1, Ordering::Relaxed);
+                }
                 self.delivered_files
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
@@ -252,6 +283,9 @@ impl Deliveries {
             }
             Err(error) => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
+                if let Some(session) = session {
+                    session.failed.fetch_add(1, Ordering::Relaxed);
+                }
                 tracing::warn!(webhook = %webhook.label, %file, attempts = attempt + 1, %error, "webhook delivery failed");
             }
         }

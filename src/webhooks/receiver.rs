@@ -29,6 +29,7 @@ use serde_json::{Map, Value};
 
 use crate::plaid_error::RequestError;
 use crate::privacy::redact::Redactor;
+use crate::store::interaction::split_index_key;
 use crate::upstream::{self, Poster};
 use crate::webhooks::webhook::{self, Payload, Webhook};
 
@@ -150,7 +151,9 @@ impl Receiver {
     pub fn register(&self, raw: &[u8], registered_by: &str) -> Option<Bytes> {
         let body: Map<String, Value> = serde_json::from_slice(raw).ok()?;
         let (field, app_url) = webhook::registered_url(&body)?;
-        let token = webhook::receiver_token(app_url);
+        // Per session: tests of a parallel suite often share one webhook URL, and a webhook
+        // must be recorded in the session whose request registered its URL.
+        let token = webhook::receiver_token(split_index_key(registered_by).0, app_url);
         let receiver_url = format!("{}{}{token}", self.public_url, webhook::RECEIVER_PATH);
         let rewritten = webhook::rewrite_url(raw, field, &receiver_url)?;
         self.state().registrations.insert(
@@ -237,9 +240,22 @@ impl Receiver {
     /// under the lock: a later webhook of this session (seq 2, 3, …) is only
     /// placed after that, so its file can never be the one removed. (A few unlinks, once per
     /// interaction per session: cheap enough to do here.)
-    fn place(&self, body: &Value, arrived: u64) -> Result<(Option<Answered>, u32), RequestError> {
+    /// Only interactions of `session` (the one that registered the webhook's URL) can be its
+    /// cause: another test's may be about the same item.
+    fn place(
+        &self,
+        body: &Value,
+        arrived: u64,
+        session: Option<&str>,
+    ) -> Result<(Option<Answered>, u32), RequestError> {
         let mut state = self.state();
-        let sent_before = |answered: &VecDeque<Answered>| answered.iter().rev().find(|a| a.exchange < arrived).cloned();
+        let sent_before = |answered: &VecDeque<Answered>| {
+            answered
+                .iter()
+                .rev()
+                .find(|a| a.exchange < arrived && split_index_key(&a.index).0 == session)
+                .cloned()
+        };
         let after = webhook::item_of(body)
             .and_then(|item| state.by_item.get(item))
             .and_then(sent_before)
@@ -283,7 +299,8 @@ impl Receiver {
             match &parsed {
                 Some(body) => {
                     self.settle(arrived).await;
-                    Some(self.place(body, arrived))
+                    let session = split_index_key(&registration.registered_by).0;
+                    Some(self.place(body, arrived, session))
                 }
                 None => None,
             }

@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::store::cassette::{self, CassetteError, Rewrite};
+use crate::store::interaction::split_index_key;
 use crate::store::key;
 
 /// The cassette subdirectory holding webhook files.
@@ -58,10 +59,12 @@ pub struct Payload {
 }
 
 impl Webhook {
-    /// The file, relative to the cassette root: `webhooks/<interaction file stem>.<seq>.json`,
-    /// next to nothing else, named so `ls` sorts them by interaction and order.
+    /// The file, relative to the cassette root: `webhooks/<interaction file stem>.<seq>.json`
+    /// (under `sessions/NAME/` for a webhook that followed a session's interaction), next to
+    /// nothing else, named so `ls` sorts them by interaction and order.
     pub fn relative_path(&self) -> PathBuf {
-        PathBuf::from(DIR).join(format!("{}.{:03}.json", stem(self.after.as_deref()), self.seq))
+        let after = self.after.as_deref();
+        dir_of(after).join(format!("{}.{:03}.json", stem(after), self.seq))
     }
 
     /// `TYPE CODE` (`-` for a missing one): how logs, `ls` and `diff` name a webhook.
@@ -102,10 +105,18 @@ impl Webhook {
     }
 }
 
+/// The folder, relative to the cassette root, of the webhooks that followed the interaction
+/// `after` (an index key): its session's `webhooks/`, the cassette's own for the default
+/// session or none.
+pub fn dir_of(after: Option<&str>) -> PathBuf {
+    let session = after.and_then(|index| split_index_key(index).0);
+    cassette::session_dir(session).join(DIR)
+}
+
 /// The part of a webhook file name that says which interaction it followed: the interaction
 /// file's name without `.json` (`<key prefix>` or `<key prefix>-<step>`), `_first` for none.
 pub fn stem(after: Option<&str>) -> String {
-    match after {
+    match after.map(|index| split_index_key(index).1) {
         None => "_first".to_owned(),
         Some(index) => match index.split_once('#') {
             // The interaction file's own `<prefix>-<step>` form (see `key::file_stem`).
@@ -115,29 +126,66 @@ pub fn stem(after: Option<&str>) -> String {
     }
 }
 
-/// Every webhook file of the cassette at `root` (relative paths), in order: by interaction,
-/// then `seq`. No `webhooks/` directory means none.
+/// Every webhook file of the cassette at `root`, the sessions' included (relative paths), in
+/// order: by folder, then interaction, then `seq`. No `webhooks/` folder means none.
 pub fn list(root: &Path) -> Result<Vec<PathBuf>, CassetteError> {
-    let dir = root.join(DIR);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(CassetteError::ReadDir { path: dir, source }),
-    };
     let mut out = Vec::new();
+    files_in(root, Path::new(DIR), &mut out)?;
+    // Every `webhooks/` folder under `sessions/` is a session's (endpoint folders are never
+    // named so: no Plaid endpoint is).
+    let mut stack = vec![PathBuf::from(cassette::SESSIONS_DIR)];
+    while let Some(rel) = stack.pop() {
+        let dir = root.join(&rel);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(CassetteError::ReadDir { path: dir, source }),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|source| CassetteError::ReadDir {
+                path: dir.clone(),
+                source,
+            })?;
+            let is_dir = entry.file_type().map_err(|source| CassetteError::ReadDir {
+                path: dir.clone(),
+                source,
+            })?;
+            let name = entry.file_name();
+            match name.to_str() {
+                Some(name) if is_dir.is_dir() && !name.starts_with('.') => {
+                    if name == DIR {
+                        files_in(root, &rel.join(name), &mut out)?;
+                    }
+                    stack.push(rel.join(name));
+                }
+                _ => {}
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The webhook files directly in `dir` (relative to `root`), added to `out`.
+fn files_in(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CassetteError> {
+    let full = root.join(dir);
+    let entries = match std::fs::read_dir(&full) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(CassetteError::ReadDir { path: full, source }),
+    };
     for entry in entries {
         let entry = entry.map_err(|source| CassetteError::ReadDir {
-            path: dir.clone(),
+            path: full.clone(),
             source,
         })?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         if !name.starts_with('.') && name.ends_with(".json") {
-            out.push(PathBuf::from(DIR).join(name));
+            out.push(dir.join(name));
         }
     }
-    out.sort();
-    Ok(out)
+    Ok(())
 }
 
 /// Reads and checks every webhook file of the cassette at `root`; the first bad file fails.
@@ -199,9 +247,11 @@ pub fn rewrite_files(
 /// Removes the webhook files an earlier session recorded after the interaction `after`:
 /// re-recording an interaction replaces what followed it, as it replaces its answer.
 pub fn remove_after(root: &Path, after: Option<&str>) -> Result<usize, CassetteError> {
-    let prefix = format!("{}.", stem(after));
+    let (dir, prefix) = (dir_of(after), format!("{}.", stem(after)));
     let mut removed = 0;
-    for relative in list(root)? {
+    let mut files = Vec::new();
+    files_in(root, &dir, &mut files)?;
+    for relative in files {
         let name = relative.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if name.starts_with(&prefix) && name.len() == prefix.len() + "000.json".len() {
             let path = root.join(&relative);
@@ -253,10 +303,18 @@ pub fn rewrite_url(raw: &[u8], field: UrlField, url: &str) -> Option<Bytes> {
     serde_json::to_vec(&body).ok().map(Bytes::from)
 }
 
-/// The receiver path segment for an app URL: 16 hex characters of its SHA-256, so the URL
-/// upstream sees (and may log) says nothing about the app's address.
-pub fn receiver_token(app_url: &str) -> String {
-    key::prefix(&key::hex(&Sha256::digest(app_url.as_bytes()))).to_owned()
+/// The receiver path segment for an app URL registered in `session`: 16 hex characters of
+/// their SHA-256, so the URL upstream sees (and may log) says nothing about the app's
+/// address, and two sessions that register one URL get two receivers.
+pub fn receiver_token(session: Option<&str>, app_url: &str) -> String {
+    let mut digest = Sha256::new();
+    if let Some(name) = session {
+        // A name has no NUL: the session and the URL cannot run into each other.
+        digest.update(name.as_bytes());
+        digest.update([0]);
+    }
+    digest.update(app_url.as_bytes());
+    key::prefix(&key::hex(&digest.finalize())).to_owned()
 }
 
 /// The item a webhook body or an answer is about: `item_id`, or `item.item_id`.

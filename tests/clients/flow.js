@@ -1,7 +1,8 @@
 // The sandbox flow through plaid-vcr with the official Node client (npm `plaid`).
 // Env: PLAID_VCR_BASE (http://127.0.0.1:PORT/plaid-compatible), PLAID_VCR_MODE (record|replay),
 // CLIENT_ID / SECRET (optional: without them the client sends no credentials), PLAID_VCR_KID
-// (optional: a webhook key id to fetch with /webhook_verification_key/get).
+// (optional: a webhook key id to fetch with /webhook_verification_key/get), PLAID_VCR_SESSION
+// (optional: the session to name in a Plaid-VCR-Session header).
 // Prints one JSON line of what it saw; exits 1 with a message when something is off.
 const { Configuration, PlaidApi } = require('plaid');
 
@@ -10,6 +11,7 @@ const mode = process.env.PLAID_VCR_MODE;
 const headers = {};
 if (process.env.CLIENT_ID) headers['PLAID-CLIENT-ID'] = process.env.CLIENT_ID;
 if (process.env.SECRET) headers['PLAID-SECRET'] = process.env.SECRET;
+if (process.env.PLAID_VCR_SESSION) headers['Plaid-VCR-Session'] = process.env.PLAID_VCR_SESSION;
 const client = new PlaidApi(new Configuration({ basePath: base, baseOptions: { headers } }));
 
 function check(condition, message) {

@@ -53,6 +53,19 @@ fn clients_home() -> Option<PathBuf> {
 
 /// Runs the flow script for `lang` against `base` and returns its JSON line (bounded: 90 s).
 fn flow(home: &Path, lang: Lang, base: &str, mode: &str, credentials: bool, kid: Option<&str>) -> Value {
+    flow_in(home, lang, base, mode, credentials, kid, None)
+}
+
+/// [`flow`], its requests in `session` by the `Plaid-VCR-Session` header (the Node script's).
+fn flow_in(
+    home: &Path,
+    lang: Lang,
+    base: &str,
+    mode: &str,
+    credentials: bool,
+    kid: Option<&str>,
+    session: Option<&str>,
+) -> Value {
     let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
     let mut command = match lang {
         Lang::Node => {
@@ -72,9 +85,12 @@ fn flow(home: &Path, lang: Lang, base: &str, mode: &str, credentials: bool, kid:
         .env("PLAID_VCR_MODE", mode)
         .env_remove("CLIENT_ID")
         .env_remove("SECRET");
-    command.env_remove("PLAID_VCR_KID");
+    command.env_remove("PLAID_VCR_KID").env_remove("PLAID_VCR_SESSION");
     if let Some(kid) = kid {
         command.env("PLAID_VCR_KID", kid);
+    }
+    if let Some(session) = session {
+        command.env("PLAID_VCR_SESSION", session);
     }
     if credentials {
         command
@@ -120,6 +136,75 @@ async fn flow_async(
     tokio::task::spawn_blocking(move || flow(&home, lang, &base, mode, credentials, kid.as_deref()))
         .await
         .unwrap()
+}
+
+/// Four tests of a parallel suite, two per client, each in its own session: the Node client
+/// names its session with the header, the Python client with its base URL. Recorded in
+/// parallel, then replayed in parallel; each session answers from its own recordings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_clients_in_parallel_each_use_their_own_session_by_header_or_base_path() {
+    let Some(home) = clients_home() else { return };
+    let sessions = [
+        (Lang::Node, "suite/node_1"),
+        (Lang::Node, "suite/node_2"),
+        (Lang::Python, "suite/python_1"),
+        (Lang::Python, "suite/python_2"),
+    ];
+    let fake = FakePlaid::start().await;
+    let dirs = Dirs::new();
+    let run = |server: &plaid_vcr::RunningServer, mode: &'static str| {
+        let runs: Vec<_> = sessions
+            .iter()
+            .map(|&(lang, name)| {
+                let (home, base) = match lang {
+                    Lang::Node => (home.clone(), server.base_url()),
+                    Lang::Python => (home.clone(), server.session_url(name)),
+                };
+                let header = matches!(lang, Lang::Node).then_some(name);
+                tokio::task::spawn_blocking(move || flow_in(&home, lang, &base, mode, true, None, header))
+            })
+            .collect();
+        async move {
+            let mut out = Vec::new();
+            for run in runs {
+                out.push(run.await.unwrap());
+            }
+            out
+        }
+    };
+    let recorder = start(&config(&dirs, Some(&fake)), Mode::Record).await;
+    run(&recorder, "record").await;
+    let recorded = recorder.stop().await.unwrap();
+    fake.stop();
+    for (_, name) in sessions {
+        assert_eq!(
+            recorded.sessions[name].recorded.len(),
+            5,
+            "{name}: {:?}",
+            recorded.sessions[name]
+        );
+        let own = dirs
+            .cassette_files()
+            .iter()
+            .filter(|f| f.starts_with(format!("sessions/{name}/")))
+            .count();
+        assert_eq!(own, 5, "{name}");
+    }
+
+    let replay = start(&config(&dirs, None), Mode::Replay).await;
+    let replayed = run(&replay, "replay").await;
+    let summary = replay.stop().await.unwrap();
+    for ((lang, name), out) in sessions.iter().zip(&replayed) {
+        assert_replayed(*lang, out);
+        let report = &summary.sessions[*name];
+        // The flow's deliberate miss, and every one of its own recordings used.
+        assert_eq!((report.misses.len(), report.unused.len()), (1, 0), "{name}: {report:?}");
+        assert!(report.misses[0]
+            .explanation
+            .as_deref()
+            .unwrap()
+            .contains(&format!("session {name}")));
+    }
 }
 
 fn assert_replayed(lang: Lang, out: &Value) {

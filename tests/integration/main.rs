@@ -19,6 +19,7 @@ mod pseudonyms;
 mod record;
 mod reliability;
 mod replay;
+mod sessions;
 mod store;
 mod support;
 mod webhooks;

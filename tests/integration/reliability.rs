@@ -66,7 +66,7 @@ async fn thirty_two_clients_record_two_thousand_interactions_and_a_fresh_store_r
                     assert_eq!(resp.outcome(), "recorded", "{:?}", resp.body);
                     // Answered means in place: the file is there the moment the answer is
                     // (its fsync may still be under way; the store's journal covers that).
-                    let file = cassette.join(Cassette::relative_path("identity/get", &resp.key(), 1));
+                    let file = cassette.join(Cassette::relative_path(None, "identity/get", &resp.key(), 1));
                     assert!(file.is_file(), "{} is missing right after its answer", file.display());
                     keys.push(("identity/get", body, resp.key()));
                 }
@@ -382,7 +382,7 @@ async fn a_file_a_power_loss_emptied_or_lost_is_written_again_from_the_journal_a
         *answer = plaid(&replay, "identity/get", body).await.body;
     }
     replay.stop().await.unwrap();
-    let relative = |key: &str| Cassette::relative_path("identity/get", key, 1);
+    let relative = |key: &str| Cassette::relative_path(None, "identity/get", key, 1);
     let originals: Vec<Vec<u8>> = recorded
         .iter()
         .map(|(_, key, _)| std::fs::read(dirs.cassette().join(relative(key))).unwrap())
@@ -429,7 +429,9 @@ async fn a_recording_that_cannot_be_put_in_place_fails_and_is_not_brought_back_a
         key
     };
     let dirs = Dirs::new();
-    let target = dirs.cassette().join(Cassette::relative_path("identity/get", &key, 1));
+    let target = dirs
+        .cassette()
+        .join(Cassette::relative_path(None, "identity/get", &key, 1));
     // A directory where the file goes: the rename over it fails.
     std::fs::create_dir_all(target.join("blocked")).unwrap();
     let proxy = start(&config(&dirs, Some(&fake)), Mode::Record).await;

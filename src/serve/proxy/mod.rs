@@ -29,12 +29,14 @@ use crate::serve::request::{self, Limits, PlaidRequest, Route};
 
 mod record;
 mod replay;
+mod sessions;
 
+use crate::serve::session::{Session, Sessions};
 use crate::serve::summary::{Steps, Summary, Tally};
 use crate::store::cassette::Cassette;
 use crate::store::db::{Store, WithRequest};
 use crate::store::key;
-use crate::webhooks::delivery::{self, Deliveries};
+use crate::webhooks::delivery::{Batch, Deliveries};
 use crate::webhooks::receiver::Receiver;
 
 use crate::serve::outcome::{Handled, Reply};
@@ -42,9 +44,6 @@ use crate::serve::outcome::{Handled, Reply};
 /// A recording of a miss in progress, which identical misses wait on instead of calling
 /// upstream again: `None` until the one upstream exchange is answered.
 type Flight = watch::Receiver<Option<Arc<Handled>>>;
-
-/// Webhooks delivered after one answer, each with where it goes.
-type Batch = Vec<(Arc<delivery::Recorded>, Option<String>)>;
 
 /// The webhook side of a proxy (see [`crate::serve::startup`]): the receiver while recording with
 /// `--webhook-public-url`, the recorded webhooks to deliver while replaying.
@@ -74,6 +73,36 @@ pub struct Proxy {
     /// Per endpoint, the recordings and requests a miss is compared with, read from the files
     /// at the first miss. Replay never records, so they cannot go stale during the run.
     miss_basis: Mutex<HashMap<String, Arc<Vec<WithRequest>>>>,
+    /// The named sessions seen in this run; the default session's state is `steps` and `tally`.
+    sessions: Sessions,
+}
+
+/// Counts what happened to a request in `tally` (the run's, or a session's too).
+fn count(tally: &Tally, handled: &Handled) {
+    match handled {
+        // Not a request the cassette answers: a health check, plaid-vcr's own signing key
+        // (neither recorded nor missed), its own API, a webhook from upstream.
+        Handled::Health(_) | Handled::OwnKey { .. } | Handled::Control(_) => return,
+        Handled::Webhook { file, .. } => return tally.webhook_received(file.is_some()),
+        _ => {}
+    }
+    tally.request();
+    match handled {
+        Handled::Health(_) | Handled::OwnKey { .. } | Handled::Control(_) | Handled::Webhook { .. } => {}
+        Handled::Cached(hit) if Cache::first_use(hit) => tally.hit(&hit.used),
+        Handled::Cached(_) => tally.hit_again(),
+        Handled::Hit { used, .. } => tally.hit(used),
+        Handled::Recorded { endpoint, used, .. } => tally.recorded(endpoint, used),
+        Handled::Miss { endpoint, key, error } => {
+            let explanation = match error {
+                RequestError::NoRecording(miss) => Some(miss.message.as_str()),
+                _ => None,
+            };
+            tally.miss(endpoint, key, explanation)
+        }
+        Handled::Forwarded { .. } => tally.forwarded(),
+        Handled::Failed { .. } => tally.error(),
+    }
 }
 
 impl fmt::Debug for Proxy {
@@ -102,6 +131,7 @@ impl Proxy {
             webhooks: Webhooks::default(),
             told_passthrough: AtomicBool::new(false),
             miss_basis: Mutex::new(HashMap::new()),
+            sessions: Sessions::default(),
         }
     }
 
@@ -155,6 +185,7 @@ impl Proxy {
         if let Some(deliveries) = &self.webhooks.deliveries {
             summary.webhooks.add_deliveries(deliveries.counts());
         }
+        summary.sessions = self.session_reports(&self.session_recordings()?);
         Ok(summary)
     }
 
@@ -166,8 +197,11 @@ impl Proxy {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let started = Instant::now();
-        let (handled, batch) = self.route(request).await;
-        self.count(&handled);
+        let (handled, batch, session) = self.route(request).await;
+        count(&self.tally, &handled);
+        if let Some(session) = &session {
+            count(&session.tally, &handled);
+        }
         self.log(&handled, started.elapsed());
         let mut response = handled.into_response();
         if let (Some(batch), Some(deliveries)) = (batch, &self.webhooks.deliveries) {
@@ -177,33 +211,11 @@ impl Proxy {
         response
     }
 
-    fn count(&self, handled: &Handled) {
-        match handled {
-            // Not a request the cassette answers: a health check, plaid-vcr's own signing key
-            // (neither recorded nor missed), a webhook from upstream.
-            Handled::Health(_) | Handled::OwnKey { .. } => return,
-            Handled::Webhook { file, .. } => return self.tally.webhook_received(file.is_some()),
-            _ => {}
-        }
-        let tally = &self.tally;
-        tally.request();
-        match handled {
-            Handled::Health(_) => {}
-            Handled::Cached(hit) if Cache::first_use(hit) => tally.hit(&hit.used),
-            Handled::Cached(_) => tally.hit_again(),
-            Handled::Hit { used, .. } => tally.hit(used),
-            Handled::Recorded { endpoint, used, .. } => tally.recorded(endpoint, used),
-            Handled::Miss { endpoint, key, .. } => tally.miss(endpoint, key),
-            Handled::Forwarded { .. } => tally.forwarded(),
-            Handled::OwnKey { .. } | Handled::Webhook { .. } => {}
-            Handled::Failed { .. } => tally.error(),
-        }
-    }
-
     fn log(&self, handled: &Handled, latency: Duration) {
         let status = match handled {
             // Health checks poll; a line each would drown the request log.
             Handled::Health(_) => return,
+            Handled::Control(reply) => reply.status,
             Handled::Hit { reply, .. }
             | Handled::Recorded { reply, .. }
             | Handled::Forwarded { reply, .. }
@@ -225,31 +237,34 @@ impl Proxy {
         }
     }
 
-    /// What happened to `request`, and the webhooks to deliver once its answer is sent.
-    async fn route<B>(self: &Arc<Self>, request: Request<B>) -> (Handled, Option<Batch>)
+    /// What happened to `request`, the webhooks to deliver once its answer is sent, and the
+    /// named session it belongs to.
+    async fn route<B>(self: &Arc<Self>, request: Request<B>) -> (Handled, Option<Batch>, Option<Arc<Session>>)
     where
         B: hyper::body::Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let endpoint = match request::route(request.method(), request.uri().path()) {
+        let (endpoint, path_session) = match request::route(request.method(), request.uri().path()) {
             Ok(Route::Health) => {
                 let ok = Bytes::from_static(b"{\"status\":\"ok\"}\n");
                 return (
                     Handled::Health(Reply::new(StatusCode::OK, "application/json; charset=utf-8", ok)),
                     None,
+                    None,
                 );
             }
-            Ok(Route::Plaid(endpoint)) => endpoint,
+            Ok(Route::Plaid { endpoint, session }) => (endpoint, session),
             // Boxed, like the full path below: the hot path's future stays small (hyper moves
             // it into place for every request, and its size is that of its largest branch).
-            Ok(Route::Webhook(token)) => return (Box::pin(self.receive_webhook(&token, request)).await, None),
+            Ok(Route::Webhook(token)) => return (Box::pin(self.receive_webhook(&token, request)).await, None, None),
+            Ok(Route::Sessions(asked)) => return (self.sessions_api(asked), None, None),
             Err(error) => {
                 let failed = Handled::Failed {
                     endpoint: request::endpoint_of(request.uri().path()),
                     key: None,
                     error,
                 };
-                return (failed, None);
+                return (failed, None, None);
             }
         };
         let limits = self.limits();
@@ -260,24 +275,41 @@ impl Proxy {
         };
         let (parts, raw_body) = match request::collect(request, limits).await {
             Ok(collected) => collected,
-            Err(error) => return (failed(endpoint, error), None),
+            Err(error) => return (failed(endpoint, error), None, None),
         };
-        if let Some(hit) = self.cached(&endpoint, &parts.headers, &raw_body, limits) {
-            let batch = self.answered(&hit.used, &raw_body);
-            return (Handled::Cached(hit), batch);
+        let (name, session) = match request::session(path_session, &parts.headers) {
+            Ok(Some(name)) => {
+                let session = self.sessions.get_or_start(&name);
+                (Some(name), Some(session))
+            }
+            Ok(None) => (None, None),
+            Err(error) => return (failed(endpoint, error), None, None),
+        };
+        // The exact cache serves the default session only: a named one's answers may be its own.
+        if name.is_none() {
+            if let Some(hit) = self.cached(&endpoint, &parts.headers, &raw_body, limits) {
+                let batch = self.answered(None, &hit.used, &raw_body);
+                return (Handled::Cached(hit), batch, None);
+            }
         }
         if let Some(own) = self.own_key(&endpoint, &raw_body) {
-            return (own, None);
+            return (own, None, session);
         }
         let handled = match request::parse(endpoint.clone(), parts, raw_body.clone(), limits, &self.redactor) {
-            Ok(parsed) => Box::pin(self.dispatch(parsed)).await,
+            Ok(mut parsed) => {
+                parsed.session = name.clone();
+                Box::pin(self.dispatch(parsed, session.as_deref())).await
+            }
             Err(error) => failed(endpoint, error),
         };
         let batch = match &handled {
-            Handled::Hit { used, .. } | Handled::Recorded { used, .. } => self.answered(used, &raw_body),
+            Handled::Hit { used, .. } | Handled::Recorded { used, .. } => {
+                let named = name.as_deref().zip(session.as_deref());
+                self.answered(named, used, &raw_body)
+            }
             _ => None,
         };
-        (handled, batch)
+        (handled, batch, session)
     }
 
     fn limits(&self) -> Limits<'_> {
@@ -289,11 +321,16 @@ impl Proxy {
         }
     }
 
-    /// Registers the webhook URL a request answered as `used` carried, and returns the recorded
-    /// webhooks that follow that answer. Nothing at all when the cassette has no webhooks.
-    fn answered(&self, used: &str, raw_body: &[u8]) -> Option<Batch> {
+    /// Registers the webhook URL a request of `session` answered as `used` carried, and
+    /// returns the recorded webhooks that follow that answer. Nothing at all when the cassette
+    /// has no webhooks.
+    fn answered(&self, session: Option<(&str, &Session)>, used: &str, raw_body: &[u8]) -> Option<Batch> {
         let deliveries = self.webhooks.deliveries.as_ref().filter(|d| d.any())?;
-        deliveries.answered(used, raw_body)
+        let (name, counts) = match session {
+            Some((name, session)) => (Some(name), Some(session.deliveries.clone())),
+            None => (None, None),
+        };
+        deliveries.answered(name, counts, used, raw_body)
     }
 
     /// `/webhook_verification_key/get` for plaid-vcr's own signing key, answered here.
@@ -356,8 +393,12 @@ impl Proxy {
     }
 
     /// Remembers a hit of the full path, answered with `reply`, in the exact cache.
+    /// The default session's only: the cache is looked up before the session is known to
+    /// matter, so a named session's own answer must never be served from it to another.
     fn remember(&self, request: &PlaidRequest, reply: &Reply, used: &str) {
-        let Some(cache) = &self.cache else { return };
+        let Some(cache) = self.cache.as_ref().filter(|_| request.session.is_none()) else {
+            return;
+        };
         let hit = Hit::new(
             &request.endpoint,
             request.plaid_version.as_deref(),
@@ -375,12 +416,13 @@ impl Proxy {
     }
 
     /// The one place the mode decides what happens.
-    async fn dispatch(self: &Arc<Self>, request: PlaidRequest) -> Handled {
+    async fn dispatch(self: &Arc<Self>, request: PlaidRequest, session: Option<&Session>) -> Handled {
         // Without --sequences every occurrence of a request is step 1: one answer per key.
-        let step = if self.config.sequences {
-            self.steps.next(&request.key)
-        } else {
-            1
+        // Each session counts its own steps.
+        let step = match (self.config.sequences, session) {
+            (false, _) => 1,
+            (true, Some(session)) => session.steps.next(&request.key),
+            (true, None) => self.steps.next(&request.key),
         };
         match &self.serving {
             Serving::Record(recorder) => self.record(recorder, request, step).await,

@@ -31,7 +31,7 @@ impl Proxy {
         request: PlaidRequest,
         step: u32,
     ) -> Handled {
-        let index = index_key(&request.key, step);
+        let index = index_key(request.session.as_deref(), &request.key, step);
         let mut flight = {
             let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
             match flights.get(&index) {
@@ -90,9 +90,10 @@ impl Proxy {
             raw_body,
             stored_body,
             key,
+            session,
             ..
         } = request;
-        let index = index_key(&key, step);
+        let index = index_key(session.as_deref(), &key, step);
         let upstream_body = match &self.webhooks.receiver {
             Some(receiver) => receiver.register(&raw_body, &index).unwrap_or(raw_body),
             None => {
@@ -153,6 +154,7 @@ impl Proxy {
         );
         interaction.unredacted = self.redactor.is_raw();
         interaction.step = (step > 1).then_some(step);
+        interaction.session = session;
         if binary {
             interaction.set_binary_body(answer.body);
         }

@@ -24,7 +24,17 @@ impl Proxy {
             endpoint: endpoint.clone(),
             key: key.clone(),
         };
-        let index = index_key(key, step);
+        // A named session answers from its own recordings of this request when it has any,
+        // else from the default session's (set-up recorded once, shared by every test).
+        let scope = match request.session.as_deref() {
+            Some(name) => match self.store.last_step(&index_key(Some(name), key, 1)) {
+                Ok(Some(_)) => Some(name),
+                Ok(None) => None,
+                Err(e) => return Some(Handled::failed(endpoint, key, (&e).into())),
+            },
+            None => None,
+        };
+        let index = index_key(scope, key, step);
         match self.store.get(&index) {
             Ok(Some(answer)) => {
                 let reply = Reply::of(&answer);
@@ -34,7 +44,7 @@ impl Proxy {
             Ok(None) => {}
             Err(e) => return Some(Handled::failed(endpoint, key, (&e).into())),
         }
-        let last = match self.store.last_step(key) {
+        let last = match self.store.last_step(&index_key(scope, key, 1)) {
             Ok(Some(last)) if exhaust && step > last => last,
             Ok(_) => return None,
             Err(e) => return Some(Handled::failed(endpoint, key, (&e).into())),
@@ -52,8 +62,9 @@ impl Proxy {
                 error,
             });
         }
-        match self.store.get(&index_key(key, last)) {
-            Ok(Some(answer)) => Some(hit(Reply::of(&answer), index_key(key, last))),
+        let last_index = index_key(scope, key, last);
+        match self.store.get(&last_index) {
+            Ok(Some(answer)) => Some(hit(Reply::of(&answer), last_index)),
             Ok(None) => None,
             Err(e) => Some(Handled::failed(endpoint, key, (&e).into())),
         }
@@ -80,6 +91,7 @@ impl Proxy {
             &request.key,
             &recordings,
             self.cassette.root(),
+            request.session.as_deref(),
             hint,
         );
         Handled::Miss {

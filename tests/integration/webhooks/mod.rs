@@ -4,11 +4,13 @@
 //!
 //! Here: the app, the flow it runs and the helpers every webhook test shares. The tests are in
 //! [`recording`] (what lands in the cassette), [`order`] (which answer each webhook follows when
-//! they race) and [`delivery`] (replayed webhooks reaching the app, or failing to).
+//! they race), [`delivery`] (replayed webhooks reaching the app, or failing to) and [`sessions`]
+//! (each session's own).
 
 mod delivery;
 mod order;
 mod recording;
+mod sessions;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -380,11 +382,11 @@ async fn create_and_exchange(base: &str, app: &App) -> String {
     exchanged.json()["access_token"].as_str().unwrap().to_owned()
 }
 
-/// The cassette's webhook files, relative to it.
+/// The cassette's webhook files (its own and its sessions'), relative to it.
 fn webhook_files(dirs: &Dirs) -> Vec<std::path::PathBuf> {
     dirs.cassette_files()
         .into_iter()
-        .filter(|f| f.starts_with("webhooks"))
+        .filter(|f| f.parent().and_then(|p| p.file_name()).is_some_and(|n| n == "webhooks"))
         .collect()
 }
 

@@ -1,0 +1,102 @@
+//! The sessions' reports: `/plaid-vcr/sessions[/NAME]` on plaid-vcr's own listener, and the
+//! `sessions` of the summary at the end of a run. Reads the store's index, never the network.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use http::StatusCode;
+use serde_json::json;
+
+use super::Proxy;
+use crate::plaid_error::RequestError;
+use crate::serve::outcome::{Handled, Reply};
+use crate::serve::request::SessionsRoute;
+use crate::serve::session::{Report, Session};
+use crate::store::db::{Recorded, StoreError};
+use crate::store::interaction::split_index_key;
+
+impl Proxy {
+    /// Answers `/plaid-vcr/sessions[/NAME]`.
+    pub(super) fn sessions_api(&self, asked: SessionsRoute) -> Handled {
+        let failed = |error| Handled::Failed {
+            endpoint: None,
+            key: None,
+            error,
+        };
+        let recordings = match self.session_recordings() {
+            Ok(recordings) => recordings,
+            Err(e) => return failed((&e).into()),
+        };
+        let body = match asked {
+            SessionsRoute::List => {
+                let reports = self.session_reports(&recordings);
+                let list: Vec<_> = reports
+                    .iter()
+                    .map(|(name, r)| {
+                        json!({
+                            "name": name,
+                            "requests": r.requests,
+                            "hits": r.hits,
+                            "misses": r.misses.len(),
+                            "recorded": r.recorded.len(),
+                            "errors": r.errors,
+                            "recordings": r.recordings,
+                            "unused": r.unused.len(),
+                        })
+                    })
+                    .collect();
+                json!({ "sessions": list })
+            }
+            SessionsRoute::Report(name) => match self.sessions.get(&name) {
+                Some(session) => json!(session.report(&name, &recordings)),
+                None => return failed(RequestError::UnknownSession { name }),
+            },
+            SessionsRoute::End(name) => match self.sessions.end(&name) {
+                Some(session) => json!(session.report(&name, &recordings)),
+                None => return failed(RequestError::UnknownSession { name }),
+            },
+        };
+        let mut bytes = serde_json::to_vec_pretty(&body).expect("a serde_json::Value always serializes to a Vec");
+        bytes.push(b'\n');
+        Handled::Control(Reply::new(
+            StatusCode::OK,
+            "application/json; charset=utf-8",
+            Bytes::from(bytes),
+        ))
+    }
+
+    /// The recordings of every named session (the default session's are left out).
+    pub(super) fn session_recordings(&self) -> Result<Vec<Recorded>, StoreError> {
+        let mut own = Vec::new();
+        for recorded in self.store.recorded_iter() {
+            let recorded = recorded?;
+            if split_index_key(&recorded.index_key).0.is_some() {
+                own.push(recorded);
+            }
+        }
+        Ok(own)
+    }
+
+    /// Every session's report: those seen in this run, and those with recordings no request of
+    /// this run named (all of them unused), by name.
+    pub(super) fn session_reports(&self, recordings: &[Recorded]) -> BTreeMap<String, Report> {
+        let mut reports: BTreeMap<String, Report> = self
+            .sessions
+            .all()
+            .into_iter()
+            .map(|(name, session)| {
+                let report = session.report(&name, recordings);
+                (name, report)
+            })
+            .collect();
+        for recorded in recordings {
+            if let Some(name) = split_index_key(&recorded.index_key).0 {
+                if !reports.contains_key(name) {
+                    let report = Session::default().report(name, recordings);
+                    reports.insert(name.to_owned(), report);
+                }
+            }
+        }
+        reports
+    }
+}

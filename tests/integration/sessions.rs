@@ -1,0 +1,263 @@
+//! Sessions: many tests on one proxy, each with its own recordings, sequence steps and report,
+//! named by the `Plaid-VCR-Session` header or a `/sessions/NAME/` base path; concurrently.
+
+use std::collections::BTreeMap;
+
+use plaid_vcr::Mode;
+use serde_json::Value;
+
+use crate::support::*;
+
+const BODY: &str = r#"{"access_token":"access-sandbox-de3ce8ef-33f8-452c-a685-8671031fc0f6"}"#;
+const OTHER: &str = r#"{"access_token":"access-sandbox-other"}"#;
+
+/// POSTs `body` to `endpoint` in `session` (by header), or in none.
+async fn in_session(base: &str, session: Option<&str>, endpoint: &str, body: &str) -> Resp {
+    let mut headers = CLIENT_HEADERS.to_vec();
+    if let Some(name) = session {
+        headers.push(("plaid-vcr-session", name));
+    }
+    send("POST", &format!("{base}/{endpoint}"), &headers, body.to_string()).await
+}
+
+fn request_id(resp: &Resp) -> String {
+    resp.json()["request_id"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_records_in_its_folder_and_replays_its_own_answers_before_the_default_ones() {
+    let dirs = Dirs::new();
+    let fake = FakePlaid::start().await;
+    let recorder = start(&config(&dirs, Some(&fake)), Mode::Record).await;
+    let base = recorder.base_url();
+    // The same request in the default session, in one session by header, in another by path.
+    let default = in_session(&base, None, "identity/get", BODY).await;
+    let by_header = in_session(&base, Some("tests/test_a"), "identity/get", BODY).await;
+    let by_path = post(&recorder.session_url("tests/test_b"), "identity/get", BODY).await;
+    let shared = in_session(&base, None, "accounts/get", BODY).await;
+    for resp in [&default, &by_header, &by_path, &shared] {
+        assert_eq!((resp.status, resp.outcome()), (200, "recorded"), "{:?}", resp.body);
+    }
+    assert_eq!(by_header.key(), default.key(), "the session is never part of the key");
+    recorder.stop().await.unwrap();
+    assert!(
+        fake.seen().iter().all(|s| s.headers.get("plaid-vcr-session").is_none()),
+        "the header is never forwarded upstream"
+    );
+    let files = dirs.cassette_files();
+    let prefix = &default.key()[..16];
+    for expected in [
+        format!("identity_get/{prefix}.json"),
+        format!("sessions/tests/test_a/identity_get/{prefix}.json"),
+        format!("sessions/tests/test_b/identity_get/{prefix}.json"),
+    ] {
+        assert!(
+            files.iter().any(|f| f.to_str() == Some(expected.as_str())),
+            "{expected} in {files:?}"
+        );
+    }
+
+    let replay = start(&config(&dirs, None), Mode::Replay).await;
+    let base = replay.base_url();
+    let answer = |session: Option<&'static str>, endpoint: &'static str| {
+        let base = base.clone();
+        async move { in_session(&base, session, endpoint, BODY).await }
+    };
+    assert_eq!(
+        request_id(&answer(Some("tests/test_a"), "identity/get").await),
+        request_id(&by_header)
+    );
+    let by_path_replayed = post(&replay.session_url("tests/test_b"), "identity/get", BODY).await;
+    assert_eq!(request_id(&by_path_replayed), request_id(&by_path));
+    assert_eq!(request_id(&answer(None, "identity/get").await), request_id(&default));
+    // Nothing of its own: the default session's recording answers.
+    assert_eq!(
+        request_id(&answer(Some("tests/test_c"), "identity/get").await),
+        request_id(&default)
+    );
+    assert_eq!(
+        request_id(&answer(Some("tests/test_a"), "accounts/get").await),
+        request_id(&shared)
+    );
+
+    // A miss names the session and both places it looked.
+    let miss = in_session(&base, Some("tests/test_a"), "identity/get", OTHER).await;
+    assert_eq!((miss.status, miss.outcome()), (404, "miss"));
+    let message = miss.json()["error_message"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains("in session tests/test_a (sessions/tests/test_a/ of cassette")
+            && message.contains("or in the cassette's default recordings; the closest"),
+        "{message}"
+    );
+    let summary = replay.stop().await.unwrap();
+    assert_eq!(summary.misses.len(), 1);
+    let a = &summary.sessions["tests/test_a"];
+    assert_eq!((a.requests, a.hits, a.misses.len(), a.recordings), (3, 2, 1, 1));
+    assert!(a.misses[0].explanation.as_deref().unwrap().contains("the closest"));
+    assert_eq!(summary.sessions["tests/test_c"].recordings, 0);
+}
+
+#[tokio::test]
+async fn bad_session_names_get_a_plaid_shaped_400_naming_the_rule() {
+    let dirs = Dirs::new();
+    record_into(&dirs, &[("identity/get", BODY)]).await;
+    let replay = start(&config(&dirs, None), Mode::Replay).await;
+    let base = replay.base_url();
+    for (name, rule) in [
+        ("a b", "' ' is not allowed"),
+        ("../up", "\"..\""),
+        ("a//b", "\"\""),
+        (&"n".repeat(201) as &str, "1 to 200"),
+    ] {
+        let resp = in_session(&base, Some(name), "identity/get", BODY).await;
+        assert_eq!(resp.status, 400, "{name}");
+        let body = resp.json();
+        assert_eq!(body["error_code"], "PLAID_VCR_INVALID_SESSION");
+        assert!(body["error_message"].as_str().unwrap().contains(rule), "{name}: {body}");
+        assert!(body["request_id"].is_string());
+    }
+    let addr = replay.local_addr();
+    let both = send(
+        "POST",
+        &format!("http://{addr}/sessions/p/plaid-compatible/identity/get"),
+        &[CLIENT_HEADERS.as_slice(), &[("plaid-vcr-session", "h")]].concat(),
+        BODY,
+    )
+    .await;
+    assert_eq!(both.status, 400);
+    assert!(both.json()["error_message"].as_str().unwrap().contains("name one"));
+    replay.stop().await.unwrap();
+}
+
+/// Sixteen tests at once, each polling the same request three times in its own session, as a
+/// parallel suite would: recorded in parallel, then replayed in parallel, each session sees
+/// exactly its own steps in order; a retried test (its session ended) starts at step 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_sessions_in_parallel_each_replay_their_own_sequence_in_order() {
+    const SESSIONS: usize = 16;
+    const STEPS: usize = 3;
+    let dirs = Dirs::new();
+    let fake = FakePlaid::start().await;
+    let mut cfg = config(&dirs, Some(&fake));
+    cfg.sequences = true;
+    let recorder = start(&cfg, Mode::Record).await;
+    let run = |base: String| async move {
+        let tests: Vec<_> = (0..SESSIONS)
+            .map(|n| {
+                let base = base.clone();
+                tokio::spawn(async move {
+                    let name = format!("suite/test_{n:02}");
+                    let mut ids = Vec::new();
+                    for _ in 0..STEPS {
+                        let resp = in_session(&base, Some(&name), "identity/get", BODY).await;
+                        assert_eq!(resp.status, 200, "{name}: {:?}", resp.body);
+                        ids.push((resp.outcome().to_owned(), request_id(&resp)));
+                    }
+                    (name, ids)
+                })
+            })
+            .collect();
+        let mut out = BTreeMap::new();
+        for test in tests {
+            let (name, ids) = test.await.unwrap();
+            out.insert(name, ids);
+        }
+        out
+    };
+    let recorded = run(recorder.base_url()).await;
+    recorder.stop().await.unwrap();
+    assert_eq!(fake.calls("identity/get"), SESSIONS * STEPS);
+    let files = dirs.cassette_files();
+    assert_eq!(files.len(), SESSIONS * STEPS, "{files:?}");
+
+    let replay = start(&cfg, Mode::Replay).await;
+    let replayed = run(replay.base_url()).await;
+    for (name, steps) in &recorded {
+        let ids: Vec<&str> = steps.iter().map(|(_, id)| id.as_str()).collect();
+        let again: Vec<&str> = replayed[name].iter().map(|(_, id)| id.as_str()).collect();
+        assert!(
+            steps.iter().all(|(outcome, _)| outcome == "recorded"),
+            "{name}: {steps:?}"
+        );
+        assert!(replayed[name].iter().all(|(outcome, _)| outcome == "hit"), "{name}");
+        assert_eq!(again, ids, "{name} sees its own steps in order");
+    }
+    let all: std::collections::HashSet<&String> = recorded.values().flatten().map(|(_, id)| id).collect();
+    assert_eq!(
+        all.len(),
+        SESSIONS * STEPS,
+        "every step of every session is its own answer"
+    );
+
+    // Ended, the name starts again: a retried test gets step 1 first.
+    let name = "suite/test_03";
+    let ended = send(
+        "DELETE",
+        &format!("http://{}/plaid-vcr/sessions/{name}", replay.local_addr()),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(ended.status, 200);
+    assert_eq!(ended.json()["hits"], 3, "the final report: {}", ended.json());
+    let retried = in_session(&replay.base_url(), Some(name), "identity/get", BODY).await;
+    assert_eq!(request_id(&retried), recorded[name][0].1);
+    replay.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_sessions_api_lists_reports_and_ends_sessions_and_never_touches_the_network() {
+    let dirs = Dirs::new();
+    let fake = FakePlaid::start().await;
+    let recorder = start(&config(&dirs, Some(&fake)), Mode::Record).await;
+    for name in ["t/one", "t/two"] {
+        in_session(&recorder.base_url(), Some(name), "identity/get", BODY).await;
+        in_session(&recorder.base_url(), Some(name), "accounts/get", BODY).await;
+    }
+    recorder.stop().await.unwrap();
+    let calls = fake.total_calls();
+
+    let replay = start(&config(&dirs, None), Mode::Replay).await;
+    let api = format!("http://{}/plaid-vcr/sessions", replay.local_addr());
+    in_session(&replay.base_url(), Some("t/one"), "identity/get", BODY).await;
+    in_session(&replay.base_url(), Some("t/one"), "identity/get", OTHER).await;
+
+    let list = send("GET", &api, &[], "").await;
+    assert_eq!(list.status, 200);
+    let sessions: Vec<Value> = list.json()["sessions"].as_array().unwrap().clone();
+    let one = sessions.iter().find(|s| s["name"] == "t/one").expect("t/one is listed");
+    assert_eq!(
+        (one["requests"].as_u64(), one["hits"].as_u64(), one["misses"].as_u64()),
+        (Some(2), Some(1), Some(1))
+    );
+    assert_eq!((one["recordings"].as_u64(), one["unused"].as_u64()), (Some(2), Some(1)));
+    let two = sessions
+        .iter()
+        .find(|s| s["name"] == "t/two")
+        .expect("t/two has recordings, so it is listed");
+    assert_eq!((two["requests"].as_u64(), two["unused"].as_u64()), (Some(0), Some(2)));
+
+    let report = send("GET", &format!("{api}/t/one"), &[], "").await.json();
+    assert_eq!(report["hits"], 1);
+    assert!(report["misses"][0]["explanation"]
+        .as_str()
+        .unwrap()
+        .contains("session t/one"));
+    assert_eq!(report["unused"][0]["endpoint"], "accounts/get");
+    assert!(report["unused"][0]["file"]
+        .as_str()
+        .unwrap()
+        .starts_with("sessions/t/one/accounts_get/"));
+
+    let unknown = send("GET", &format!("{api}/t/never"), &[], "").await;
+    assert_eq!(
+        (unknown.status, unknown.json()["error_code"].as_str()),
+        (404, Some("PLAID_VCR_UNKNOWN_SESSION"))
+    );
+    let bad = send("GET", &format!("{api}/a%20b"), &[], "").await;
+    assert_eq!(bad.json()["error_code"], "PLAID_VCR_INVALID_SESSION");
+    assert_eq!(send("DELETE", &format!("{api}/t/one"), &[], "").await.status, 200);
+    assert_eq!(send("GET", &format!("{api}/t/one"), &[], "").await.status, 404, "ended");
+    replay.stop().await.unwrap();
+    assert_eq!(fake.total_calls(), calls, "the API never reaches upstream");
+}

@@ -145,6 +145,10 @@ pub struct LsArgs {
     /// Cassette directory to list
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
+
+    /// List one session's recordings only (those under DIR/sessions/NAME/)
+    #[arg(long, value_name = "NAME")]
+    pub session: Option<String>,
 }
 
 /// Options of `redact`.

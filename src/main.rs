@@ -43,7 +43,7 @@ fn main() -> ExitCode {
             .and_then(|config| commands::scan::run(&args.dir, &config, args.format.is_json()))
             .and_then(answer)
             .map_err(Failure::from),
-        Command::Ls(args) => commands::inspect::run_ls(&args.dir)
+        Command::Ls(args) => commands::inspect::run_ls(&args.dir, args.session.as_deref())
             .and_then(answer)
             .map_err(Failure::from),
         Command::Check(args) => file_config(args.config.clone(), None)

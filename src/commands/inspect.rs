@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::privacy::rules;
 use crate::privacy::rules::Rule;
 use crate::privacy::scan::{self, ScanConfig};
-use crate::store::cassette::{Cassette, CassetteError};
+use crate::store::cassette::{session_of, Cassette, CassetteError};
 use crate::store::interaction::{index_key, Interaction};
 use crate::store::key;
 use crate::webhooks::webhook::{self, Webhook};
@@ -27,14 +27,19 @@ pub struct Problem {
     pub problem: String,
 }
 
-/// The table `ls` prints: one row per interaction, then counts per endpoint.
-pub fn ls(dir: &Path) -> Result<String, CassetteError> {
+/// The table `ls` prints: one row per interaction, then counts per endpoint; with `only`,
+/// the recordings of that session alone (see `serve::session`). A cassette with sessions gets
+/// a SESSION column (`-` for the default session).
+pub fn ls(dir: &Path, only: Option<&str>) -> Result<String, CassetteError> {
     let cassette = Cassette::new(dir);
     cassette.require_exists()?;
     let mut rows = Vec::new();
     let mut per_endpoint: BTreeMap<String, usize> = BTreeMap::new();
-    for relative in cassette.list()? {
-        let size = std::fs::metadata(dir.join(&relative)).map(|m| m.len()).unwrap_or(0);
+    let files = cassette.list()?;
+    let in_scope = |relative: &Path| only.is_none() || session_of(relative).as_deref() == only;
+    let with_sessions = only.is_none() && files.iter().any(|f| session_of(f).is_some());
+    for relative in files.iter().filter(|f| in_scope(f)) {
+        let size = std::fs::metadata(dir.join(relative)).map(|m| m.len()).unwrap_or(0);
         match cassette.read(&relative) {
             Ok(i) => {
                 // A binary answer: its body file's size too, and its type.
@@ -48,6 +53,7 @@ pub fn ls(dir: &Path) -> Result<String, CassetteError> {
                 };
                 *per_endpoint.entry(i.endpoint.clone()).or_default() += 1;
                 rows.push([
+                    i.session.clone().unwrap_or_else(|| "-".into()),
                     i.endpoint.clone(),
                     key::prefix(&i.key).to_owned(),
                     i.step().to_string(),
@@ -57,6 +63,7 @@ pub fn ls(dir: &Path) -> Result<String, CassetteError> {
                 ]);
             }
             Err(_) => rows.push([
+                session_of(relative).unwrap_or_else(|| "-".into()),
                 format!("{} (invalid: run plaid-vcr check)", relative.display()),
                 "-".into(),
                 "-".into(),
@@ -67,21 +74,24 @@ pub fn ls(dir: &Path) -> Result<String, CassetteError> {
         }
     }
     rows.sort();
-    let header = ["ENDPOINT", "KEY", "STEP", "STATUS", "RECORDED AT", "SIZE"].map(str::to_owned);
+    let header = ["SESSION", "ENDPOINT", "KEY", "STEP", "STATUS", "RECORDED AT", "SIZE"].map(str::to_owned);
     let mut widths = header.clone().map(|h| h.len());
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
+    // The session column only where there is more than one session to tell apart.
+    let first = usize::from(!with_sessions);
     let mut out = String::new();
     for row in std::iter::once(&header).chain(&rows) {
         let cells: Vec<String> = row
             .iter()
             .zip(widths)
             .enumerate()
+            .skip(first)
             .map(|(i, (cell, w))| {
-                if (2..=3).contains(&i) || i == 5 {
+                if (3..=4).contains(&i) || i == 6 {
                     format!("{cell:>w$}")
                 } else {
                     format!("{cell:<w$}")
@@ -95,13 +105,14 @@ pub fn ls(dir: &Path) -> Result<String, CassetteError> {
     for (endpoint, count) in &per_endpoint {
         out.push_str(&format!("{endpoint}: {count}\n"));
     }
+    let scope = only.map(|name| format!(" (session {name})")).unwrap_or_default();
     out.push_str(&format!(
-        "{} interactions, {} endpoints in {}\n",
+        "{} interactions, {} endpoints in {}{scope}\n",
         per_endpoint.values().sum::<usize>(),
         per_endpoint.len(),
         dir.display()
     ));
-    let webhooks = webhook::list(dir)?;
+    let webhooks: Vec<PathBuf> = webhook::list(dir)?.into_iter().filter(|f| in_scope(f)).collect();
     if !webhooks.is_empty() {
         out.push_str("\nWEBHOOK  AFTER  FILE\n");
         for relative in &webhooks {
@@ -269,9 +280,9 @@ pub fn render_check(dir: &Path, problems: &[Problem], files: usize) -> String {
     }
     out
 }
-/// `plaid-vcr ls DIR`.
-pub fn run_ls(dir: &Path) -> Result<Output, Error> {
-    Ok(Output::done(ls(dir)?))
+/// `plaid-vcr ls DIR [--session NAME]`.
+pub fn run_ls(dir: &Path, session: Option<&str>) -> Result<Output, Error> {
+    Ok(Output::done(ls(dir, session)?))
 }
 
 /// `plaid-vcr check DIR`, with the config's rules and `[scan]` allow-list.

@@ -261,3 +261,164 @@ async fn the_sessions_api_lists_reports_and_ends_sessions_and_never_touches_the_
     replay.stop().await.unwrap();
     assert_eq!(fake.total_calls(), calls, "the API never reaches upstream");
 }
+
+/// Through the real binary, as CI runs it: a session with a miss fails `--strict`, is named in
+/// the summary, in `--report`'s sessions and as a failed test case of `--junit`; `ls --session`
+/// lists that session's recordings alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_end_of_a_run_each_session_is_reported_in_the_summary_the_report_and_junit() {
+    let dirs = Dirs::new();
+    let fake = FakePlaid::start().await;
+    let recorder = start(&config(&dirs, Some(&fake)), Mode::Record).await;
+    in_session(&recorder.base_url(), None, "accounts/get", BODY).await;
+    for name in ["ci/passes", "ci/misses"] {
+        in_session(&recorder.base_url(), Some(name), "identity/get", BODY).await;
+    }
+    recorder.stop().await.unwrap();
+
+    let (report, junit) = (dirs.root.path().join("report.json"), dirs.root.path().join("junit.xml"));
+    let extra = [
+        "--strict",
+        "--report",
+        report.to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+    ];
+    let mut replay = Binary::start(&serve_args("replay", &dirs, None, &extra), &[], dirs.root.path());
+    let base = replay.base_url();
+    for name in ["ci/passes", "ci/misses"] {
+        assert_eq!(
+            in_session(&base, Some(name), "identity/get", BODY).await.outcome(),
+            "hit"
+        );
+        assert_eq!(
+            in_session(&base, Some(name), "accounts/get", BODY).await.outcome(),
+            "hit",
+            "shared set-up"
+        );
+    }
+    assert_eq!(
+        in_session(&base, Some("ci/misses"), "identity/get", OTHER)
+            .await
+            .outcome(),
+        "miss"
+    );
+    assert_eq!(
+        replay.signal_and_wait("TERM"),
+        Some(1),
+        "--strict fails on a session's miss"
+    );
+    let stderr = replay.stderr();
+    assert!(
+        stderr.contains("session ci/misses: 3 requests, 1 misses, 0 of 1 recordings unused"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("session ci/passes:"),
+        "a session without problems is not listed: {stderr}"
+    );
+
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(report["sessions"]["ci/passes"]["hits"], 2);
+    assert_eq!(report["sessions"]["ci/misses"]["misses"].as_array().unwrap().len(), 1);
+    let junit = std::fs::read_to_string(&junit).unwrap();
+    assert!(junit.contains("tests=\"2\" failures=\"1\""), "{junit}");
+    assert!(
+        junit.contains("<testcase classname=\"plaid-vcr\" name=\"ci/passes\"/>"),
+        "{junit}"
+    );
+    assert!(junit.contains("name=\"ci/misses\">\n<failure"), "{junit}");
+
+    let cassette = dirs.cassette();
+    let (code, all, _) = run_binary(&["ls", cassette.to_str().unwrap()], dirs.root.path());
+    assert_eq!(code, 0);
+    assert!(all.starts_with("SESSION"), "a cassette with sessions lists them: {all}");
+    assert!(all.contains("3 interactions, 2 endpoints"), "{all}");
+    let (code, one, _) = run_binary(
+        &["ls", "--session", "ci/misses", cassette.to_str().unwrap()],
+        dirs.root.path(),
+    );
+    assert_eq!(code, 0);
+    assert!(one.starts_with("ENDPOINT") && one.contains("identity/get"), "{one}");
+    assert!(
+        one.contains("1 interactions, 1 endpoints in") && one.contains("(session ci/misses)"),
+        "{one}"
+    );
+}
+
+/// Sixteen sessions record a sequence of one request each, concurrently, until plaid-vcr is
+/// killed with SIGKILL: after the restart every step any session had acknowledged replays, in
+/// that session, in its order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_acknowledged_step_of_sixteen_parallel_sessions_survives_kill_9() {
+    const SESSIONS: usize = 16;
+    let fake = FakePlaid::start().await;
+    let dirs = Dirs::new();
+    let mut recorder = Binary::start(
+        &serve_args("record", &dirs, Some(&fake), &["--sequences"]),
+        &[],
+        dirs.root.path(),
+    );
+    let base = recorder.base_url();
+    let acked: Vec<std::sync::Arc<std::sync::Mutex<Vec<String>>>> = (0..SESSIONS).map(|_| Default::default()).collect();
+    let tests: Vec<_> = (0..SESSIONS)
+        .map(|n| {
+            let (base, acked) = (base.clone(), acked[n].clone());
+            tokio::spawn(async move {
+                let name = format!("kill/test_{n:02}");
+                let headers = [CLIENT_HEADERS.as_slice(), &[("plaid-vcr-session", name.as_str())]].concat();
+                // Bounded: the kill ends it long before 200 steps.
+                for _ in 0..200 {
+                    match try_send("POST", &format!("{base}/identity/get"), &headers, BODY).await {
+                        Ok(resp) if resp.outcome() == "recorded" => acked.lock().unwrap().push(request_id(&resp)),
+                        Ok(resp) => panic!("{name}: not recorded: {} {:?}", resp.status, resp.body),
+                        // The process died under this request: it was never acknowledged.
+                        Err(_) => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    // Kill mid-flight, once every session has a few steps acknowledged (bounded wait).
+    for _ in 0..6000 {
+        if acked.iter().all(|a| a.lock().unwrap().len() >= 3) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(
+        acked.iter().all(|a| a.lock().unwrap().len() >= 3),
+        "{}",
+        recorder.stderr()
+    );
+    recorder.signal_and_wait("KILL");
+    for test in tests {
+        test.await.unwrap();
+    }
+
+    let mut replay = Binary::start(
+        &serve_args("replay", &dirs, None, &["--sequences"]),
+        &[],
+        dirs.root.path(),
+    );
+    let base = replay.base_url();
+    let checks: Vec<_> = acked
+        .iter()
+        .enumerate()
+        .map(|(n, acked)| {
+            let (base, acked) = (base.clone(), acked.lock().unwrap().clone());
+            tokio::spawn(async move {
+                let name = format!("kill/test_{n:02}");
+                for (step, id) in acked.iter().enumerate() {
+                    let resp = in_session(&base, Some(&name), "identity/get", BODY).await;
+                    assert_eq!(resp.outcome(), "hit", "{name} step {}: {:?}", step + 1, resp.body);
+                    assert_eq!(&request_id(&resp), id, "{name} step {}", step + 1);
+                }
+            })
+        })
+        .collect();
+    for check in checks {
+        check.await.unwrap();
+    }
+    assert_eq!(replay.signal_and_wait("TERM"), Some(0), "{}", replay.stderr());
+}

@@ -40,7 +40,7 @@ pub fn ls(dir: &Path, only: Option<&str>) -> Result<String, CassetteError> {
     let with_sessions = only.is_none() && files.iter().any(|f| session_of(f).is_some());
     for relative in files.iter().filter(|f| in_scope(f)) {
         let size = std::fs::metadata(dir.join(relative)).map(|m| m.len()).unwrap_or(0);
-        match cassette.read(&relative) {
+        match cassette.read(relative) {
             Ok(i) => {
                 // A binary answer: its body file's size too, and its type.
                 let body = i.response.body_file.as_ref().map(|name| {

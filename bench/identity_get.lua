@@ -5,3 +5,8 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["PLAID-CLIENT-ID"] = "bench-client-id"
 wrk.headers["PLAID-SECRET"] = "bench-secret"
 wrk.headers["Plaid-Version"] = "2020-09-14"
+-- SESSION=NAME bench/load.sh: the same request in session NAME (the Plaid-VCR-Session header).
+local session = os.getenv("SESSION")
+if session then
+  wrk.headers["Plaid-VCR-Session"] = session
+end

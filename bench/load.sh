@@ -8,6 +8,7 @@
 #   bench/load.sh                 # defaults: 5 rounds of 10s, 32 connections, 1 wrk thread
 #   ROUNDS=7 DURATION=20s CONNS=64 bench/load.sh
 #   BIN=/path/to/other/plaid-vcr bench/load.sh   # measure another build
+#   SESSION=tests/a bench/load.sh                    # the requests in a session (Plaid-VCR-Session)
 #   COMPARE=/path/to/other/plaid-vcr bench/load.sh   # side by side: bare, this build, the other,
 #                                                    # alternated each round; this/other at the end
 set -euo pipefail

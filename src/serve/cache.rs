@@ -28,6 +28,9 @@ const MAX_BYTES: usize = 64 * 1024 * 1024;
 /// A hit, as the cache keeps it: everything its answer needs, pre-built.
 #[derive(Debug)]
 pub struct Hit {
+    /// The session it was answered in (`None`: the default session): a session's own
+    /// recording must never answer another session's request.
+    session: Option<String>,
     endpoint: String,
     plaid_version: Option<String>,
     request: Bytes,
@@ -45,9 +48,11 @@ pub struct Hit {
 }
 
 impl Hit {
-    /// A hit of `used` (matching key `key`) for the request (endpoint, version, body bytes).
+    /// A hit of `used` (matching key `key`) for the request (session, endpoint, version, body
+    /// bytes).
     #[allow(clippy::too_many_arguments)] // one per part of the request and the answer
     pub fn new(
+        session: Option<&str>,
         endpoint: &str,
         plaid_version: Option<&str>,
         request: Bytes,
@@ -59,6 +64,7 @@ impl Hit {
         body: Bytes,
     ) -> Option<Hit> {
         Some(Hit {
+            session: session.map(str::to_owned),
             endpoint: endpoint.to_owned(),
             plaid_version: plaid_version.map(str::to_owned),
             request,
@@ -78,11 +84,15 @@ impl Hit {
     }
 
     fn size(&self) -> usize {
-        self.request.len() + self.body.len() + self.used.len() + self.endpoint.len()
+        self.request.len()
+            + self.body.len()
+            + self.used.len()
+            + self.endpoint.len()
+            + self.session.as_ref().map_or(0, String::len)
     }
 }
 
-/// The cache: hash of (endpoint, version, body) → the hit with exactly those.
+/// The cache: hash of (session, endpoint, version, body) → the hit with exactly those.
 #[derive(Debug, Default)]
 pub struct Cache {
     hasher: RandomState,
@@ -118,19 +128,33 @@ impl Hasher for Prehashed {
 }
 
 impl Cache {
-    /// The hit remembered for exactly this request, if any.
-    pub fn get(&self, endpoint: &str, plaid_version: Option<&str>, request: &[u8]) -> Option<Arc<Hit>> {
-        let hash = self.hash(endpoint, plaid_version, request);
+    /// The hit remembered for exactly this request of `session`, if any.
+    pub fn get(
+        &self,
+        session: Option<&str>,
+        endpoint: &str,
+        plaid_version: Option<&str>,
+        request: &[u8],
+    ) -> Option<Arc<Hit>> {
+        let hash = self.hash(session, endpoint, plaid_version, request);
         let entries = self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         let hit = entries.by_hash.get(&hash)?;
-        // The hash only finds the entry; equality of all three decides.
-        (hit.endpoint == endpoint && hit.plaid_version.as_deref() == plaid_version && hit.request == request)
+        // The hash only finds the entry; equality of all four decides.
+        (hit.request == request
+            && hit.endpoint == endpoint
+            && hit.plaid_version.as_deref() == plaid_version
+            && hit.session.as_deref() == session)
             .then(|| hit.clone())
     }
 
     /// Remembers `hit`, unless the cache is full or another request has the same hash.
     pub fn insert(&self, hit: Hit) {
-        let hash = self.hash(&hit.endpoint, hit.plaid_version.as_deref(), &hit.request);
+        let hash = self.hash(
+            hit.session.as_deref(),
+            &hit.endpoint,
+            hit.plaid_version.as_deref(),
+            &hit.request,
+        );
         // A full cache is told apart under the shared lock: requests past the bound must not
         // queue on the exclusive one just to be turned away.
         {
@@ -155,8 +179,8 @@ impl Cache {
         !hit.counted.swap(true, Ordering::Relaxed)
     }
 
-    fn hash(&self, endpoint: &str, plaid_version: Option<&str>, request: &[u8]) -> u64 {
-        self.hasher.hash_one((endpoint, plaid_version, request))
+    fn hash(&self, session: Option<&str>, endpoint: &str, plaid_version: Option<&str>, request: &[u8]) -> u64 {
+        self.hasher.hash_one((session, endpoint, plaid_version, request))
     }
 }
 
@@ -166,6 +190,7 @@ mod tests {
 
     fn hit(body: &'static str, version: Option<&str>) -> Hit {
         Hit::new(
+            None,
             "identity/get",
             version,
             Bytes::from_static(body.as_bytes()),
@@ -183,17 +208,29 @@ mod tests {
     fn only_exactly_the_same_request_is_a_cache_hit() {
         let cache = Cache::default();
         cache.insert(hit("{\"a\":1}", Some("2020-09-14")));
-        assert!(cache.get("identity/get", Some("2020-09-14"), b"{\"a\":1}").is_some());
+        assert!(cache
+            .get(None, "identity/get", Some("2020-09-14"), b"{\"a\":1}")
+            .is_some());
         assert!(
-            cache.get("identity/get", None, b"{\"a\":1}").is_none(),
+            cache
+                .get(Some("t"), "identity/get", Some("2020-09-14"), b"{\"a\":1}")
+                .is_none(),
+            "another session"
+        );
+        assert!(
+            cache.get(None, "identity/get", None, b"{\"a\":1}").is_none(),
             "another version"
         );
         assert!(
-            cache.get("identity/get", Some("2020-09-14"), b"{\"a\": 1}").is_none(),
+            cache
+                .get(None, "identity/get", Some("2020-09-14"), b"{\"a\": 1}")
+                .is_none(),
             "other bytes"
         );
         assert!(
-            cache.get("accounts/get", Some("2020-09-14"), b"{\"a\":1}").is_none(),
+            cache
+                .get(None, "accounts/get", Some("2020-09-14"), b"{\"a\":1}")
+                .is_none(),
             "another endpoint"
         );
     }

@@ -59,9 +59,16 @@ async fn a_session_records_in_its_folder_and_replays_its_own_answers_before_the_
 
     let replay = start(&config(&dirs, None), Mode::Replay).await;
     let base = replay.base_url();
+    // Each asked twice: the second from the exact cache, which keeps sessions apart.
     let answer = |session: Option<&'static str>, endpoint: &'static str| {
         let base = base.clone();
-        async move { in_session(&base, session, endpoint, BODY).await }
+        async move {
+            let first = in_session(&base, session, endpoint, BODY).await;
+            let again = in_session(&base, session, endpoint, BODY).await;
+            assert_eq!((first.outcome(), again.outcome()), ("hit", "hit"));
+            assert_eq!(first.body, again.body, "{session:?} {endpoint}");
+            first
+        }
     };
     assert_eq!(
         request_id(&answer(Some("tests/test_a"), "identity/get").await),
@@ -79,6 +86,10 @@ async fn a_session_records_in_its_folder_and_replays_its_own_answers_before_the_
         request_id(&answer(Some("tests/test_a"), "accounts/get").await),
         request_id(&shared)
     );
+    assert_eq!(
+        request_id(&answer(Some("tests/test_a"), "identity/get").await),
+        request_id(&by_header)
+    );
 
     // A miss names the session and both places it looked.
     let miss = in_session(&base, Some("tests/test_a"), "identity/get", OTHER).await;
@@ -92,7 +103,10 @@ async fn a_session_records_in_its_folder_and_replays_its_own_answers_before_the_
     let summary = replay.stop().await.unwrap();
     assert_eq!(summary.misses.len(), 1);
     let a = &summary.sessions["tests/test_a"];
-    assert_eq!((a.requests, a.hits, a.misses.len(), a.recordings), (3, 2, 1, 1));
+    assert_eq!(
+        (a.requests, a.hits, a.misses.len(), a.recordings, a.unused.len()),
+        (7, 6, 1, 1, 0)
+    );
     assert!(a.misses[0].explanation.as_deref().unwrap().contains("the closest"));
     assert_eq!(summary.sessions["tests/test_c"].recordings, 0);
 }

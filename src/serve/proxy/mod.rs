@@ -77,8 +77,9 @@ pub struct Proxy {
     sessions: Sessions,
 }
 
-/// Counts what happened to a request in `tally` (the run's, or a session's too).
-fn count(tally: &Tally, handled: &Handled) {
+/// Counts what happened to a request in `tally` (the run's, or a session's too); `first_use`
+/// says whether a cached hit's recording is still to be noted as used in it.
+fn count(tally: &Tally, handled: &Handled, first_use: impl Fn(&Hit) -> bool) {
     match handled {
         // Not a request the cassette answers: a health check, plaid-vcr's own signing key
         // (neither recorded nor missed), its own API, a webhook from upstream.
@@ -89,7 +90,7 @@ fn count(tally: &Tally, handled: &Handled) {
     tally.request();
     match handled {
         Handled::Health(_) | Handled::OwnKey { .. } | Handled::Control(_) | Handled::Webhook { .. } => {}
-        Handled::Cached(hit) if Cache::first_use(hit) => tally.hit(&hit.used),
+        Handled::Cached(hit) if first_use(hit) => tally.hit(&hit.used),
         Handled::Cached(_) => tally.hit_again(),
         Handled::Hit { used, .. } => tally.hit(used),
         Handled::Recorded { endpoint, used, .. } => tally.recorded(endpoint, used),
@@ -198,9 +199,11 @@ impl Proxy {
     {
         let started = Instant::now();
         let (handled, batch, session) = self.route(request).await;
-        count(&self.tally, &handled);
+        count(&self.tally, &handled, Cache::first_use);
         if let Some(session) = &session {
-            count(&session.tally, &handled);
+            // A session counts a cached hit's recording as used every time (under its own
+            // lock): the hit's first-use flag is the run's, and an ended session starts over.
+            count(&session.tally, &handled, |_| true);
         }
         self.log(&handled, started.elapsed());
         let mut response = handled.into_response();
@@ -285,12 +288,10 @@ impl Proxy {
             Ok(None) => (None, None),
             Err(error) => return (failed(endpoint, error), None, None),
         };
-        // The exact cache serves the default session only: a named one's answers may be its own.
-        if name.is_none() {
-            if let Some(hit) = self.cached(&endpoint, &parts.headers, &raw_body, limits) {
-                let batch = self.answered(None, &hit.used, &raw_body);
-                return (Handled::Cached(hit), batch, None);
-            }
+        if let Some(hit) = self.cached(name.as_deref(), &endpoint, &parts.headers, &raw_body, limits) {
+            let named = name.as_deref().zip(session.as_deref());
+            let batch = self.answered(named, &hit.used, &raw_body);
+            return (Handled::Cached(hit), batch, session);
         }
         if let Some(own) = self.own_key(&endpoint, &raw_body) {
             return (own, None, session);
@@ -382,24 +383,29 @@ impl Proxy {
 
     /// The cached hit for exactly this request, if the checks the cache cannot remember pass
     /// (JSON content type, a text Plaid-Version, credentials); otherwise the full path decides.
-    fn cached(&self, endpoint: &str, headers: &HeaderMap, raw_body: &Bytes, limits: Limits<'_>) -> Option<Arc<Hit>> {
+    fn cached(
+        &self,
+        session: Option<&str>,
+        endpoint: &str,
+        headers: &HeaderMap,
+        raw_body: &Bytes,
+        limits: Limits<'_>,
+    ) -> Option<Arc<Hit>> {
         let cache = self.cache.as_ref()?;
         if !request::is_json(headers) {
             return None;
         }
         let version = request::plaid_version_str(headers).ok()?;
-        let hit = cache.get(endpoint, version, raw_body)?;
+        let hit = cache.get(session, endpoint, version, raw_body)?;
         request::credentials_present(headers, limits, hit.body_credentials).then_some(hit)
     }
 
-    /// Remembers a hit of the full path, answered with `reply`, in the exact cache.
-    /// The default session's only: the cache is looked up before the session is known to
-    /// matter, so a named session's own answer must never be served from it to another.
+    /// Remembers a hit of the full path, answered with `reply`, in the exact cache, for the
+    /// request's session only: a session's own answer must never be served to another.
     fn remember(&self, request: &PlaidRequest, reply: &Reply, used: &str) {
-        let Some(cache) = self.cache.as_ref().filter(|_| request.session.is_none()) else {
-            return;
-        };
+        let Some(cache) = &self.cache else { return };
         let hit = Hit::new(
+            request.session.as_deref(),
             &request.endpoint,
             request.plaid_version.as_deref(),
             request.raw_body.clone(),

@@ -436,3 +436,44 @@ async fn every_acknowledged_step_of_sixteen_parallel_sessions_survives_kill_9() 
     }
     assert_eq!(replay.signal_and_wait("TERM"), Some(0), "{}", replay.stderr());
 }
+
+#[tokio::test]
+async fn record_missing_records_a_sessions_miss_into_that_session() {
+    let dirs = Dirs::new();
+    let fake = FakePlaid::start().await;
+    let recorder = start(&config(&dirs, Some(&fake)), Mode::Record).await;
+    in_session(&recorder.base_url(), None, "identity/get", BODY).await;
+    recorder.stop().await.unwrap();
+    let proxy = start(&config(&dirs, Some(&fake)), Mode::ReplayRecordMissing).await;
+    let base = proxy.base_url();
+    // The default session's recording answers the session: nothing to record.
+    assert_eq!(
+        in_session(&base, Some("rm/t"), "identity/get", BODY).await.outcome(),
+        "hit"
+    );
+    let missed = in_session(&base, Some("rm/t"), "identity/get", OTHER).await;
+    assert_eq!(missed.outcome(), "recorded");
+    assert_eq!(
+        in_session(&base, Some("rm/t"), "identity/get", OTHER).await.outcome(),
+        "hit"
+    );
+    // Another session does not see it: it is rm/t's own.
+    assert_eq!(
+        in_session(&base, Some("rm/u"), "identity/get", OTHER).await.outcome(),
+        "recorded"
+    );
+    let summary = proxy.stop().await.unwrap();
+    assert_eq!(summary.sessions["rm/t"].recorded.len(), 1);
+    let prefix = &missed.key()[..16];
+    let files = dirs.cassette_files();
+    for expected in [
+        format!("sessions/rm/t/identity_get/{prefix}.json"),
+        format!("sessions/rm/u/identity_get/{prefix}.json"),
+    ] {
+        assert!(
+            files.iter().any(|f| f.to_str() == Some(expected.as_str())),
+            "{expected} in {files:?}"
+        );
+    }
+    assert_eq!(files.len(), 3, "{files:?}");
+}

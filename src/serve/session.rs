@@ -19,7 +19,6 @@ use serde::Serialize;
 
 use crate::serve::summary::{Entry, Steps, Tally};
 use crate::store::db::Recorded;
-use crate::store::interaction::split_index_key;
 use crate::webhooks::delivery::Counts;
 
 /// The request header naming a session.
@@ -130,13 +129,8 @@ impl Report {
 }
 
 impl Session {
-    /// The report of session `name`, given every recording of the cassette (only the
-    /// session's own are counted).
-    pub fn report<'a>(&self, name: &str, recordings: impl IntoIterator<Item = &'a Recorded>) -> Report {
-        let own = recordings
-            .into_iter()
-            .filter(|r| split_index_key(&r.index_key).0 == Some(name))
-            .cloned();
+    /// The report of this session, given its own recordings (those under its folder).
+    pub fn report(&self, own: Vec<Recorded>) -> Report {
         let summary = self.tally.summary("session", own, None);
         Report {
             requests: summary.requests,

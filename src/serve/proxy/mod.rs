@@ -7,7 +7,7 @@
 //! written. Logs carry mode, endpoint, outcome, status, latency and key prefix; never bodies,
 //! credentials or tokens. Building a proxy is [`crate::serve::startup`]'s job.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -173,10 +173,13 @@ impl Proxy {
     /// Fails if the store cannot be read: "unused" must never be computed from nothing.
     pub fn summary(&self) -> Result<Summary, Error> {
         let mut failed = None;
+        // One pass over the index: the sessions' reports take their own recordings from it.
+        let mut by_session = BTreeMap::new();
         let recordings = self
             .store
             .recorded_iter()
-            .map_while(|r| r.map_err(|e| failed = Some(e)).ok());
+            .map_while(|r| r.map_err(|e| failed = Some(e)).ok())
+            .inspect(|r| sessions::add_if_named(&mut by_session, r));
         let mut summary = self
             .tally
             .summary(&self.serving.mode().to_string(), recordings, self.config.max_age);
@@ -186,7 +189,7 @@ impl Proxy {
         if let Some(deliveries) = &self.webhooks.deliveries {
             summary.webhooks.add_deliveries(deliveries.counts());
         }
-        summary.sessions = self.session_reports(&self.session_recordings()?);
+        summary.sessions = self.session_reports(by_session);
         Ok(summary)
     }
 

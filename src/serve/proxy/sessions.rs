@@ -23,13 +23,13 @@ impl Proxy {
             key: None,
             error,
         };
-        let recordings = match self.session_recordings() {
+        let mut recordings = match self.session_recordings() {
             Ok(recordings) => recordings,
             Err(e) => return failed((&e).into()),
         };
         let body = match asked {
             SessionsRoute::List => {
-                let reports = self.session_reports(&recordings);
+                let reports = self.session_reports(recordings);
                 let list: Vec<_> = reports
                     .iter()
                     .map(|(name, r)| {
@@ -48,11 +48,11 @@ impl Proxy {
                 json!({ "sessions": list })
             }
             SessionsRoute::Report(name) => match self.sessions.get(&name) {
-                Some(session) => json!(session.report(&name, &recordings)),
+                Some(session) => json!(session.report(recordings.remove(&name).unwrap_or_default())),
                 None => return failed(RequestError::UnknownSession { name }),
             },
             SessionsRoute::End(name) => match self.sessions.end(&name) {
-                Some(session) => json!(session.report(&name, &recordings)),
+                Some(session) => json!(session.report(recordings.remove(&name).unwrap_or_default())),
                 None => return failed(RequestError::UnknownSession { name }),
             },
         };
@@ -65,38 +65,37 @@ impl Proxy {
         ))
     }
 
-    /// The recordings of every named session (the default session's are left out).
-    pub(super) fn session_recordings(&self) -> Result<Vec<Recorded>, StoreError> {
-        let mut own = Vec::new();
+    /// The recordings of every named session, by session (the default session's are left out).
+    pub(super) fn session_recordings(&self) -> Result<BTreeMap<String, Vec<Recorded>>, StoreError> {
+        let mut by_session = BTreeMap::new();
         for recorded in self.store.recorded_iter() {
-            let recorded = recorded?;
-            if split_index_key(&recorded.index_key).0.is_some() {
-                own.push(recorded);
-            }
+            add_if_named(&mut by_session, &recorded?);
         }
-        Ok(own)
+        Ok(by_session)
     }
 
     /// Every session's report: those seen in this run, and those with recordings no request of
     /// this run named (all of them unused), by name.
-    pub(super) fn session_reports(&self, recordings: &[Recorded]) -> BTreeMap<String, Report> {
+    pub(super) fn session_reports(&self, mut recordings: BTreeMap<String, Vec<Recorded>>) -> BTreeMap<String, Report> {
         let mut reports: BTreeMap<String, Report> = self
             .sessions
             .all()
             .into_iter()
             .map(|(name, session)| {
-                let report = session.report(&name, recordings);
+                let report = session.report(recordings.remove(&name).unwrap_or_default());
                 (name, report)
             })
             .collect();
-        for recorded in recordings {
-            if let Some(name) = split_index_key(&recorded.index_key).0 {
-                if !reports.contains_key(name) {
-                    let report = Session::default().report(name, recordings);
-                    reports.insert(name.to_owned(), report);
-                }
-            }
+        for (name, own) in recordings {
+            reports.insert(name, Session::default().report(own));
         }
         reports
+    }
+}
+
+/// Adds `recorded` to its session's recordings, if it is a named session's.
+pub(super) fn add_if_named(by_session: &mut BTreeMap<String, Vec<Recorded>>, recorded: &Recorded) {
+    if let Some(name) = split_index_key(&recorded.index_key).0 {
+        by_session.entry(name.to_owned()).or_default().push(recorded.clone());
     }
 }

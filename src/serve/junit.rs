@@ -5,15 +5,21 @@
 
 use std::fmt::Write as _;
 
-use crate::serve::session::Report;
-use crate::serve::summary::{Entry, Summary};
+use crate::serve::summary::{Entry, Report, Summary};
 use crate::store::key;
 
 /// The name of the test case for requests that named no session.
 const NO_SESSION: &str = "(no session)";
 
+impl Summary {
+    /// The run as a JUnit XML document: a test case per session.
+    pub fn to_junit(&self, strict: bool) -> String {
+        render(self, strict)
+    }
+}
+
 /// `summary` as a JUnit XML document.
-pub fn render(summary: &Summary, strict: bool) -> String {
+fn render(summary: &Summary, strict: bool) -> String {
     let mut cases = String::new();
     let (mut tests, mut failures) = (0, 0);
     for (name, report) in &summary.sessions {

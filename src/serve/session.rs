@@ -15,9 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use serde::Serialize;
-
-use crate::serve::summary::{Entry, Steps, Tally};
+use crate::serve::summary::{Report, Steps, Tally, WebhookCounts};
 use crate::store::db::Recorded;
 use crate::webhooks::delivery::Counts;
 
@@ -94,37 +92,6 @@ impl Sessions {
     /// Every session seen, by name.
     pub fn all(&self) -> BTreeMap<String, Arc<Session>> {
         self.seen().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-    }
-}
-
-/// What one session did: the `sessions` entries of `--report` and of the HTTP API.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Report {
-    pub requests: u64,
-    pub hits: u64,
-    /// Requests with no recording, each with the one-line explanation of its miss.
-    pub misses: Vec<Entry>,
-    /// Newly recorded in this session.
-    pub recorded: Vec<Entry>,
-    pub errors: u64,
-    /// The session's own recordings (under `sessions/NAME/`).
-    pub recordings: usize,
-    /// The session's own recordings that no request of it used.
-    pub unused: Vec<Entry>,
-    pub webhooks: WebhookCounts,
-}
-
-/// A session's replayed webhooks.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct WebhookCounts {
-    pub delivered: u64,
-    pub failed: u64,
-}
-
-impl Report {
-    /// Whether this session has anything to answer for at the end of a run.
-    pub fn has_problems(&self) -> bool {
-        !self.misses.is_empty() || !self.unused.is_empty() || self.webhooks.failed > 0
     }
 }
 

@@ -11,7 +11,6 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::serve::session::Report;
 use crate::store::db::Recorded;
 use crate::store::key;
 
@@ -238,6 +237,38 @@ pub struct Summary {
     pub sessions: BTreeMap<String, Report>,
 }
 
+/// What one named session did (see `serve::session`): the `sessions` entries of `--report`
+/// and of the HTTP API.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Report {
+    pub requests: u64,
+    pub hits: u64,
+    /// Requests with no recording, each with the one-line explanation of its miss.
+    pub misses: Vec<Entry>,
+    /// Newly recorded in this session.
+    pub recorded: Vec<Entry>,
+    pub errors: u64,
+    /// The session's own recordings (under `sessions/NAME/`).
+    pub recordings: usize,
+    /// The session's own recordings that no request of it used.
+    pub unused: Vec<Entry>,
+    pub webhooks: WebhookCounts,
+}
+
+/// A session's replayed webhooks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct WebhookCounts {
+    pub delivered: u64,
+    pub failed: u64,
+}
+
+impl Report {
+    /// Whether this session has anything to answer for at the end of a run.
+    pub fn has_problems(&self) -> bool {
+        !self.misses.is_empty() || !self.unused.is_empty() || self.webhooks.failed > 0
+    }
+}
+
 /// What happened to webhooks in a run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct WebhookSummary {
@@ -363,11 +394,6 @@ impl Summary {
             }
         }
         out
-    }
-
-    /// The summary as JUnit XML: a test case per session (see `serve::junit`).
-    pub fn to_junit(&self, strict: bool) -> String {
-        crate::serve::junit::render(self, strict)
     }
 
     /// The summary as pretty JSON.

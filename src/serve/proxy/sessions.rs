@@ -11,7 +11,8 @@ use super::Proxy;
 use crate::plaid_error::RequestError;
 use crate::serve::outcome::{Handled, Reply};
 use crate::serve::request::SessionsRoute;
-use crate::serve::session::{Report, Session};
+use crate::serve::session::Session;
+use crate::serve::summary::Report;
 use crate::store::db::{Recorded, StoreError};
 use crate::store::interaction::split_index_key;
 

@@ -14,6 +14,7 @@ mod drift;
 mod errors;
 mod failures;
 mod keys;
+mod packages;
 mod privacy;
 mod pseudonyms;
 mod record;

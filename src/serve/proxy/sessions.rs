@@ -19,10 +19,14 @@ use crate::store::interaction::split_index_key;
 impl Proxy {
     /// Answers `/plaid-vcr/sessions[/NAME]`.
     pub(super) fn sessions_api(&self, asked: SessionsRoute) -> Handled {
-        let failed = |error| Handled::Failed {
-            endpoint: None,
-            key: None,
-            error,
+        // plaid-vcr's own API: its errors are answered like Plaid's, but are not requests of the
+        // run (a test's set-up ending a session no request named is no error of the suite).
+        let failed = |error: RequestError| {
+            Handled::Control(Reply::new(
+                error.status(),
+                "application/json; charset=utf-8",
+                error.body(),
+            ))
         };
         let mut recordings = match self.session_recordings() {
             Ok(recordings) => recordings,

@@ -1,0 +1,154 @@
+//! The packages as users install them: the example projects under `examples/` run against
+//! plaid-vcr installed from the wheel (`pip install`) and from the npm tarballs (`npm
+//! install`), with the official Plaid clients, recording through the fake Plaid and then
+//! replaying offline, in parallel.
+//!
+//! `tests/packages/setup.sh` (which `.ci/run` runs) builds and installs them into
+//! `$PLAID_VCR_PACKAGES_HOME` (default `~/.cache/plaid-vcr-packages`). Without it these tests
+//! say SKIPPED on stderr and pass, so `cargo test` works on a machine without Python or Node;
+//! under `CI` they fail instead.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::support::*;
+
+fn packages_home() -> Option<PathBuf> {
+    let home = std::env::var_os("PLAID_VCR_PACKAGES_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/plaid-vcr-packages")
+        });
+    if home.join("venv/bin/pytest").is_file() {
+        return Some(home);
+    }
+    let hint = format!(
+        "plaid-vcr's packages not installed in {}: run tests/packages/setup.sh",
+        home.display()
+    );
+    assert!(std::env::var_os("CI").is_none(), "{hint} (CI must run them)");
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {hint}");
+    None
+}
+
+/// A copy of the example project `name` in a fresh directory, as a user's checkout.
+fn project(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name);
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+        }
+    }
+    dir
+}
+
+/// Runs `command` in `cwd` (bounded: 180 s) with none of the caller's plaid-vcr or Plaid
+/// settings; returns its exit code and its output, stdout then stderr.
+fn run(mut command: Command, cwd: &Path) -> (i32, String) {
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("PLAID_VCR_") || name.starts_with("PLAID_") || name == "RUST_LOG" {
+            command.env_remove(name.as_ref());
+        }
+    }
+    let mut child = command
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{command:?} did not start: {e}"));
+    for _ in 0..1800 {
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return (out.status.code().unwrap_or(-1), text);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    panic!("{command:?} did not finish in 180 s");
+}
+
+async fn pytest(home: &Path, project: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut command = Command::new(home.join("venv/bin/python"));
+    command.args(["-m", "pytest", "-p", "no:cacheprovider"]).args(args);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let project = project.to_owned();
+    tokio::task::spawn_blocking(move || run(command, &project))
+        .await
+        .unwrap()
+}
+
+/// The example pytest project: recorded through the fake with `-n 4` into one session per
+/// test, replayed offline with `-n 4`, and a test whose request was never recorded fails
+/// with plaid-vcr's explanation of the miss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pytest_plugin_records_a_session_per_test_and_replays_offline_under_xdist() {
+    let Some(home) = packages_home() else { return };
+    let fake = FakePlaid::start().await;
+    let project = project("pytest");
+    let dir = project.path();
+    let (upstream, ca) = (
+        format!("--plaid-vcr-arg=--upstream={}", fake.url()),
+        format!("--plaid-vcr-arg=--upstream-ca={}", fake.ca_file.display()),
+    );
+
+    let (code, out) = pytest(&home, dir, &["-n", "4", "--plaid-vcr-mode=record", &upstream, &ca], &[]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("6 passed"), "{out}");
+    assert!(
+        out.contains("plaid-vcr summary (record)"),
+        "the summary is shown: {out}"
+    );
+    let sessions = dir.join("cassettes/sessions/test_plaid.py");
+    for test in [
+        "test_a_new_item_has_accounts",
+        "test_identity_names_the_owners",
+        "test_each_institution_gets_its_own_item_ins_109508_",
+        "test_each_institution_gets_its_own_item_ins_109509_",
+        "TestAccounts/test_balances_are_numbers",
+        "test_a_request_never_recorded_fails_with_the_explanation",
+    ] {
+        assert!(
+            sessions.join(test).join("item_public_token_exchange").is_dir(),
+            "{test} recorded in its own session: {out}"
+        );
+    }
+    let recorded_calls = fake.total_calls();
+    fake.stop();
+
+    let (code, out) = pytest(&home, dir, &["-n", "4"], &[]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("6 passed"), "{out}");
+    assert!(
+        out.contains("plaid-vcr summary (replay)") && out.contains(" 0 misses"),
+        "{out}"
+    );
+    assert_eq!(fake.total_calls(), recorded_calls, "replay is offline");
+
+    let (code, out) = pytest(&home, dir, &["-k", "never_recorded"], &[("EXAMPLE_UNRECORDED", "1")]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("1 failed"), "{out}");
+    assert!(
+        out.contains("plaid-vcr: 1 request(s) of this test had no recording")
+            && out.contains("session test_plaid.py/test_a_request_never_recorded_fails_with_the_explanation")
+            && out.contains("the closest")
+            && out.contains("options.account_ids"),
+        "the failure holds plaid-vcr's explanation: {out}"
+    );
+    assert!(
+        out.contains("PLAID_VCR_NO_RECORDING"),
+        "and the client's own error: {out}"
+    );
+}

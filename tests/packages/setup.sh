@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Builds plaid-vcr's packages from this checkout and installs them the way a user would, for
+# the example projects (tests/integration/packages.rs runs them):
+#   - the Python wheel (maturin, bindings = "bin"), linted with ruff, installed into a fresh
+#     virtualenv with plaid-python, pytest and pytest-xdist;
+#   - the npm packages (npm pack of npm/plaid-vcr and of the linux-x64 platform package with the
+#     binary just built), type-checked with tsc, installed into a fresh project with jest and
+#     the official `plaid` client.
+# Nothing prebuilt is downloaded: the binary is compiled here. Everything goes under
+#   ${PLAID_VCR_PACKAGES_HOME:-$HOME/.cache/plaid-vcr-packages}
+# which is printed at the end (the tests look there).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+home="${PLAID_VCR_PACKAGES_HOME:-$HOME/.cache/plaid-vcr-packages}"
+mkdir -p "$home"
+command -v python3 >/dev/null || { echo "setup: python3 is missing" >&2; exit 2; }
+command -v npm >/dev/null || { echo "setup: npm is missing (install Node.js 18 or later)" >&2; exit 2; }
+
+# Build tools, kept between runs (they change only with build-requirements.txt).
+if ! cmp -s "$here/build-requirements.txt" "$home/tools/build-requirements.txt"; then
+  rm -rf "$home/tools"
+  python3 -m venv "$home/tools"
+  "$home/tools/bin/pip" install --quiet --disable-pip-version-check -r "$here/build-requirements.txt" >&2
+  cp "$here/build-requirements.txt" "$home/tools/"
+fi
+"$home/tools/bin/ruff" check "$root/python" "$root/examples/pytest" >&2
+"$home/tools/bin/ruff" format --check "$root/python" "$root/examples/pytest" >&2
+
+# The wheel, and a fresh virtualenv with it, as `pip install plaid-vcr` would make.
+rm -rf "$home/dist" "$home/venv"
+(cd "$root" && "$home/tools/bin/maturin" build --release --quiet -o "$home/dist" >&2)
+python3 -m venv "$home/venv"
+"$home/venv/bin/pip" install --quiet --disable-pip-version-check "$home"/dist/plaid_vcr-*.whl \
+  -r "$root/tests/clients/requirements.txt" -r "$here/requirements.txt" >&2
+
+echo "$home"

@@ -21,7 +21,7 @@ fn packages_home() -> Option<PathBuf> {
         .unwrap_or_else(|| {
             PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/plaid-vcr-packages")
         });
-    if home.join("venv/bin/pytest").is_file() {
+    if home.join("venv/bin/pytest").is_file() && home.join("jest-project/node_modules/.bin/jest").is_file() {
         return Some(home);
     }
     let hint = format!(
@@ -150,5 +150,104 @@ async fn the_pytest_plugin_records_a_session_per_test_and_replays_offline_under_
     assert!(
         out.contains("PLAID_VCR_NO_RECORDING"),
         "and the client's own error: {out}"
+    );
+}
+
+async fn jest(home: &Path, project: &Path, env: &[(&str, &str)]) -> (i32, String) {
+    let mut command = Command::new("node");
+    command
+        .arg(home.join("jest-project/node_modules/jest/bin/jest.js"))
+        .args(["--ci", "--maxWorkers=4"]);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let project = project.to_owned();
+    tokio::task::spawn_blocking(move || run(command, &project))
+        .await
+        .unwrap()
+}
+
+/// The example jest project, with `npm install`ed packages and four workers: recorded through
+/// the fake into one session per test, replayed offline, and a test whose request was never
+/// recorded fails with plaid-vcr's explanation of the miss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jest_helper_records_a_session_per_test_and_replays_offline_with_parallel_workers() {
+    let Some(home) = packages_home() else { return };
+    let fake = FakePlaid::start().await;
+    let project = project("jest");
+    let dir = project.path();
+    // The packages as `npm install plaid-vcr jest plaid` left them in a project of the user's.
+    std::os::unix::fs::symlink(home.join("jest-project/node_modules"), dir.join("node_modules")).unwrap();
+    let args = format!("--upstream={} --upstream-ca={}", fake.url(), fake.ca_file.display());
+
+    let (code, out) = jest(&home, dir, &[("PLAID_VCR_MODE", "record"), ("PLAID_VCR_ARGS", &args)]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Tests:       5 passed, 5 total"), "{out}");
+    assert!(
+        out.contains("plaid-vcr summary (record)"),
+        "the summary is shown: {out}"
+    );
+    assert!(
+        out.contains("Test Suites: 2 passed, 2 total"),
+        "two files, in parallel workers: {out}"
+    );
+    let sessions = dir.join("cassettes/plaid-vcr/sessions");
+    for test in [
+        "accounts.test.js/a_new_item_has_accounts",
+        "identity.test.js/identity_names_the_owners",
+        "identity.test.js/each_institution_gets_its_own_item__ins_109508",
+        "identity.test.js/each_institution_gets_its_own_item__ins_109509",
+        "accounts.test.js/a_request_never_recorded_fails_with_the_explanation",
+    ] {
+        assert!(
+            sessions.join(test).join("item_public_token_exchange").is_dir(),
+            "{test} recorded in its own session: {out}"
+        );
+    }
+    let recorded_calls = fake.total_calls();
+    fake.stop();
+
+    let (code, out) = jest(&home, dir, &[]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Tests:       5 passed, 5 total"), "{out}");
+    assert!(
+        out.contains("plaid-vcr summary (replay)") && out.contains(" 0 misses"),
+        "{out}"
+    );
+    assert_eq!(fake.total_calls(), recorded_calls, "replay is offline");
+
+    // The ES module form of the API, on the same cassette: start, a hit in a test's session, stop.
+    let script = r#"
+        import { startPlaidVcr } from 'plaid-vcr';
+        const vcr = await startPlaidVcr({ cassette: 'cassettes/plaid-vcr' });
+        const answer = await fetch(vcr.sessionUrl('identity.test.js/identity_names_the_owners') + '/sandbox/public_token/create', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'plaid-client-id': 'a', 'plaid-secret': 'b', 'plaid-version': '2020-09-14' },
+          body: JSON.stringify({ institution_id: 'ins_109508', initial_products: ['auth'] }),
+        });
+        const report = await vcr.report('identity.test.js/identity_names_the_owners');
+        await vcr.stop();
+        console.log(JSON.stringify({ status: answer.status, outcome: answer.headers.get('plaid-vcr-outcome'), hits: report.hits }));
+    "#;
+    let mut esm = Command::new("node");
+    esm.args(["--input-type=module", "-e", script]);
+    let (code, out) = tokio::task::spawn_blocking({
+        let dir = dir.to_owned();
+        move || run(esm, &dir)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(r#"{"status":200,"outcome":"hit","hits":1}"#), "{out}");
+
+    let (code, out) = jest(&home, dir, &[("EXAMPLE_UNRECORDED", "1")]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("1 failed, 4 passed"), "{out}");
+    assert!(
+        out.contains("plaid-vcr: 1 request(s) of this test had no recording")
+            && out.contains("session accounts.test.js/a_request_never_recorded_fails_with_the_explanation")
+            && out.contains("the closest")
+            && out.contains("options.account_ids"),
+        "the failure holds plaid-vcr's explanation: {out}"
     );
 }

@@ -34,4 +34,26 @@ python3 -m venv "$home/venv"
 "$home/venv/bin/pip" install --quiet --disable-pip-version-check "$home"/dist/plaid_vcr-*.whl \
   -r "$root/tests/clients/requirements.txt" -r "$here/requirements.txt" >&2
 
+# The npm packages: this platform's, with the binary maturin just built, and the main one;
+# packed as `npm publish` would, type-checked, and installed from the tarballs into a fresh
+# project with jest and the official client (examples/jest's dependencies).
+platform="$(node -p 'process.platform + "-" + process.arch')"
+[ -d "$root/npm/platforms/$platform" ] || { echo "setup: no npm package for $platform" >&2; exit 2; }
+rm -rf "$home/npm" && mkdir -p "$home/npm/stage"
+cp -r "$root/npm/platforms/$platform" "$home/npm/stage/"
+mkdir -p "$home/npm/stage/$platform/bin"
+cp "$root/target/release/plaid-vcr" "$home/npm/stage/$platform/bin/"
+(cd "$home/npm/stage/$platform" && npm pack --silent --pack-destination "$home/npm" >/dev/null)
+(cd "$root/npm/plaid-vcr" && npm pack --silent --pack-destination "$home/npm" >/dev/null)
+if ! cmp -s "$here/tools-package.json" "$home/node-tools/package.json"; then
+  rm -rf "$home/node-tools" && mkdir -p "$home/node-tools"
+  cp "$here/tools-package.json" "$home/node-tools/package.json"
+  (cd "$home/node-tools" && npm install --silent --no-audit --no-fund >&2)
+fi
+(cd "$root/npm/plaid-vcr" && "$home/node-tools/node_modules/.bin/tsc" -p tsconfig.json >&2)
+rm -rf "$home/jest-project" && mkdir -p "$home/jest-project"
+sed 's|"plaid-vcr": "0.1.0"|"plaid-vcr": "file:../npm/plaid-vcr-0.1.0.tgz", "@plaid-vcr/'"$platform"'": "file:../npm/plaid-vcr-'"$platform"'-0.1.0.tgz"|' \
+  "$root/examples/jest/package.json" >"$home/jest-project/package.json"
+(cd "$home/jest-project" && npm install --silent --no-audit --no-fund >&2)
+
 echo "$home"

@@ -42,7 +42,16 @@ platform="$(node -p 'process.platform + "-" + process.arch')"
 rm -rf "$home/npm" && mkdir -p "$home/npm/stage"
 cp -r "$root/npm/platforms/$platform" "$home/npm/stage/"
 mkdir -p "$home/npm/stage/$platform/bin"
-cp "$root/target/release/plaid-vcr" "$home/npm/stage/$platform/bin/"
+# The very binary the wheel carries (wherever cargo's target directory is).
+python3 - "$home"/dist/plaid_vcr-*.whl "$home/npm/stage/$platform/bin/plaid-vcr" <<'PY'
+import os, shutil, sys, zipfile
+wheel, out = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as z:
+    name = next(n for n in z.namelist() if n.endswith(".data/scripts/plaid-vcr"))
+    with z.open(name) as src, open(out, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+os.chmod(out, 0o755)
+PY
 (cd "$home/npm/stage/$platform" && npm pack --silent --pack-destination "$home/npm" >/dev/null)
 (cd "$root/npm/plaid-vcr" && npm pack --silent --pack-destination "$home/npm" >/dev/null)
 if ! cmp -s "$here/tools-package.json" "$home/node-tools/package.json"; then

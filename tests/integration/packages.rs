@@ -96,6 +96,15 @@ async fn pytest(home: &Path, project: &Path, args: &[&str], env: &[(&str, &str)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pytest_plugin_records_a_session_per_test_and_replays_offline_under_xdist() {
     let Some(home) = packages_home() else { return };
+    // The binary the wheel put on the virtualenv's PATH, and `python -m plaid_vcr` for when
+    // PATH is awkward.
+    let mut module = Command::new(home.join("venv/bin/python"));
+    module.args(["-m", "plaid_vcr", "--version"]);
+    let (code, out) = run(module, &home);
+    assert_eq!((code, out.trim()), (0, "plaid-vcr 0.1.0"), "{out}");
+    let (code, out) = run(Command::new(home.join("venv/bin/plaid-vcr")), &home);
+    assert_eq!(code, 2, "no command is a usage error: {out}");
+
     let fake = FakePlaid::start().await;
     let project = project("pytest");
     let dir = project.path();
@@ -178,6 +187,11 @@ async fn the_jest_helper_records_a_session_per_test_and_replays_offline_with_par
     let dir = project.path();
     // The packages as `npm install plaid-vcr jest plaid` left them in a project of the user's.
     std::os::unix::fs::symlink(home.join("jest-project/node_modules"), dir.join("node_modules")).unwrap();
+    // `npx plaid-vcr`: the bin entry runs this platform's binary.
+    let mut npx = Command::new("node");
+    npx.args(["node_modules/plaid-vcr/bin/plaid-vcr.js", "--version"]);
+    let (code, out) = run(npx, dir);
+    assert_eq!((code, out.trim()), (0, "plaid-vcr 0.1.0"), "{out}");
     let args = format!("--upstream={} --upstream-ca={}", fake.url(), fake.ca_file.display());
 
     let (code, out) = jest(&home, dir, &[("PLAID_VCR_MODE", "record"), ("PLAID_VCR_ARGS", &args)]).await;

@@ -8,13 +8,16 @@
 //! its write buffer has room (about 400 KiB), so the body is dropped close to when its last
 //! bytes are written, not when they are first queued.
 
-use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use hyper::body::{Frame, SizeHint};
 use tokio::sync::oneshot;
+
+/// How long a cut body waits, its first half sent, before it fails (see `Body::cut_pause`).
+const CUT_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The largest frame a body hands hyper at once.
 pub const FRAME: usize = 16 * 1024;
@@ -27,7 +30,18 @@ pub struct Body {
     data: Option<Bytes>,
     sent: Option<oneshot::Sender<()>>,
     held: Option<Box<dyn Send + Sync>>,
+    /// A `truncate` fault: how many more bytes go out before the body fails, and with it the
+    /// connection (the head has promised the whole length).
+    cut_after: Option<usize>,
+    /// The pause between the last bytes of a cut body and its failure: hyper writes out what it
+    /// has while the body is not ready, so the head and the first half reach the client.
+    cut_pause: Option<Pin<Box<tokio::time::Sleep>>>,
 }
+
+/// The error a cut body ends with: hyper closes the connection on it.
+#[derive(Debug, thiserror::Error)]
+#[error("the answer was cut short on purpose (a truncate fault)")]
+pub struct CutShort;
 
 impl std::fmt::Debug for Body {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -44,7 +58,15 @@ impl Body {
             data: (!data.is_empty()).then_some(data),
             sent: None,
             held: None,
+            cut_after: None,
+            cut_pause: None,
         }
+    }
+
+    /// Makes this body fail after half its bytes (at least one is kept back): a `truncate` fault.
+    pub fn cut_in_half(&mut self) {
+        let len = self.data.as_ref().map_or(0, Bytes::len);
+        self.cut_after = Some(len / 2);
     }
 
     /// Keeps `guard` until this body has been sent or abandoned.
@@ -69,9 +91,25 @@ impl From<Bytes> for Body {
 
 impl hyper::body::Body for Body {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = CutShort;
 
-    fn poll_frame(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, CutShort>>> {
+        if let Some(left) = self.cut_after {
+            let data = self.data.as_mut().filter(|_| left > 0);
+            let Some(data) = data else {
+                let pause = self
+                    .cut_pause
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(CUT_PAUSE)));
+                if pause.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.data = None;
+                return Poll::Ready(Some(Err(CutShort)));
+            };
+            let frame = data.split_to(left.min(FRAME).min(data.len()));
+            self.cut_after = Some(left - frame.len());
+            return Poll::Ready(Some(Ok(Frame::data(frame))));
+        }
         let frame = match self.data.as_mut() {
             Some(data) if data.len() > FRAME => data.split_to(FRAME),
             _ => match self.data.take() {
@@ -106,6 +144,15 @@ mod tests {
         assert_eq!(&bytes[..], b"{\"a\":1}");
         assert!(sent.await.is_err(), "dropped after sending: the receiver completes");
         assert!(hyper::body::Body::is_end_stream(&Body::new(Bytes::new())));
+    }
+
+    #[tokio::test]
+    async fn a_cut_body_sends_half_then_fails_and_still_claims_the_whole_length() {
+        let mut body = Body::new(Bytes::from_static(b"0123456789"));
+        body.cut_in_half();
+        assert_eq!(hyper::body::Body::size_hint(&body).exact(), Some(10));
+        assert_eq!(body.frame().await.unwrap().unwrap().into_data().unwrap(), "01234");
+        assert!(body.frame().await.unwrap().is_err());
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::faults::rules::RuleSpec as FaultRule;
 use crate::privacy::redact::RedactConfig;
 use crate::privacy::scan::ScanConfig;
 
@@ -115,6 +116,8 @@ pub struct Config {
     pub webhook_public_url: Option<String>,
     /// Where replayed webhooks go instead of the URL the app registered.
     pub webhook_target: Option<String>,
+    /// Fault rules every session starts with (`[[faults]]`; see docs/failures.md).
+    pub faults: Vec<FaultRule>,
 }
 
 impl Default for Config {
@@ -138,6 +141,7 @@ impl Default for Config {
             sequences: false,
             sequence_exhausted: SequenceEnd::RepeatLast,
             max_age: None,
+            faults: Vec::new(),
             client_id: None,
             secret: None,
             webhook_public_url: None,
@@ -197,6 +201,7 @@ struct FileConfig {
     plaid_secret: Option<Secret>,
     webhook_public_url: Option<String>,
     webhook_target: Option<String>,
+    faults: Option<Vec<FaultRule>>,
 }
 
 /// An absolute `http://` or `https://` URL without a query, or why not.
@@ -263,6 +268,16 @@ impl Config {
             secret: env_secret(SECRET_ENV).or(file.plaid_secret),
             webhook_public_url: args.webhook_public_url.clone().or(file.webhook_public_url),
             webhook_target: args.webhook_target.clone().or(file.webhook_target),
+            faults: file
+                .faults
+                .unwrap_or_default()
+                .into_iter()
+                .map(FaultRule::checked)
+                .collect::<Result<_, _>>()
+                .map_err(|e| ConfigError::Invalid {
+                    key: "faults",
+                    message: format!("has {e}"),
+                })?,
         };
         config.validate()?;
         Ok(config)
@@ -398,6 +413,30 @@ mod tests {
             ..defaults
         };
         assert_eq!(c, expected);
+    }
+
+    #[test]
+    fn config_example_fault_rules_parse_and_bad_ones_name_the_fault() {
+        let example = include_str!("../config.example.toml");
+        let faults = &example[example.find("# [[faults]]").unwrap()..];
+        let uncommented: String = faults
+            .lines()
+            .map(|l| l.trim_start_matches("# ").to_owned() + "\n")
+            .collect();
+        let (_dir, path) = write_config(&uncommented);
+        let layer = |path: &Path| Layer {
+            config: Some(path.to_owned()),
+            ..Default::default()
+        };
+        let c = Config::resolve(&layer(&path)).unwrap();
+        assert_eq!(c.faults.len(), 1);
+        assert_eq!(
+            (c.faults[0].endpoint.as_deref(), c.faults[0].after, c.faults[0].times),
+            (Some("transactions/sync"), 1, Some(2))
+        );
+        let (_dir, bad) = write_config("[[faults]]\nerror_code = \"ITEM_LOGIN_REQURED\"\n");
+        let err = Config::resolve(&layer(&bad)).unwrap_err().to_string();
+        assert!(err.contains("did you mean ITEM_LOGIN_REQUIRED"), "{err}");
     }
 
     #[test]

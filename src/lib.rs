@@ -54,6 +54,7 @@ mod body;
 pub mod commands;
 pub mod config;
 mod error;
+mod faults;
 pub mod log;
 mod plaid_error;
 mod privacy;

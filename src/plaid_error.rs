@@ -74,6 +74,10 @@ pub enum RequestError {
     InvalidSession { rule: String },
     #[error("no session {name} in this run of plaid-vcr")]
     UnknownSession { name: String },
+    #[error("no fault {asked:?}{}", if close.is_empty() { String::new() } else { format!("; did you mean {}?", close.join(", ")) })]
+    UnknownFault { asked: String, close: Vec<&'static str> },
+    #[error("invalid fault rule: {0}")]
+    InvalidFaultRule(String),
 }
 
 impl RequestError {
@@ -92,7 +96,9 @@ impl RequestError {
             | UnreadableBody
             | TooDeep { .. }
             | MissingCredentials { .. }
-            | InvalidSession { .. } => StatusCode::BAD_REQUEST,
+            | InvalidSession { .. }
+            | UnknownFault { .. }
+            | InvalidFaultRule(_) => StatusCode::BAD_REQUEST,
             TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             UpstreamUnreachable(_) | WebhookAppUnreachable(_) => StatusCode::BAD_GATEWAY,
@@ -130,6 +136,8 @@ impl RequestError {
             WebhookAppUnreachable(_) => "PLAID_VCR_WEBHOOK_APP_UNREACHABLE",
             InvalidSession { .. } => "PLAID_VCR_INVALID_SESSION",
             UnknownSession { .. } => "PLAID_VCR_UNKNOWN_SESSION",
+            UnknownFault { .. } => "PLAID_VCR_UNKNOWN_FAULT",
+            InvalidFaultRule(_) => "PLAID_VCR_INVALID_FAULT_RULE",
         }
     }
 
@@ -162,6 +170,10 @@ impl RequestError {
                  (escape anything else as _, see docs/sessions.md)"
             }
             UnknownSession { .. } => "GET /plaid-vcr/sessions lists the sessions of this run",
+            UnknownFault { .. } | InvalidFaultRule(_) => {
+                "ask for one of Plaid's error codes (docs/failures.md), or delay=MS, reset, truncate, timeout; a rule is \
+                 {\"error_code\": CODE, \"endpoint\": \"/transactions/sync\", \"after\": 0, \"times\": 1}"
+            }
             _ => return None,
         };
         Some(hint.to_owned())
@@ -320,6 +332,11 @@ mod tests {
             WebhookAppUnreachable("refused".into()),
             InvalidSession { rule: "rule".into() },
             UnknownSession { name: "t".into() },
+            UnknownFault {
+                asked: "X".into(),
+                close: vec!["Y"],
+            },
+            InvalidFaultRule("r".into()),
         ];
         for e in &all {
             match e {
@@ -342,7 +359,9 @@ mod tests {
                 | UnknownWebhookReceiver
                 | WebhookAppUnreachable(_)
                 | InvalidSession { .. }
-                | UnknownSession { .. } => {}
+                | UnknownSession { .. }
+                | UnknownFault { .. }
+                | InvalidFaultRule(_) => {}
             }
         }
         all

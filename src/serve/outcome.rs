@@ -18,6 +18,12 @@ pub const OUTCOME_HEADER: &str = "plaid-vcr-outcome";
 /// Response header carrying the full matching key of a request.
 pub const KEY_HEADER: &str = "plaid-vcr-key";
 
+/// Marks an answer that must not be sent: the connection is closed instead (a `reset` or
+/// `timeout` fault). The server turns it into a service error, on which hyper closes.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the connection was reset on purpose (a reset or timeout fault)")]
+pub(crate) struct ResetConnection;
+
 const OUTCOME: header::HeaderName = header::HeaderName::from_static(OUTCOME_HEADER);
 const KEY: header::HeaderName = header::HeaderName::from_static(KEY_HEADER);
 
@@ -86,12 +92,22 @@ pub(crate) enum Handled {
     OwnKey { endpoint: String, reply: Reply },
     /// plaid-vcr's own API (`/plaid-vcr/sessions`); not counted as a request.
     Control(Reply),
+    /// A fault asked for (`Plaid-VCR-Fault`, a fault rule): Plaid's error, or no answer at all
+    /// (`reset`). Never sent upstream, never recorded.
+    Fault {
+        endpoint: String,
+        key: String,
+        reply: Reply,
+        reset: bool,
+    },
     /// A webhook upstream sent while recording: forwarded to the app (whose status `reply`
     /// carries back) and recorded as `file`, unless its body was not JSON.
     Webhook {
         reply: Reply,
         file: Option<std::path::PathBuf>,
     },
+    /// A `truncate` fault: the answer the request got, sent only in part.
+    Truncated(Box<Handled>),
     /// Rejected before matching (bad input, unknown path) or failed (upstream down, store).
     Failed {
         endpoint: Option<String>,
@@ -118,6 +134,8 @@ impl Handled {
             Handled::Forwarded { .. } => "forwarded",
             Handled::OwnKey { .. } => "own-key",
             Handled::Control(_) => "control",
+            Handled::Fault { .. } => "fault",
+            Handled::Truncated(inner) => inner.outcome(),
             Handled::Webhook { file: Some(_), .. } => "webhook-recorded",
             Handled::Webhook { file: None, .. } => "webhook-forwarded",
             Handled::Failed { .. } => "error",
@@ -132,12 +150,19 @@ impl Handled {
             Handled::Hit { endpoint, key, .. }
             | Handled::Miss { endpoint, key, .. }
             | Handled::Recorded { endpoint, key, .. }
-            | Handled::Forwarded { endpoint, key, .. } => (Some(endpoint), Some(key)),
+            | Handled::Forwarded { endpoint, key, .. }
+            | Handled::Fault { endpoint, key, .. } => (Some(endpoint), Some(key)),
             Handled::Failed { endpoint, key, .. } => (endpoint.as_deref(), key.as_deref()),
+            Handled::Truncated(inner) => inner.endpoint_and_key(),
         }
     }
 
     pub(crate) fn into_response(self) -> Response<Body> {
+        if let Handled::Truncated(inner) = self {
+            let mut response = inner.into_response();
+            response.body_mut().cut_in_half();
+            return response;
+        }
         if let Handled::Cached(hit) = &self {
             // The hot path: everything pre-built, the body shared, no parsing of header values.
             let mut response = Response::new(Body::new(hit.body.clone()));
@@ -152,6 +177,7 @@ impl Handled {
         }
         let outcome = self.outcome();
         let key = self.endpoint_and_key().1.and_then(|k| HeaderValue::from_str(k).ok());
+        let reset = matches!(self, Handled::Fault { reset: true, .. });
         let mut response = match self {
             Handled::Health(reply)
             | Handled::Control(reply)
@@ -159,20 +185,24 @@ impl Handled {
             | Handled::Webhook { reply, .. }
             | Handled::Hit { reply, .. }
             | Handled::Recorded { reply, .. }
-            | Handled::Forwarded { reply, .. } => {
+            | Handled::Forwarded { reply, .. }
+            | Handled::Fault { reply, .. } => {
                 let mut response = Response::new(Body::new(reply.body));
                 *response.status_mut() = reply.status;
                 *response.headers_mut() = reply.headers;
                 response
             }
             Handled::Miss { error, .. } | Handled::Failed { error, .. } => error.into_response(),
-            Handled::Cached(_) => unreachable!("answered above"),
+            Handled::Cached(_) | Handled::Truncated(_) => unreachable!("answered above"),
         };
         response
             .headers_mut()
             .insert(OUTCOME_HEADER, HeaderValue::from_static(outcome));
         if let Some(key) = key {
             response.headers_mut().insert(KEY_HEADER, key);
+        }
+        if reset {
+            response.extensions_mut().insert(ResetConnection);
         }
         response
     }

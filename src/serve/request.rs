@@ -52,6 +52,12 @@ pub enum SessionsRoute {
     Report(String),
     /// `DELETE /plaid-vcr/sessions/NAME`: its final report; the name starts again.
     End(String),
+    /// `POST /plaid-vcr/sessions/NAME/faults`: a fault rule for the session (the body).
+    AddFault(String),
+    /// `GET /plaid-vcr/sessions/NAME/faults`: its rules, with how often each fired.
+    Faults(String),
+    /// `DELETE /plaid-vcr/sessions/NAME/faults`: removes its rules.
+    ClearFaults(String),
 }
 
 /// The path of the sessions API on plaid-vcr's own listener.
@@ -99,6 +105,22 @@ fn sessions_route(method: &Method, rest: &str) -> Result<Route, RequestError> {
             _ => return Err(RequestError::MethodNotAllowed { allow: "GET" }),
         },
         None => return Err(RequestError::NotFound),
+        // `…/NAME/faults` is NAME's fault rules (a session whose name ends in `/faults` has
+        // its report under the same path: name it otherwise).
+        Some(name) if name.ends_with("/faults") => {
+            let name = name.trim_end_matches("/faults");
+            session::check_name(name).map_err(|rule| RequestError::InvalidSession { rule })?;
+            match *method {
+                Method::POST => SessionsRoute::AddFault(name.to_owned()),
+                Method::GET => SessionsRoute::Faults(name.to_owned()),
+                Method::DELETE => SessionsRoute::ClearFaults(name.to_owned()),
+                _ => {
+                    return Err(RequestError::MethodNotAllowed {
+                        allow: "GET, POST, DELETE",
+                    })
+                }
+            }
+        }
         Some(name) => {
             session::check_name(name).map_err(|rule| RequestError::InvalidSession { rule })?;
             match *method {

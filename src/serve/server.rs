@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::serve::connections::{AcceptErrors, Admission, Connections, Ended, Registered};
 use crate::serve::mode::Mode;
+use crate::serve::outcome::ResetConnection;
 use crate::serve::proxy::Proxy;
 use crate::serve::request::PREFIX;
 use crate::serve::summary::Summary;
@@ -137,11 +138,16 @@ impl Server {
                         let busy = service_connection.busy();
                         async move {
                             let mut response = proxy.handle(request).await;
+                            // A reset or timeout fault: no answer at all; hyper closes the
+                            // connection on a service error.
+                            if let Some(reset) = response.extensions().get::<ResetConnection>() {
+                                return Err(*reset);
+                            }
                             // Busy until the answer is written (or the client goes away), not
                             // only until it is ready: the sweep never closes a connection that
                             // is still writing a large answer to a slow reader.
                             response.body_mut().hold(busy);
-                            Ok::<_, std::convert::Infallible>(response)
+                            Ok(response)
                         }
                     });
                     let served = builder.serve_connection(TokioIo::new(stream), service).into_owned();

@@ -15,6 +15,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::config::FaultRule;
+use crate::faults::rules::Rules;
 use crate::serve::summary::{Report, Steps, Tally, WebhookCounts};
 use crate::store::db::Recorded;
 use crate::webhooks::delivery::Counts;
@@ -60,12 +62,16 @@ pub struct Session {
     pub tally: Tally,
     pub steps: Steps,
     pub deliveries: Arc<Counts>,
+    /// Its fault rules (the config's, then its own) and what they stuck to.
+    pub faults: Rules,
 }
 
 /// The named sessions seen in this run, by name.
 #[derive(Debug, Default)]
 pub struct Sessions {
     seen: Mutex<HashMap<String, Arc<Session>>>,
+    /// The fault rules every session starts with (`[[faults]]`).
+    faults: Vec<FaultRule>,
 }
 
 impl Sessions {
@@ -74,9 +80,25 @@ impl Sessions {
         self.seen.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// No session yet; each will start with the fault rules `faults`.
+    pub fn new(faults: Vec<FaultRule>) -> Sessions {
+        Sessions {
+            seen: Mutex::default(),
+            faults,
+        }
+    }
+
     /// The session `name`, started by this call if it had not been seen (or was ended).
     pub fn get_or_start(&self, name: &str) -> Arc<Session> {
-        self.seen().entry(name.to_owned()).or_default().clone()
+        self.seen()
+            .entry(name.to_owned())
+            .or_insert_with(|| {
+                Arc::new(Session {
+                    faults: Rules::new(&self.faults),
+                    ..Session::default()
+                })
+            })
+            .clone()
     }
 
     /// The session `name`, if a request named it since the start (or since it was ended).
@@ -107,6 +129,7 @@ impl Session {
             errors: summary.errors,
             recordings: summary.recordings,
             unused: summary.unused,
+            faults: summary.faults,
             webhooks: WebhookCounts {
                 delivered: self.deliveries.delivered.load(Ordering::Relaxed),
                 failed: self.deliveries.failed.load(Ordering::Relaxed),

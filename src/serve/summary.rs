@@ -32,6 +32,17 @@ struct Lists {
     misses: Vec<Entry>,
     recorded: Vec<Entry>,
     used: HashSet<String>,
+    faults: Vec<FiredFault>,
+}
+
+/// A fault that fired: which, on which request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FiredFault {
+    /// The Plaid error code, or `delay=MS`, `reset`, `truncate`, `timeout`.
+    pub fault: String,
+    pub endpoint: String,
+    /// The matching key of the request.
+    pub key: String,
 }
 
 /// The sequence cursor (`--sequences`): which call of each matching key this is, so the n-th
@@ -134,6 +145,15 @@ impl Tally {
         }
     }
 
+    /// A fault fired on a request to `endpoint` with matching key `key`.
+    pub fn fault(&self, fault: String, endpoint: &str, key: &str) {
+        self.lists().faults.push(FiredFault {
+            fault,
+            endpoint: endpoint.into(),
+            key: key.into(),
+        });
+    }
+
     pub fn error(&self) {
         self.errors.fetch_add(1, Ordering::Relaxed);
     }
@@ -191,6 +211,7 @@ impl Tally {
                 ..WebhookSummary::default()
             },
             sessions: BTreeMap::new(),
+            faults: lists.faults.clone(),
         }
     }
 }
@@ -235,6 +256,8 @@ pub struct Summary {
     pub webhooks: WebhookSummary,
     /// Each named session's own report, by name (see `serve::session`).
     pub sessions: BTreeMap<String, Report>,
+    /// The faults that fired, in order (see docs/failures.md).
+    pub faults: Vec<FiredFault>,
 }
 
 /// What one named session did (see `serve::session`): the `sessions` entries of `--report`
@@ -253,6 +276,8 @@ pub struct Report {
     /// The session's own recordings that no request of it used.
     pub unused: Vec<Entry>,
     pub webhooks: WebhookCounts,
+    /// The faults that fired on its requests.
+    pub faults: Vec<FiredFault>,
 }
 
 /// A session's replayed webhooks.
@@ -351,6 +376,20 @@ impl Summary {
         list(&mut out, "recorded", &self.recorded);
         list(&mut out, "unused", &self.unused);
         list(&mut out, "stale", &self.stale);
+        for fault in self.faults.iter().take(20) {
+            out.push_str(&format!(
+                "  fault {} on {} {}\n",
+                fault.fault,
+                fault.endpoint,
+                key::prefix(&fault.key)
+            ));
+        }
+        if self.faults.len() > 20 {
+            out.push_str(&format!(
+                "  … and {} more faults (see --report FILE)\n",
+                self.faults.len() - 20
+            ));
+        }
         for (name, report) in self.sessions.iter().filter(|(_, r)| r.has_problems()) {
             out.push_str(&format!(
                 "session {name}: {} requests, {} misses, {} of {} recordings unused{}\n",

@@ -13,6 +13,7 @@ mod docs;
 mod drift;
 mod errors;
 mod failures;
+mod faults;
 mod keys;
 mod packages;
 mod privacy;

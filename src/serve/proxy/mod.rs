@@ -27,10 +27,14 @@ use crate::serve::cache::{Cache, Hit};
 use crate::serve::mode::Serving;
 use crate::serve::request::{self, Limits, PlaidRequest, Route};
 
+mod faults;
 mod record;
 mod replay;
 mod sessions;
 
+use faults::Injected;
+
+use crate::faults::rules::Rules;
 use crate::serve::session::{Session, Sessions};
 use crate::serve::summary::{Steps, Summary, Tally};
 use crate::store::cassette::Cassette;
@@ -75,11 +79,16 @@ pub struct Proxy {
     miss_basis: Mutex<HashMap<String, Arc<Vec<WithRequest>>>>,
     /// The named sessions seen in this run; the default session's state is `steps` and `tally`.
     sessions: Sessions,
+    /// The default session's fault rules (the config's, and those set for it).
+    faults: Rules,
 }
 
 /// Counts what happened to a request in `tally` (the run's, or a session's too); `first_use`
 /// says whether a cached hit's recording is still to be noted as used in it.
 fn count(tally: &Tally, handled: &Handled, first_use: impl Fn(&Hit) -> bool) {
+    if let Handled::Truncated(inner) = handled {
+        return count(tally, inner, first_use);
+    }
     match handled {
         // Not a request the cassette answers: a health check, plaid-vcr's own signing key
         // (neither recorded nor missed), its own API, a webhook from upstream.
@@ -102,6 +111,8 @@ fn count(tally: &Tally, handled: &Handled, first_use: impl Fn(&Hit) -> bool) {
             tally.miss(endpoint, key, explanation)
         }
         Handled::Forwarded { .. } => tally.forwarded(),
+        // Counted as a request; which fault fired is noted where it fires.
+        Handled::Fault { .. } | Handled::Truncated(_) => {}
         Handled::Failed { .. } => tally.error(),
     }
 }
@@ -119,6 +130,7 @@ impl Proxy {
     /// A proxy from its parts (see [`crate::serve::startup::open`]).
     pub fn new(serving: Serving, cassette: Cassette, store: Arc<Store>, redactor: Redactor, config: Config) -> Proxy {
         let cache = (!matches!(serving, Serving::Record(_)) && !config.sequences).then(Cache::default);
+        let (sessions, faults) = (Sessions::new(config.faults.clone()), Rules::new(&config.faults));
         Proxy {
             serving,
             cassette,
@@ -132,7 +144,8 @@ impl Proxy {
             webhooks: Webhooks::default(),
             told_passthrough: AtomicBool::new(false),
             miss_basis: Mutex::new(HashMap::new()),
-            sessions: Sessions::default(),
+            sessions,
+            faults,
         }
     }
 
@@ -218,6 +231,9 @@ impl Proxy {
     }
 
     fn log(&self, handled: &Handled, latency: Duration) {
+        if let Handled::Truncated(inner) = handled {
+            return self.log(inner, latency);
+        }
         let status = match handled {
             // Health checks poll; a line each would drown the request log.
             Handled::Health(_) => return,
@@ -226,8 +242,10 @@ impl Proxy {
             | Handled::Recorded { reply, .. }
             | Handled::Forwarded { reply, .. }
             | Handled::OwnKey { reply, .. }
-            | Handled::Webhook { reply, .. } => reply.status,
+            | Handled::Webhook { reply, .. }
+            | Handled::Fault { reply, .. } => reply.status,
             Handled::Cached(hit) => hit.status,
+            Handled::Truncated(_) => unreachable!("logged as what it wraps, above"),
             Handled::Miss { error, .. } | Handled::Failed { error, .. } => error.status(),
         };
         let (endpoint, key) = handled.endpoint_and_key();
@@ -263,7 +281,7 @@ impl Proxy {
             // Boxed, like the full path below: the hot path's future stays small (hyper moves
             // it into place for every request, and its size is that of its largest branch).
             Ok(Route::Webhook(token)) => return (Box::pin(self.receive_webhook(&token, request)).await, None, None),
-            Ok(Route::Sessions(asked)) => return (self.sessions_api(asked), None, None),
+            Ok(Route::Sessions(asked)) => return (Box::pin(self.sessions_api(asked, request)).await, None, None),
             Err(error) => {
                 let failed = Handled::Failed {
                     endpoint: request::endpoint_of(request.uri().path()),
@@ -291,10 +309,19 @@ impl Proxy {
             Ok(None) => (None, None),
             Err(error) => return (failed(endpoint, error), None, None),
         };
-        if let Some(hit) = self.cached(name.as_deref(), &endpoint, &parts.headers, &raw_body, limits) {
-            let named = name.as_deref().zip(session.as_deref());
-            let batch = self.answered(named, &hit.used, &raw_body);
-            return (Handled::Cached(hit), batch, session);
+        // A fault asked for, or rules that may fire: the full path, where faults are decided.
+        let asked = match faults::asked(&parts.headers, &endpoint) {
+            Some(Ok(fault)) => Some(fault),
+            Some(Err(error)) => return (failed(endpoint, error), None, session),
+            None => None,
+        };
+        let may_fault = asked.is_some() || self.fault_rules(session.as_deref()).active();
+        if !may_fault {
+            if let Some(hit) = self.cached(name.as_deref(), &endpoint, &parts.headers, &raw_body, limits) {
+                let named = name.as_deref().zip(session.as_deref());
+                let batch = self.answered(named, &hit.used, &raw_body);
+                return (Handled::Cached(hit), batch, session);
+            }
         }
         if let Some(own) = self.own_key(&endpoint, &raw_body) {
             return (own, None, session);
@@ -302,7 +329,20 @@ impl Proxy {
         let handled = match request::parse(endpoint.clone(), parts, raw_body.clone(), limits, &self.redactor) {
             Ok(mut parsed) => {
                 parsed.session = name.clone();
-                Box::pin(self.dispatch(parsed, session.as_deref())).await
+                let injected = match may_fault {
+                    true => Box::pin(self.inject(&parsed, asked, session.as_deref())).await,
+                    false => Injected::Continue { truncate: false },
+                };
+                match injected {
+                    Injected::Answer(handled) => return (*handled, None, session),
+                    Injected::Continue { truncate } => {
+                        let handled = Box::pin(self.dispatch(parsed, session.as_deref())).await;
+                        if truncate {
+                            return (Handled::Truncated(Box::new(handled)), None, session);
+                        }
+                        handled
+                    }
+                }
             }
             Err(error) => failed(endpoint, error),
         };

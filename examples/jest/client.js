@@ -17,4 +17,36 @@ async function accessToken(client, institution = 'ins_109508') {
   return exchanged.data.access_token;
 }
 
-module.exports = { plaidClient, accessToken };
+// The accounts; or, when the item needs a new login, a link token for Link's update mode.
+async function accountsOrUpdateMode(client, token) {
+  try {
+    return ['accounts', (await client.accountsGet({ access_token: token })).data.accounts];
+  } catch (e) {
+    if (!e.response || e.response.data.error_code !== 'ITEM_LOGIN_REQUIRED') throw e;
+  }
+  const update = await client.linkTokenCreate({
+    client_name: 'Example app',
+    language: 'en',
+    country_codes: ['US'],
+    user: { client_user_id: 'user-1' },
+    access_token: token,
+  });
+  return ['update-mode', update.data.link_token];
+}
+
+// The accounts, retrying a rate limit with exponential back-off (`sleep(seconds)`).
+async function accountsWithBackOff(client, token, sleep, attempts = 5) {
+  let wait = 0.1;
+  for (let attempt = 1; attempt < attempts; attempt += 1) {
+    try {
+      return (await client.accountsGet({ access_token: token })).data.accounts;
+    } catch (e) {
+      if (!e.response || e.response.status !== 429 || e.response.data.error_type !== 'RATE_LIMIT_EXCEEDED') throw e;
+      await sleep(wait);
+      wait *= 2;
+    }
+  }
+  return (await client.accountsGet({ access_token: token })).data.accounts;
+}
+
+module.exports = { plaidClient, accessToken, accountsOrUpdateMode, accountsWithBackOff };

@@ -2,30 +2,12 @@
 
 import os
 
-import plaid
 import pytest
-from plaid.api import plaid_api
 from plaid.model.accounts_get_request import AccountsGetRequest
 from plaid.model.accounts_get_request_options import AccountsGetRequestOptions
 from plaid.model.identity_get_request import IdentityGetRequest
-from plaid.model.item_public_token_exchange_request import ItemPublicTokenExchangeRequest
-from plaid.model.products import Products
-from plaid.model.sandbox_public_token_create_request import SandboxPublicTokenCreateRequest
 
-
-def plaid_client(url: str) -> plaid_api.PlaidApi:
-    # Dummy credentials: plaid-vcr never keys on them, and holds the real ones when recording.
-    credentials = {"clientId": "example-id", "secret": "example-secret"}
-    configuration = plaid.Configuration(host=url, api_key=credentials)
-    return plaid_api.PlaidApi(plaid.ApiClient(configuration))
-
-
-def access_token(api: plaid_api.PlaidApi, institution: str = "ins_109508") -> str:
-    created = api.sandbox_public_token_create(
-        SandboxPublicTokenCreateRequest(institution_id=institution, initial_products=[Products("auth")])
-    )
-    exchange = ItemPublicTokenExchangeRequest(public_token=created.public_token)
-    return api.item_public_token_exchange(exchange).access_token
+from app import access_token, plaid_client
 
 
 def test_a_new_item_has_accounts(plaid_vcr_url):

@@ -113,8 +113,14 @@ class PlaidVcr:
         """The base URL that puts a Plaid client's requests in session `name`."""
         return f"{self.origin}/sessions/{name}/plaid-compatible"
 
-    def _api(self, method: str, path: str) -> dict | None:
-        request = urllib.request.Request(f"{self.origin}/plaid-vcr/sessions{path}", method=method)
+    def _api(self, method: str, path: str, body: dict | None = None) -> dict | None:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            f"{self.origin}/plaid-vcr/sessions{path}",
+            data=data,
+            method=method,
+            headers={"content-type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=30) as answer:
                 return json.load(answer)
@@ -126,6 +132,24 @@ class PlaidVcr:
     def report(self, session: str | None = None) -> dict | None:
         """A session's report (None if no request named it), or the list of all sessions."""
         return self._api("GET", f"/{session}" if session else "")
+
+    def add_fault(
+        self,
+        session: str,
+        error_code: str,
+        endpoint: str | None = None,
+        after: int = 0,
+        times: int | None = 1,
+    ) -> dict | None:
+        """Adds a fault rule to a session (see docs/failures.md): `error_code` (a Plaid error
+        code, or delay=MS, reset, truncate, timeout) for `endpoint` (any if None), after `after`
+        matching requests, `times` times (None: until removed). Returns the session's rules."""
+        rule = {"error_code": error_code, "endpoint": endpoint, "after": after, "times": times}
+        return self._api("POST", f"/{session}/faults", rule)
+
+    def clear_faults(self, session: str) -> dict | None:
+        """Removes a session's fault rules (and what ITEM_LOGIN_REQUIRED stuck to)."""
+        return self._api("DELETE", f"/{session}/faults")
 
     def end_session(self, session: str) -> dict | None:
         """Ends a session (its final report, or None): the name starts again at step 1."""

@@ -9,6 +9,7 @@ Registered through the `pytest11` entry point, so installing the package is enou
 - `plaid_vcr_url`: the base URL for the current test, in its own session (`/sessions/<escaped
   node id>/plaid-compatible`), ready for `plaid.Configuration(host=...)`.
 - `plaid_vcr` (session-scoped): the running proxy: `.url`, `.session_url(name)`, `.report()`.
+- `plaid_vcr_fault`: fault rules for the current test's session (Plaid's errors on demand).
 - In replay, a test whose session had a miss fails with plaid-vcr's explanation of it.
 - Under pytest-xdist (`-n 4`) one plaid-vcr serves every worker: the controller starts it and
   hands its address to the workers, so one process owns the cassette and the store, in replay
@@ -130,6 +131,29 @@ def plaid_vcr_url(request: pytest.FixtureRequest, plaid_vcr: PlaidVcr) -> str:
     # A retried test starts again at step 1 of its sequences.
     plaid_vcr.end_session(name)
     return plaid_vcr.session_url(name)
+
+
+class Faults:
+    """Fault rules for the current test's session (the `plaid_vcr_fault` fixture)."""
+
+    def __init__(self, vcr: PlaidVcr, session: str):
+        self.vcr = vcr
+        self.session = session
+
+    def __call__(self, error_code: str, endpoint: str | None = None, after: int = 0, times: int | None = 1):
+        """Fails the test's requests as Plaid would: see docs/failures.md."""
+        return self.vcr.add_fault(self.session, error_code, endpoint=endpoint, after=after, times=times)
+
+    def clear(self):
+        """Removes the rules (the user went through update mode, the outage is over)."""
+        return self.vcr.clear_faults(self.session)
+
+
+@pytest.fixture
+def plaid_vcr_fault(request: pytest.FixtureRequest, plaid_vcr: PlaidVcr, plaid_vcr_url: str) -> Faults:
+    """Adds fault rules to this test's session: `plaid_vcr_fault("ITEM_LOGIN_REQUIRED",
+    endpoint="/accounts/get")`, `plaid_vcr_fault.clear()`."""
+    return Faults(plaid_vcr, session_name(request.node.nodeid))
 
 
 @pytest.hookimpl(hookwrapper=True)

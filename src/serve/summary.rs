@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::store::db::Recorded;
+use crate::store::interaction::split_index_key;
 use crate::store::key;
 
 /// What the proxy did in this run so far. Shared by every connection without a global lock on
@@ -216,6 +217,14 @@ impl Tally {
     }
 }
 
+/// An index key as the summary shows it: its session, if any, and the key's first characters.
+fn short(index_key: &str) -> String {
+    match split_index_key(index_key) {
+        (Some(session), rest) => format!("{session}/{}", key::prefix(rest)),
+        (None, rest) => key::prefix(rest).to_owned(),
+    }
+}
+
 /// Whether `r` is older than `max_age` at `now` (never without a `max_age`).
 fn is_stale(r: &Recorded, max_age: Option<Duration>, now: SystemTime) -> bool {
     let Some(max_age) = max_age else { return false };
@@ -363,7 +372,7 @@ impl Summary {
         let list = |out: &mut String, title: &str, entries: &[Entry]| {
             for e in entries.iter().take(20) {
                 let file = e.file.as_deref().map(|f| format!(" ({f})")).unwrap_or_default();
-                out.push_str(&format!("  {title} {} {}{file}\n", e.endpoint, key::prefix(&e.key)));
+                out.push_str(&format!("  {title} {} {}{file}\n", e.endpoint, short(&e.key)));
             }
             if entries.len() > 20 {
                 out.push_str(&format!(
@@ -381,7 +390,7 @@ impl Summary {
                 "  fault {} on {} {}\n",
                 fault.fault,
                 fault.endpoint,
-                key::prefix(&fault.key)
+                short(&fault.key)
             ));
         }
         if self.faults.len() > 20 {
@@ -404,7 +413,7 @@ impl Summary {
             ));
             for miss in report.misses.iter().take(5) {
                 let why = miss.explanation.as_deref().unwrap_or("no recording");
-                out.push_str(&format!("  miss {} {}: {why}\n", miss.endpoint, key::prefix(&miss.key)));
+                out.push_str(&format!("  miss {} {}: {why}\n", miss.endpoint, short(&miss.key)));
             }
             if report.misses.len() > 5 {
                 out.push_str(&format!(
@@ -473,6 +482,19 @@ mod tests {
         assert_eq!(s.failures(true, false).len(), 2);
         assert_eq!(s.failures(false, true).len(), 1);
         assert!(s.render().contains("  miss identity/get zzz"));
+    }
+
+    #[test]
+    fn a_sessions_keys_show_its_name_then_the_keys_start() {
+        let t = Tally::default();
+        t.recorded("identity/get", "tests/a/0123456789abcdef0123#2");
+        let s = t.summary("record", [], None);
+        assert!(
+            s.render()
+                .contains("  recorded identity/get tests/a/0123456789abcdef\n"),
+            "{}",
+            s.render()
+        );
     }
 
     #[test]

@@ -115,7 +115,7 @@ async fn the_pytest_plugin_records_a_session_per_test_and_replays_offline_under_
 
     let (code, out) = pytest(&home, dir, &["-n", "4", "--plaid-vcr-mode=record", &upstream, &ca], &[]).await;
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("6 passed"), "{out}");
+    assert!(out.contains("8 passed"), "{out}");
     assert!(
         out.contains("plaid-vcr summary (record)"),
         "the summary is shown: {out}"
@@ -128,6 +128,8 @@ async fn the_pytest_plugin_records_a_session_per_test_and_replays_offline_under_
         "test_each_institution_gets_its_own_item_ins_109509_",
         "TestAccounts/test_balances_are_numbers",
         "test_a_request_never_recorded_fails_with_the_explanation",
+        "../test_failures.py/test_login_required_sends_the_user_through_update_mode",
+        "../test_failures.py/test_rate_limits_are_retried_with_back_off",
     ] {
         assert!(
             sessions.join(test).join("item_public_token_exchange").is_dir(),
@@ -139,7 +141,7 @@ async fn the_pytest_plugin_records_a_session_per_test_and_replays_offline_under_
 
     let (code, out) = pytest(&home, dir, &["-n", "4"], &[]).await;
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("6 passed"), "{out}");
+    assert!(out.contains("8 passed"), "{out}");
     assert!(
         out.contains("plaid-vcr summary (replay)") && out.contains(" 0 misses"),
         "{out}"
@@ -196,14 +198,14 @@ async fn the_jest_helper_records_a_session_per_test_and_replays_offline_with_par
 
     let (code, out) = jest(&home, dir, &[("PLAID_VCR_MODE", "record"), ("PLAID_VCR_ARGS", &args)]).await;
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("Tests:       5 passed, 5 total"), "{out}");
+    assert!(out.contains("Tests:       7 passed, 7 total"), "{out}");
     assert!(
         out.contains("plaid-vcr summary (record)"),
         "the summary is shown: {out}"
     );
     assert!(
-        out.contains("Test Suites: 2 passed, 2 total"),
-        "two files, in parallel workers: {out}"
+        out.contains("Test Suites: 3 passed, 3 total"),
+        "three files, in parallel workers: {out}"
     );
     let sessions = dir.join("cassettes/plaid-vcr/sessions");
     for test in [
@@ -212,6 +214,8 @@ async fn the_jest_helper_records_a_session_per_test_and_replays_offline_with_par
         "identity.test.js/each_institution_gets_its_own_item__ins_109508",
         "identity.test.js/each_institution_gets_its_own_item__ins_109509",
         "accounts.test.js/a_request_never_recorded_fails_with_the_explanation",
+        "failures.test.js/login_required_sends_the_user_through_update_mode",
+        "failures.test.js/rate_limits_are_retried_with_back-off",
     ] {
         assert!(
             sessions.join(test).join("item_public_token_exchange").is_dir(),
@@ -223,7 +227,7 @@ async fn the_jest_helper_records_a_session_per_test_and_replays_offline_with_par
 
     let (code, out) = jest(&home, dir, &[]).await;
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("Tests:       5 passed, 5 total"), "{out}");
+    assert!(out.contains("Tests:       7 passed, 7 total"), "{out}");
     assert!(
         out.contains("plaid-vcr summary (replay)") && out.contains(" 0 misses"),
         "{out}"
@@ -256,7 +260,7 @@ async fn the_jest_helper_records_a_session_per_test_and_replays_offline_with_par
 
     let (code, out) = jest(&home, dir, &[("EXAMPLE_UNRECORDED", "1")]).await;
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("1 failed, 4 passed"), "{out}");
+    assert!(out.contains("1 failed, 6 passed"), "{out}");
     assert!(
         out.contains("plaid-vcr: 1 request(s) of this test had no recording")
             && out.contains("session accounts.test.js/a_request_never_recorded_fails_with_the_explanation")

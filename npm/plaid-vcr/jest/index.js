@@ -30,4 +30,14 @@ function plaidVcrUrl() {
   return sessionState().sessionUrl(currentSession());
 }
 
-module.exports = { plaidVcrUrl, currentSession, sessionState };
+/** Adds a fault rule to the current test's session (Plaid's errors on demand, docs/failures.md). */
+function plaidVcrFault(rule) {
+  return sessionState().addFault(currentSession(), rule);
+}
+
+/** Removes the current test's fault rules. */
+function clearPlaidVcrFaults() {
+  return sessionState().clearFaults(currentSession());
+}
+
+module.exports = { plaidVcrUrl, plaidVcrFault, clearPlaidVcrFaults, currentSession, sessionState };

@@ -21,6 +21,17 @@ export interface Entry {
   explanation?: string;
 }
 
+export interface FaultRule {
+  /** A Plaid error code, or delay=MS, reset, truncate, timeout. */
+  error_code: string;
+  /** The endpoint it applies to; any if absent. */
+  endpoint?: string | null;
+  /** How many matching requests go through first (default 0). */
+  after?: number;
+  /** How many fail (default 1); null until removed. */
+  times?: number | null;
+}
+
 export interface SessionReport {
   requests: number;
   hits: number;
@@ -56,6 +67,8 @@ export declare class PlaidVcr {
   report(): Promise<{ sessions: SessionCounts[] }>;
   report(name: string): Promise<SessionReport | null>;
   endSession(name: string): Promise<SessionReport | null>;
+  addFault(name: string, rule: FaultRule): Promise<{ faults: unknown[] } | null>;
+  clearFaults(name: string): Promise<{ removed: unknown[] } | null>;
   /** Stops it with SIGTERM; resolves with every session's counts. */
   stop(): Promise<{ sessions: SessionCounts[] } | null>;
 }

@@ -68,8 +68,13 @@ class PlaidVcr {
     return `${this.origin}/sessions/${name}/plaid-compatible`;
   }
 
-  async api(method, name) {
-    const answer = await fetch(`${this.origin}/plaid-vcr/sessions${name ? `/${name}` : ''}`, { method });
+  async api(method, name, body) {
+    const init = { method };
+    if (body !== undefined) {
+      init.body = JSON.stringify(body);
+      init.headers = { 'content-type': 'application/json' };
+    }
+    const answer = await fetch(`${this.origin}/plaid-vcr/sessions${name ? `/${name}` : ''}`, init);
     if (answer.status === 404) return null;
     if (!answer.ok) throw new Error(`plaid-vcr answered ${answer.status}: ${await answer.text()}`);
     return answer.json();
@@ -78,6 +83,16 @@ class PlaidVcr {
   /** A session's report (null if no request named it), or every session's counts. */
   report(name) {
     return this.api('GET', name);
+  }
+
+  /** Adds a fault rule to a session: `{error_code, endpoint, after, times}` (docs/failures.md). */
+  addFault(name, rule) {
+    return this.api('POST', `${name}/faults`, rule);
+  }
+
+  /** Removes a session's fault rules (and what ITEM_LOGIN_REQUIRED stuck to). */
+  clearFaults(name) {
+    return this.api('DELETE', `${name}/faults`);
   }
 
   /** Ends a session: its final report (or null); the name starts again at step 1. */

@@ -445,6 +445,11 @@ fn default_reply(endpoint: &str) -> Reply {
             "access_token": "access-sandbox-de3ce8ef-33f8-452c-a685-8671031fc0f6",
             "item_id": "M5eVJqLnv3tbzdngLDp9FL5OlDNxlNhlE55op"
         }),
+        // The spec's example (update mode's link token, for an existing item).
+        "link/token/create" => json!({
+            "link_token": "link-sandbox-af1a0311-da53-4636-b754-dd15cc058176",
+            "expiration": "2020-03-27T12:56:34Z"
+        }),
         _ => json!({}),
     };
     Reply { status: 200, body }

@@ -50,6 +50,48 @@ pub enum Command {
     /// Create a sandbox item through plaid-vcr (recording the two calls) and print its access
     /// token and the pseudonym the cassette stores; uses PLAID_CLIENT_ID and PLAID_SECRET
     SandboxToken(SandboxTokenArgs),
+    /// Webhooks on demand, through a running plaid-vcr (replaying)
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
+}
+
+/// `plaid-vcr webhook ...`.
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Send the app a signed webhook of Plaid's spec (its verification through
+    /// /webhook_verification_key/get passes), to the URL the session registered or --to URL
+    Fire(WebhookFireArgs),
+}
+
+/// Options of `webhook fire`.
+#[derive(Debug, Clone, Args)]
+pub struct WebhookFireArgs {
+    /// The webhook type, e.g. TRANSACTIONS
+    #[arg(long = "type", value_name = "TYPE")]
+    pub webhook_type: String,
+    /// The webhook code, e.g. SYNC_UPDATES_AVAILABLE
+    #[arg(long = "code", value_name = "CODE")]
+    pub webhook_code: String,
+    /// The item it is about
+    #[arg(long, value_name = "ID")]
+    pub item_id: Option<String>,
+    /// The session whose registered URL it goes to (the default session's if absent)
+    #[arg(long, value_name = "NAME")]
+    pub session: Option<String>,
+    /// A field over the spec's example, KEY=VALUE (VALUE as JSON where it is JSON); repeatable
+    #[arg(long = "field", value_name = "KEY=VALUE")]
+    pub fields: Vec<String>,
+    /// Send it here instead of the URL the session registered
+    #[arg(long, value_name = "URL")]
+    pub to: Option<String>,
+    /// plaid-vcr's address
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "http://127.0.0.1:8080",
+        env = "PLAID_VCR_URL"
+    )]
+    pub vcr: String,
 }
 
 /// Options of `sandbox-token`.

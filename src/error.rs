@@ -30,6 +30,10 @@ pub enum Error {
     Rules(#[from] RuleError),
     #[error(transparent)]
     Signer(#[from] crate::webhooks::signer::SignerError),
+    #[error("cannot reach plaid-vcr at {url}: {reason}; start it (plaid-vcr replay) or pass --vcr URL")]
+    Unreachable { url: String, reason: String },
+    #[error("{message}")]
+    Usage { message: String },
     #[error("cannot listen on {addr}: {source}; pass --listen 127.0.0.1:0 to pick a free port")]
     Listen {
         addr: std::net::SocketAddr,

@@ -54,6 +54,7 @@ fn main() -> ExitCode {
             .and_then(answer)
             .map_err(Failure::from),
         Command::SandboxToken(args) => sandbox_token(args),
+        Command::Webhook(cli::WebhookCommand::Fire(args)) => webhook_fire(args),
     };
     match result {
         Ok(code) => code,
@@ -133,6 +134,20 @@ fn serve(mode: Mode, args: &ServeArgs, strict: bool, fail_on_unused: bool) -> Re
         eprintln!("plaid-vcr: failing: {failure}");
     }
     Ok(verdict(failures.is_empty()))
+}
+
+fn webhook_fire(args: &cli::WebhookFireArgs) -> Result<ExitCode, Failure> {
+    let fire = commands::webhook::Fire {
+        vcr: args.vcr.clone(),
+        webhook_type: args.webhook_type.clone(),
+        webhook_code: args.webhook_code.clone(),
+        item_id: args.item_id.clone(),
+        session: args.session.clone(),
+        fields: args.fields.clone(),
+        to: args.to.clone(),
+    };
+    let output = runtime()?.block_on(commands::webhook::fire(&fire))?;
+    Ok(answer(output)?)
 }
 
 fn sandbox_token(args: &cli::SandboxTokenArgs) -> Result<ExitCode, Failure> {

@@ -78,6 +78,8 @@ pub enum RequestError {
     UnknownFault { asked: String, close: Vec<&'static str> },
     #[error("invalid fault rule: {0}")]
     InvalidFaultRule(String),
+    #[error("cannot fire this webhook: {0}")]
+    InvalidWebhook(String),
 }
 
 impl RequestError {
@@ -98,7 +100,8 @@ impl RequestError {
             | MissingCredentials { .. }
             | InvalidSession { .. }
             | UnknownFault { .. }
-            | InvalidFaultRule(_) => StatusCode::BAD_REQUEST,
+            | InvalidFaultRule(_)
+            | InvalidWebhook(_) => StatusCode::BAD_REQUEST,
             TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             UpstreamUnreachable(_) | WebhookAppUnreachable(_) => StatusCode::BAD_GATEWAY,
@@ -138,6 +141,7 @@ impl RequestError {
             UnknownSession { .. } => "PLAID_VCR_UNKNOWN_SESSION",
             UnknownFault { .. } => "PLAID_VCR_UNKNOWN_FAULT",
             InvalidFaultRule(_) => "PLAID_VCR_INVALID_FAULT_RULE",
+            InvalidWebhook(_) => "PLAID_VCR_INVALID_WEBHOOK",
         }
     }
 
@@ -170,6 +174,10 @@ impl RequestError {
                  (escape anything else as _, see docs/sessions.md)"
             }
             UnknownSession { .. } => "GET /plaid-vcr/sessions lists the sessions of this run",
+            InvalidWebhook(_) => {
+                "POST {\"webhook_type\": TYPE, \"webhook_code\": CODE, \"item_id\", \"session\", \"fields\": {..}, \
+                 \"url\"} to /plaid-vcr/webhooks/fire, in replay (see docs/failures.md)"
+            }
             UnknownFault { .. } | InvalidFaultRule(_) => {
                 "ask for one of Plaid's error codes (docs/failures.md), or delay=MS, reset, truncate, timeout; a rule is \
                  {\"error_code\": CODE, \"endpoint\": \"/transactions/sync\", \"after\": 0, \"times\": 1}"
@@ -337,6 +345,7 @@ mod tests {
                 close: vec!["Y"],
             },
             InvalidFaultRule("r".into()),
+            InvalidWebhook("w".into()),
         ];
         for e in &all {
             match e {
@@ -361,7 +370,8 @@ mod tests {
                 | InvalidSession { .. }
                 | UnknownSession { .. }
                 | UnknownFault { .. }
-                | InvalidFaultRule(_) => {}
+                | InvalidFaultRule(_)
+                | InvalidWebhook(_) => {}
             }
         }
         all

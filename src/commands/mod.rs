@@ -10,6 +10,7 @@ pub mod inspect;
 pub mod redact;
 pub mod sandbox;
 pub mod scan;
+pub mod webhook;
 
 /// What a command answers: the text for stdout, and whether its answer is "yes" (exit 0)
 /// or "no" (exit 1: leaks found, problems found, breaking drift).

@@ -182,6 +182,68 @@ mod tests {
         assert!(close_matches("zzzzzzzzzzzzzzzzzzzzzzzz").is_empty());
     }
 
+    /// `PlaidErrorType`'s values in the pinned spec (plaid-openapi 2020-09-14.yml, 26f1a05).
+    const PLAID_ERROR_TYPES: [&str; 24] = [
+        "INVALID_REQUEST",
+        "INVALID_RESULT",
+        "INVALID_INPUT",
+        "INSTITUTION_ERROR",
+        "RATE_LIMIT_EXCEEDED",
+        "API_ERROR",
+        "ITEM_ERROR",
+        "ASSET_REPORT_ERROR",
+        "BASE_REPORT_ERROR",
+        "RECAPTCHA_ERROR",
+        "OAUTH_ERROR",
+        "PAYMENT_ERROR",
+        "BANK_TRANSFER_ERROR",
+        "INCOME_VERIFICATION_ERROR",
+        "MICRODEPOSITS_ERROR",
+        "SANDBOX_ERROR",
+        "PARTNER_ERROR",
+        "SIGNAL_ERROR",
+        "TRANSACTIONS_ERROR",
+        "TRANSACTION_ERROR",
+        "TRANSFER_ERROR",
+        "CHECK_REPORT_ERROR",
+        "CONSUMER_REPORT_ERROR",
+        "USER_ERROR",
+    ];
+
+    /// Every body of the catalogue against the pinned spec's `PlaidError`: its required fields,
+    /// the type of every field it has, `error_type` one of `PlaidErrorType`, and nothing else
+    /// (`additionalProperties` is allowed by the spec, but Plaid sends these seven).
+    #[test]
+    fn every_body_of_the_catalogue_validates_against_plaid_error() {
+        for error in all().values() {
+            let body: Value = serde_json::from_slice(&error.body()).unwrap();
+            let map = body.as_object().unwrap();
+            for required in ["error_type", "error_code", "error_message", "display_message"] {
+                assert!(map.contains_key(required), "{}: {required}", error.error_code);
+            }
+            let string = |k: &str| map[k].is_string();
+            let string_or_null = |k: &str| map[k].is_string() || map[k].is_null();
+            assert!(string("error_type") && string("error_code") && string("error_message") && string("request_id"));
+            assert!(
+                string("documentation_url") && string_or_null("display_message") && string_or_null("suggested_action")
+            );
+            assert!(
+                PLAID_ERROR_TYPES.contains(&error.error_type),
+                "{}: {}",
+                error.error_code,
+                error.error_type
+            );
+            assert_eq!(map.len(), 7, "{}", error.error_code);
+            // Plaid documents one 2xx error (OAUTH_STATE_ID_ALREADY_PROCESSED: 208).
+            assert!(
+                (200..600).contains(&error.status),
+                "{}: {}",
+                error.error_code,
+                error.status
+            );
+        }
+    }
+
     #[test]
     fn bodies_have_every_field_plaid_sends_and_a_fresh_request_id() {
         let e = get("INSTITUTION_DOWN").unwrap();

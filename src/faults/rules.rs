@@ -3,7 +3,7 @@
 //! config (`[[faults]]`), with how often each has fired; and the access tokens an
 //! `ITEM_LOGIN_REQUIRED` stuck to.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
@@ -71,6 +71,9 @@ struct State {
     rules: Vec<Rule>,
     /// Access tokens (as stored: pseudonyms) whose item needs a new login.
     stuck: HashSet<String>,
+    /// The item of each access token, learned from `/item/public_token/exchange` answers (for
+    /// the `ITEM` `ERROR` webhook an `ITEM_LOGIN_REQUIRED` sends).
+    items: HashMap<String, String>,
 }
 
 /// Endpoints an item in `ITEM_LOGIN_REQUIRED` still answers: update mode's link token, removing
@@ -94,7 +97,7 @@ impl Rules {
             active: AtomicBool::new(!specs.is_empty()),
             state: Mutex::new(State {
                 rules,
-                stuck: HashSet::new(),
+                ..State::default()
             }),
         }
     }
@@ -136,11 +139,18 @@ impl Rules {
     /// The fault a request to `endpoint` with `access_token` gets from these rules, if any:
     /// an item stuck in `ITEM_LOGIN_REQUIRED` first, then the first rule due (every matching
     /// rule counts the request).
+    #[cfg(test)]
     pub fn check(&self, endpoint: &str, access_token: Option<&str>) -> Option<Fault> {
+        self.check_new(endpoint, access_token).map(|(fault, _)| fault)
+    }
+
+    /// [`Rules::check`], and whether the fault just put an item into `ITEM_LOGIN_REQUIRED`
+    /// (Plaid tells the app so once, with an `ITEM` `ERROR` webhook).
+    pub fn check_new(&self, endpoint: &str, access_token: Option<&str>) -> Option<(Fault, bool)> {
         let mut state = self.state();
         let stuck = access_token.is_some_and(|t| state.stuck.contains(t));
         if stuck && !exempt_from_login(endpoint) {
-            return Fault::parse("ITEM_LOGIN_REQUIRED", endpoint).ok();
+            return Fault::parse("ITEM_LOGIN_REQUIRED", endpoint).ok().map(|f| (f, false));
         }
         let mut due = None;
         for rule in state.rules.iter_mut().filter(|r| r.spec.matches(endpoint)) {
@@ -151,18 +161,31 @@ impl Rules {
                 due = Fault::parse(&rule.spec.error_code, endpoint).ok();
             }
         }
+        let mut new = false;
         if let (Some(fault), Some(token)) = (&due, access_token) {
             if fault.sticks() && !exempt_from_login(endpoint) {
-                state.stuck.insert(token.to_owned());
+                new = state.stuck.insert(token.to_owned());
             }
         }
-        due
+        due.map(|fault| (fault, new))
     }
 
-    /// Notes that an `ITEM_LOGIN_REQUIRED` asked for by header hit `access_token`.
-    pub fn stick(&self, access_token: &str) {
-        self.state().stuck.insert(access_token.to_owned());
+    /// Notes that an `ITEM_LOGIN_REQUIRED` asked for by header hit `access_token`; whether it
+    /// was new.
+    pub fn stick(&self, access_token: &str) -> bool {
+        let new = self.state().stuck.insert(access_token.to_owned());
         self.active.store(true, Ordering::Release);
+        new
+    }
+
+    /// Notes that `access_token` belongs to `item_id`.
+    pub fn learn_item(&self, access_token: &str, item_id: &str) {
+        self.state().items.insert(access_token.to_owned(), item_id.to_owned());
+    }
+
+    /// The item `access_token` belongs to, if an exchange said so.
+    pub fn item_of(&self, access_token: &str) -> Option<String> {
+        self.state().items.get(access_token).cloned()
     }
 }
 

@@ -41,7 +41,12 @@ pub enum Route {
     Webhook(String),
     /// `/plaid-vcr/sessions[/NAME]`: the sessions' reports, or the end of one.
     Sessions(SessionsRoute),
+    /// `POST /plaid-vcr/webhooks/fire`: a signed webhook on demand.
+    FireWebhook,
 }
+
+/// Where a test fires a webhook (receiver tokens, under the same prefix, are hex).
+pub const FIRE_WEBHOOK: &str = "/plaid-vcr/webhooks/fire";
 
 /// What `/plaid-vcr/sessions[/NAME]` asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +74,12 @@ pub fn route(method: &Method, path: &str) -> Result<Route, RequestError> {
         return match *method {
             Method::GET | Method::HEAD => Ok(Route::Health),
             _ => Err(RequestError::MethodNotAllowed { allow: "GET" }),
+        };
+    }
+    if path == FIRE_WEBHOOK {
+        return match *method {
+            Method::POST => Ok(Route::FireWebhook),
+            _ => Err(RequestError::MethodNotAllowed { allow: "POST" }),
         };
     }
     if let Some(token) = path.strip_prefix(crate::webhooks::webhook::RECEIVER_PATH) {

@@ -239,35 +239,7 @@ impl Deliveries {
             }
             return;
         };
-        let mut attempt = 0;
-        let outcome = loop {
-            let result = match self.signer.sign(&webhook.body) {
-                Ok(jwt) => {
-                    let mut headers = HeaderMap::new();
-                    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                    match HeaderValue::from_str(&jwt) {
-                        Ok(v) => {
-                            headers.insert("plaid-verification", v);
-                        }
-                        Err(e) => break Err(format!("signature is not header text: {e}")),
-                    }
-                    match self.poster.post(target, headers, webhook.body.clone()).await {
-                        Ok(answer) if answer.status.is_success() => Ok(answer.status),
-                        Ok(answer) => Err(format!("the app answered {}", answer.status)),
-                        Err(e) => Err(e.to_string()),
-                    }
-                }
-                Err(e) => break Err(e.to_string()),
-            };
-            match (result, BACKOFF.get(attempt)) {
-                (Ok(status), _) => break Ok(status),
-                (Err(_), Some(pause)) => {
-                    attempt += 1;
-                    tokio::time::sleep(*pause).await;
-                }
-                (Err(e), None) => break Err(e),
-            }
-        };
+        let (outcome, attempts) = self.send_signed(target, &webhook.body).await;
         let file = webhook.file.display();
         match outcome {
             Ok(status) => {
@@ -286,9 +258,60 @@ impl Deliveries {
                 if let Some(session) = session {
                     session.failed.fetch_add(1, Ordering::Relaxed);
                 }
-                tracing::warn!(webhook = %webhook.label, %file, attempts = attempt + 1, %error, "webhook delivery failed");
+                tracing::warn!(webhook = %webhook.label, %file, attempts, %error, "webhook delivery failed");
             }
         }
+    }
+
+    /// Signs `body` as Plaid does and POSTs it to `target`, retrying a refusal, a non-2xx
+    /// answer or a timeout (see [`BACKOFF`]); the app's status, or why it failed, and how many
+    /// attempts it took.
+    async fn send_signed(&self, target: &str, body: &Bytes) -> (Result<http::StatusCode, String>, usize) {
+        let mut attempt = 0;
+        let outcome = loop {
+            let result = match self.signer.sign(body) {
+                Ok(jwt) => {
+                    let mut headers = HeaderMap::new();
+                    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                    match HeaderValue::from_str(&jwt) {
+                        Ok(v) => {
+                            headers.insert("plaid-verification", v);
+                        }
+                        Err(e) => break Err(format!("signature is not header text: {e}")),
+                    }
+                    match self.poster.post(target, headers, body.clone()).await {
+                        Ok(answer) if answer.status.is_success() => Ok(answer.status),
+                        Ok(answer) => Err(format!("the app answered {}", answer.status)),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+                Err(e) => break Err(e.to_string()),
+            };
+            match (result, BACKOFF.get(attempt)) {
+                (Ok(status), _) => break Ok(status),
+                (Err(_), Some(pause)) => {
+                    attempt += 1;
+                    tokio::time::sleep(*pause).await;
+                }
+                (Err(e), None) => break Err(e),
+            }
+        };
+        (outcome, attempt + 1)
+    }
+
+    /// Sends `body` now, signed, to `url`, else the `--webhook-target`, else the URL `session`
+    /// registered last (a webhook a test fired, or one a fault caused): where it went and what
+    /// the app answered.
+    pub async fn fire(&self, session: Option<&str>, url: Option<String>, body: Bytes) -> Result<(String, u16), String> {
+        let target = url.or_else(|| self.target.clone()).or_else(|| {
+            let registered = self.registered.lock().unwrap_or_else(PoisonError::into_inner);
+            registered.latest.get(&session.map(str::to_owned)).cloned()
+        });
+        let Some(target) = target else {
+            return Err("no webhook URL: this session registered none; give \"url\" or --webhook-target".into());
+        };
+        let (outcome, _) = self.send_signed(&target, &body).await;
+        outcome.map(|status| (target, status.as_u16()))
     }
 
     /// Stops taking deliveries and waits up to `timeout` for the queued ones to finish.

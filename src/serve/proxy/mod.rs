@@ -282,6 +282,7 @@ impl Proxy {
             // it into place for every request, and its size is that of its largest branch).
             Ok(Route::Webhook(token)) => return (Box::pin(self.receive_webhook(&token, request)).await, None, None),
             Ok(Route::Sessions(asked)) => return (Box::pin(self.sessions_api(asked, request)).await, None, None),
+            Ok(Route::FireWebhook) => return (Box::pin(self.fire_webhook(request)).await, None, None),
             Err(error) => {
                 let failed = Handled::Failed {
                     endpoint: request::endpoint_of(request.uri().path()),
@@ -337,6 +338,11 @@ impl Proxy {
                     Injected::Answer(handled) => return (*handled, None, session),
                     Injected::Continue { truncate } => {
                         let handled = Box::pin(self.dispatch(parsed, session.as_deref())).await;
+                        if endpoint == "item/public_token/exchange" {
+                            if let Handled::Hit { reply, .. } | Handled::Recorded { reply, .. } = &handled {
+                                self.learn_item(session.as_deref(), &reply.body);
+                            }
+                        }
                         if truncate {
                             return (Handled::Truncated(Box::new(handled)), None, session);
                         }

@@ -132,7 +132,7 @@ impl Proxy {
 }
 
 /// plaid-vcr's own API's answer.
-fn control(body: serde_json::Value) -> Handled {
+pub(super) fn control(body: serde_json::Value) -> Handled {
     let mut bytes = serde_json::to_vec_pretty(&body).expect("a serde_json::Value always serializes to a Vec");
     bytes.push(b'\n');
     Handled::Control(Reply::new(
@@ -144,7 +144,7 @@ fn control(body: serde_json::Value) -> Handled {
 
 /// plaid-vcr's own API's errors are answered like Plaid's, but are not requests of the run (a
 /// test's set-up ending a session no request named is no error of the suite).
-fn control_error(error: RequestError) -> Handled {
+pub(super) fn control_error(error: RequestError) -> Handled {
     Handled::Control(Reply::new(
         error.status(),
         "application/json; charset=utf-8",

@@ -8,6 +8,7 @@
 //! (each session's own).
 
 mod delivery;
+mod on_demand;
 mod order;
 mod recording;
 mod sessions;

@@ -66,17 +66,13 @@ impl Server {
 
     /// The base URL to give a Plaid client: `http://IP:PORT/plaid-compatible`.
     pub fn base_url(&self) -> String {
-        format!("http://{}{PREFIX}", self.addr)
+        base_url(self.addr)
     }
 
     /// The base URL that puts a Plaid client's requests in session `name` (see
     /// `docs/sessions.md`): `http://IP:PORT/sessions/NAME/plaid-compatible`.
     pub fn session_url(&self, name: &str) -> String {
-        format!(
-            "http://{}{}{name}{PREFIX}",
-            self.addr,
-            crate::serve::session::PATH_PREFIX
-        )
+        session_url(self.addr, name)
     }
 
     /// Serves until `shutdown` completes, then drains connections (bounded by the shutdown
@@ -250,17 +246,13 @@ impl RunningServer {
 
     /// The base URL to give a Plaid client: `http://IP:PORT/plaid-compatible`.
     pub fn base_url(&self) -> String {
-        format!("http://{}{PREFIX}", self.addr)
+        base_url(self.addr)
     }
 
     /// The base URL that puts a Plaid client's requests in session `name` (see
     /// `docs/sessions.md`): `http://IP:PORT/sessions/NAME/plaid-compatible`.
     pub fn session_url(&self, name: &str) -> String {
-        format!(
-            "http://{}{}{name}{PREFIX}",
-            self.addr,
-            crate::serve::session::PATH_PREFIX
-        )
+        session_url(self.addr, name)
     }
 
     /// The key id replayed webhooks are signed with (`None` in `record`), which
@@ -352,4 +344,14 @@ impl ReplayServer {
     pub async fn stop(self) -> Result<Summary, Error> {
         self.server.stop().await
     }
+}
+
+/// `http://IP:PORT/plaid-compatible` for a server listening on `addr`.
+fn base_url(addr: SocketAddr) -> String {
+    format!("http://{addr}{PREFIX}")
+}
+
+/// The base URL of session `name` on a server listening on `addr`.
+fn session_url(addr: SocketAddr, name: &str) -> String {
+    format!("http://{addr}{}{name}{PREFIX}", crate::serve::session::PATH_PREFIX)
 }

@@ -78,9 +78,8 @@ fn run(mut command: Command, cwd: &Path) -> (i32, String) {
     panic!("{command:?} did not finish in 180 s");
 }
 
-async fn pytest(home: &Path, project: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
-    let mut command = Command::new(home.join("venv/bin/python"));
-    command.args(["-m", "pytest", "-p", "no:cacheprovider"]).args(args);
+/// [`run`] from an async test, with `env` set.
+async fn run_in(mut command: Command, project: &Path, env: &[(&str, &str)]) -> (i32, String) {
     for (name, value) in env {
         command.env(name, value);
     }
@@ -88,6 +87,12 @@ async fn pytest(home: &Path, project: &Path, args: &[&str], env: &[(&str, &str)]
     tokio::task::spawn_blocking(move || run(command, &project))
         .await
         .unwrap()
+}
+
+async fn pytest(home: &Path, project: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut command = Command::new(home.join("venv/bin/python"));
+    command.args(["-m", "pytest", "-p", "no:cacheprovider"]).args(args);
+    run_in(command, project, env).await
 }
 
 /// The example pytest project: recorded through the fake with `-n 4` into one session per
@@ -169,13 +174,7 @@ async fn jest(home: &Path, project: &Path, env: &[(&str, &str)]) -> (i32, String
     command
         .arg(home.join("jest-project/node_modules/jest/bin/jest.js"))
         .args(["--ci", "--maxWorkers=4"]);
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    let project = project.to_owned();
-    tokio::task::spawn_blocking(move || run(command, &project))
-        .await
-        .unwrap()
+    run_in(command, project, env).await
 }
 
 /// The example jest project, with `npm install`ed packages and four workers: recorded through
@@ -249,12 +248,7 @@ async fn the_jest_helper_records_a_session_per_test_and_replays_offline_with_par
     "#;
     let mut esm = Command::new("node");
     esm.args(["--input-type=module", "-e", script]);
-    let (code, out) = tokio::task::spawn_blocking({
-        let dir = dir.to_owned();
-        move || run(esm, &dir)
-    })
-    .await
-    .unwrap();
+    let (code, out) = run_in(esm, dir, &[]).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(r#"{"status":200,"outcome":"hit","hits":1}"#), "{out}");
 

@@ -354,3 +354,39 @@ async fn in_record_a_faulted_request_never_reaches_upstream_and_nothing_is_recor
         dirs.cassette_files()
     );
 }
+
+#[tokio::test]
+async fn in_record_missing_a_faulted_miss_is_not_recorded_and_a_faulted_hit_not_answered() {
+    let dirs = Dirs::new();
+    let fake = FakePlaid::start().await;
+    record_into(&dirs, &[("identity/get", BODY)]).await;
+    let calls = fake.total_calls();
+    let proxy = start(&config(&dirs, Some(&fake)), Mode::ReplayRecordMissing).await;
+    let base = proxy.base_url();
+    let hit = ask(
+        &base,
+        None,
+        "identity/get",
+        BODY,
+        &[("plaid-vcr-fault", "INSTITUTION_DOWN")],
+    )
+    .await;
+    assert_eq!((hit.status, hit.outcome()), (400, "fault"));
+    let miss = ask(
+        &base,
+        None,
+        "accounts/get",
+        BODY,
+        &[("plaid-vcr-fault", "PRODUCT_NOT_READY")],
+    )
+    .await;
+    assert_eq!(
+        (miss.status, miss.json()["error_code"].as_str()),
+        (400, Some("PRODUCT_NOT_READY"))
+    );
+    assert_eq!(ask(&base, None, "identity/get", BODY, &[]).await.outcome(), "hit");
+    let summary = proxy.stop().await.unwrap();
+    assert_eq!(fake.total_calls(), calls, "nothing faulted reached upstream");
+    assert!(summary.recorded.is_empty(), "{:?}", summary.recorded);
+    assert_eq!(summary.faults.len(), 2);
+}

@@ -120,6 +120,10 @@ pub fn builtin() -> Vec<Rule> {
         "**.new_webhook_url",
         Pseudonymize(Kind::Url),
     ));
+    // Plaid's own id of the answer, in every body (top level): no one's data. Without this an
+    // all-digit one (rare, but Plaid's are random) reads to the detectors as a number to hide,
+    // and replay answers another request_id than the app saw when recording.
+    rules.push(Rule::new(None, Side::Response, "request_id", Keep));
     // Sandbox test credentials are public defaults (user_good/pass_good) and choose the answer.
     rules.push(Rule::new(None, Side::Request, "options.override_username", Keep));
     rules.push(Rule::new(None, Side::Request, "options.override_password", Keep));

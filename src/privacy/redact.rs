@@ -314,4 +314,15 @@ mod tests {
             "the rule is scoped to identity/get"
         );
     }
+
+    /// Plaid's own ids of answers are kept as they are, even one a detector would take for a
+    /// number to hide (all digits: the test recorded `271925974403891` as zeros before).
+    #[test]
+    fn an_answers_request_id_is_kept_whatever_it_looks_like() {
+        let r = Redactor::new(rules::builtin(), RequestPii::Placeholder, b"k");
+        for id in ["271925974403891", "3nARps6TOYtbACO", "709d87607a2f4c0"] {
+            let out = r.response("identity/get", serde_json::json!({"request_id": id}));
+            assert_eq!(out["request_id"], id);
+        }
+    }
 }

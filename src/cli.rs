@@ -283,6 +283,15 @@ pub struct ServeArgs {
     #[arg(long, env = "PLAID_VCR_SEQUENCES", value_parser = FalseyValueParser::new())]
     pub sequences: bool,
 
+    /// Replay: move every date of an answer by the days between its recording and --today, by
+    /// Plaid's schema (dates of birth and other facts about the past stay)
+    #[arg(long, env = "PLAID_VCR_SHIFT_DATES", value_parser = FalseyValueParser::new())]
+    pub shift_dates: bool,
+
+    /// With --shift-dates, the day to shift to, YYYY-MM-DD [default: today, UTC]
+    #[arg(long, value_name = "YYYY-MM-DD", env = "PLAID_VCR_TODAY", value_parser = parse_today)]
+    pub today: Option<time::Date>,
+
     /// With --sequences, what replay answers after the last recorded step [default: repeat-last]
     #[arg(long, value_enum, value_name = "WHAT", env = "PLAID_VCR_SEQUENCE_EXHAUSTED")]
     pub sequence_exhausted: Option<SequenceEnd>,
@@ -336,6 +345,8 @@ impl ServeArgs {
             max_connections: self.max_connections,
             no_redact: self.no_redact,
             sequences: self.sequences,
+            shift_dates: self.shift_dates,
+            today: self.today,
             sequence_exhausted: self.sequence_exhausted,
             max_age: self.max_age,
             webhook_public_url: self.webhook_public_url.clone(),
@@ -362,4 +373,9 @@ pub struct ReplayArgs {
     /// Exit 1 at shutdown if any recording in the cassette was never used
     #[arg(long, env = "PLAID_VCR_FAIL_ON_UNUSED", value_parser = FalseyValueParser::new())]
     pub fail_on_unused: bool,
+}
+
+/// `--today`: a calendar day, YYYY-MM-DD.
+fn parse_today(text: &str) -> Result<time::Date, String> {
+    plaid_vcr::config::parse_today(text)
 }

@@ -28,6 +28,13 @@ pub enum ConfigError {
     Invalid { key: &'static str, message: String },
 }
 
+/// A calendar day, YYYY-MM-DD (`--today`, `today`).
+pub fn parse_today(text: &str) -> Result<time::Date, String> {
+    crate::dates::parse_day(text)
+        .filter(|_| text.len() == 10)
+        .ok_or_else(|| format!("must be a day as YYYY-MM-DD, not {text:?}"))
+}
+
 /// A credential: compared and cloned like a string, but never printed by `Debug`.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
@@ -104,6 +111,10 @@ pub struct Config {
     pub scan: ScanConfig,
     /// Record repeated identical requests as steps and replay them in order.
     pub sequences: bool,
+    /// Replay: move answers' dates by the days since their recording (see docs/dates.md).
+    pub shift_dates: bool,
+    /// The day dates are shifted to; today (UTC) when the proxy starts if `None`.
+    pub today: Option<time::Date>,
     /// What replay answers after the last step.
     pub sequence_exhausted: SequenceEnd,
     /// Recordings older than this are reported (and fail `--strict`).
@@ -139,6 +150,8 @@ impl Default for Config {
             redact: RedactConfig::default(),
             scan: ScanConfig::default(),
             sequences: false,
+            shift_dates: false,
+            today: None,
             sequence_exhausted: SequenceEnd::RepeatLast,
             max_age: None,
             faults: Vec::new(),
@@ -170,6 +183,8 @@ pub struct Layer {
     pub max_connections: Option<usize>,
     pub no_redact: bool,
     pub sequences: bool,
+    pub shift_dates: bool,
+    pub today: Option<time::Date>,
     pub sequence_exhausted: Option<SequenceEnd>,
     pub max_age: Option<Duration>,
     pub webhook_public_url: Option<String>,
@@ -195,6 +210,8 @@ struct FileConfig {
     redact: Option<RedactConfig>,
     scan: Option<ScanConfig>,
     sequences: Option<bool>,
+    shift_dates: Option<bool>,
+    today: Option<String>,
     sequence_exhausted: Option<SequenceEnd>,
     max_age: Option<String>,
     plaid_client_id: Option<Secret>,
@@ -262,6 +279,14 @@ impl Config {
             redact: file.redact.unwrap_or_default(),
             scan: file.scan.unwrap_or_default(),
             sequences: args.sequences || file.sequences.unwrap_or(defaults.sequences),
+            shift_dates: args.shift_dates || file.shift_dates.unwrap_or(defaults.shift_dates),
+            today: match (args.today, file.today) {
+                (Some(day), _) => Some(day),
+                (None, Some(text)) => {
+                    Some(parse_today(&text).map_err(|message| ConfigError::Invalid { key: "today", message })?)
+                }
+                (None, None) => None,
+            },
             sequence_exhausted: args.sequence_exhausted.or(file.sequence_exhausted).unwrap_or_default(),
             max_age: pick_duration(args.max_age, file.max_age, "max_age")?,
             client_id: env_secret(CLIENT_ID_ENV).or(file.plaid_client_id),

@@ -53,6 +53,7 @@
 mod body;
 pub mod commands;
 pub mod config;
+mod dates;
 mod error;
 mod faults;
 pub mod log;

@@ -6,6 +6,7 @@
 //! - the privacy core ([`pseudonym`], [`detect`], [`numbers`], [`redact`], [`rules`], [`scan`]),
 //!   for property tests of pure functions: formats kept, redaction idempotent, no leak found;
 //! - the matching [`key`], to show what does and does not change it;
+//! - the [`dates`] shift, to hold it to Plaid's examples;
 //! - the working [`Store`], opened directly to see what survived a kill, and [`store_doctor`]
 //!   to damage or downgrade it as a bad disk or an older plaid-vcr would;
 //! - the [`Proxy`] without a socket ([`open_proxy`]), for fuzzing requests by the thousand;
@@ -18,3 +19,8 @@ pub use crate::store::db::doctor as store_doctor;
 pub use crate::store::db::{Store, StoreError};
 pub use crate::store::key;
 pub use crate::webhooks::signer::Signer;
+
+/// The dates shift (`replay --shift-dates`).
+pub mod dates {
+    pub use crate::dates::{days_since, parse_day, shift_answer, shift_str};
+}

@@ -44,6 +44,8 @@ pub struct Hit {
     pub counted: AtomicBool,
     pub status: StatusCode,
     pub content_type: Option<HeaderValue>,
+    /// `Plaid-VCR-Recorded-At`.
+    pub recorded_at: Option<HeaderValue>,
     pub body: Bytes,
 }
 
@@ -61,6 +63,7 @@ impl Hit {
         used: String,
         status: StatusCode,
         content_type: Option<HeaderValue>,
+        recorded_at: Option<HeaderValue>,
         body: Bytes,
     ) -> Option<Hit> {
         Some(Hit {
@@ -74,6 +77,7 @@ impl Hit {
             counted: AtomicBool::new(false),
             status,
             content_type,
+            recorded_at,
             body,
         })
     }
@@ -199,6 +203,7 @@ mod tests {
             "abc".into(),
             StatusCode::OK,
             Some(HeaderValue::from_static("application/json")),
+            None,
             Bytes::from_static(b"{}"),
         )
         .unwrap()

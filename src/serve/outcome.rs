@@ -17,6 +17,8 @@ use crate::store::interaction::Answer;
 pub const OUTCOME_HEADER: &str = "plaid-vcr-outcome";
 /// Response header carrying the full matching key of a request.
 pub const KEY_HEADER: &str = "plaid-vcr-key";
+/// Response header of every replayed answer: when it was recorded (RFC 3339).
+pub const RECORDED_AT_HEADER: &str = "plaid-vcr-recorded-at";
 
 /// Marks an answer that must not be sent: the connection is closed instead (a `reset` or
 /// `timeout` fault). The server turns it into a service error, on which hyper closes.
@@ -47,10 +49,15 @@ impl Reply {
         Reply { status, headers, body }
     }
 
-    pub(crate) fn of(answer: &Answer) -> Reply {
+    /// A replayed answer with `body` (its own, or its dates shifted), saying when it was recorded.
+    pub(crate) fn replayed(answer: &Answer, body: Bytes) -> Reply {
         // Statuses are validated (100..=599) when a cassette file is loaded.
         let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        Reply::new(status, &answer.content_type, answer.body.clone())
+        let mut reply = Reply::new(status, &answer.content_type, body);
+        if let Ok(at) = HeaderValue::from_str(&answer.recorded_at) {
+            reply.headers.insert(RECORDED_AT_HEADER, at);
+        }
+        reply
     }
 }
 
@@ -170,6 +177,9 @@ impl Handled {
             let headers = response.headers_mut();
             if let Some(ct) = &hit.content_type {
                 headers.insert(header::CONTENT_TYPE, ct.clone());
+            }
+            if let Some(at) = &hit.recorded_at {
+                headers.insert(RECORDED_AT_HEADER, at.clone());
             }
             headers.insert(OUTCOME, HeaderValue::from_static("hit"));
             headers.insert(KEY, hit.key.clone());

@@ -219,6 +219,8 @@ pub struct Answer {
     pub status: u16,
     pub content_type: String,
     pub body: Bytes,
+    /// When it was recorded (RFC 3339), for `Plaid-VCR-Recorded-At` and `--shift-dates`.
+    pub recorded_at: String,
 }
 
 impl Interaction {
@@ -336,6 +338,7 @@ impl Interaction {
             status: self.response.status,
             content_type: self.response.content_type.clone(),
             body,
+            recorded_at: self.recorded_at.clone(),
         }
     }
 }

@@ -7,6 +7,7 @@ mod clients;
 mod connections;
 mod corpus;
 mod credentials;
+mod dates;
 mod demo;
 mod detectors;
 mod docs;

@@ -81,6 +81,8 @@ pub struct Proxy {
     sessions: Sessions,
     /// The default session's fault rules (the config's, and those set for it).
     faults: Rules,
+    /// The day `--shift-dates` moves answers' dates to (`--today`, else today when it started).
+    today: time::Date,
 }
 
 /// Counts what happened to a request in `tally` (the run's, or a session's too); `first_use`
@@ -131,6 +133,7 @@ impl Proxy {
     pub fn new(serving: Serving, cassette: Cassette, store: Arc<Store>, redactor: Redactor, config: Config) -> Proxy {
         let cache = (!matches!(serving, Serving::Record(_)) && !config.sequences).then(Cache::default);
         let (sessions, faults) = (Sessions::new(config.faults.clone()), Rules::new(&config.faults));
+        let today = config.today.unwrap_or_else(|| time::OffsetDateTime::now_utc().date());
         Proxy {
             serving,
             cassette,
@@ -146,6 +149,7 @@ impl Proxy {
             miss_basis: Mutex::new(HashMap::new()),
             sessions,
             faults,
+            today,
         }
     }
 
@@ -463,6 +467,7 @@ impl Proxy {
             used.to_owned(),
             reply.status,
             reply.headers.get(http::header::CONTENT_TYPE).cloned(),
+            reply.headers.get(crate::serve::outcome::RECORDED_AT_HEADER).cloned(),
             reply.body.clone(),
         );
         if let Some(hit) = hit {

@@ -5,14 +5,34 @@ use std::sync::{Arc, PoisonError};
 
 use super::Proxy;
 use crate::config::SequenceEnd;
+use crate::dates;
 use crate::plaid_error::RequestError;
 use crate::serve::outcome::{Handled, Reply};
 use crate::serve::request::PlaidRequest;
 use crate::store::db::{StoreError, WithRequest};
-use crate::store::interaction::index_key;
+use crate::store::interaction::{self, index_key, Answer};
 use crate::store::miss;
+use bytes::Bytes;
 
 impl Proxy {
+    /// A recorded answer as replay sends it: with `--shift-dates`, its dates moved by the days
+    /// since it was recorded (by Plaid's schema, so the rest stays byte for byte).
+    pub(super) fn replayed(&self, endpoint: &str, answer: &Answer) -> Reply {
+        let days = dates::days_since(&answer.recorded_at, self.today).filter(|d| *d != 0);
+        let shifted = days
+            .filter(|_| self.config.shift_dates && interaction::is_json_type(&answer.content_type))
+            .and_then(|days| {
+                let mut body = serde_json::from_slice::<serde_json::Value>(&answer.body).ok()?;
+                (dates::shift_answer(endpoint, &mut body, days) > 0).then(|| {
+                    // The same form the answer's bytes were made in (`Interaction::answer`).
+                    Bytes::from(
+                        serde_json::to_vec_pretty(&body).expect("a serde_json::Value always serializes to a Vec"),
+                    )
+                })
+            });
+        Reply::replayed(answer, shifted.unwrap_or_else(|| answer.body.clone()))
+    }
+
     /// Answers from the store, or `None` when nothing is recorded for the request. Past the
     /// last recorded step of a sequence, `exhaust` applies `sequence_exhausted` (replay);
     /// otherwise it is `None` too (record-missing records the next step).
@@ -37,7 +57,7 @@ impl Proxy {
         let index = index_key(scope, key, step);
         match self.store.get(&index) {
             Ok(Some(answer)) => {
-                let reply = Reply::of(&answer);
+                let reply = self.replayed(endpoint, &answer);
                 self.remember(request, &reply, &index);
                 return Some(hit(reply, index));
             }
@@ -64,7 +84,7 @@ impl Proxy {
         }
         let last_index = index_key(scope, key, last);
         match self.store.get(&last_index) {
-            Ok(Some(answer)) => Some(hit(Reply::of(&answer), last_index)),
+            Ok(Some(answer)) => Some(hit(self.replayed(endpoint, &answer), last_index)),
             Ok(None) => None,
             Err(e) => Some(Handled::failed(endpoint, key, (&e).into())),
         }

@@ -284,7 +284,8 @@ pub struct ServeArgs {
     pub sequences: bool,
 
     /// Replay: move every date of an answer by the days between its recording and --today, by
-    /// Plaid's schema (dates of birth and other facts about the past stay)
+    /// Plaid's schema (dates of birth and other facts about the past stay); a request whose
+    /// dates are relative to today still matches. A Plaid-VCR-Today header does this per request
     #[arg(long, env = "PLAID_VCR_SHIFT_DATES", value_parser = FalseyValueParser::new())]
     pub shift_dates: bool,
 

@@ -28,6 +28,13 @@ pub enum ConfigError {
     Invalid { key: &'static str, message: String },
 }
 
+impl Config {
+    /// The day `--shift-dates` moves dates to: `--today`, else today (UTC).
+    pub fn shift_day(&self) -> time::Date {
+        self.today.unwrap_or_else(|| time::OffsetDateTime::now_utc().date())
+    }
+}
+
 /// A calendar day, YYYY-MM-DD (`--today`, `today`).
 pub fn parse_today(text: &str) -> Result<time::Date, String> {
     crate::dates::parse_day(text)

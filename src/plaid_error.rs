@@ -80,6 +80,8 @@ pub enum RequestError {
     InvalidFaultRule(String),
     #[error("cannot fire this webhook: {0}")]
     InvalidWebhook(String),
+    #[error("invalid Plaid-VCR-Today header {0:?}: not a day YYYY-MM-DD")]
+    InvalidToday(String),
 }
 
 impl RequestError {
@@ -101,7 +103,8 @@ impl RequestError {
             | InvalidSession { .. }
             | UnknownFault { .. }
             | InvalidFaultRule(_)
-            | InvalidWebhook(_) => StatusCode::BAD_REQUEST,
+            | InvalidWebhook(_)
+            | InvalidToday(_) => StatusCode::BAD_REQUEST,
             TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             UpstreamUnreachable(_) | WebhookAppUnreachable(_) => StatusCode::BAD_GATEWAY,
@@ -142,6 +145,7 @@ impl RequestError {
             UnknownFault { .. } => "PLAID_VCR_UNKNOWN_FAULT",
             InvalidFaultRule(_) => "PLAID_VCR_INVALID_FAULT_RULE",
             InvalidWebhook(_) => "PLAID_VCR_INVALID_WEBHOOK",
+            InvalidToday(_) => "PLAID_VCR_INVALID_TODAY",
         }
     }
 
@@ -174,6 +178,7 @@ impl RequestError {
                  (escape anything else as _, see docs/sessions.md)"
             }
             UnknownSession { .. } => "GET /plaid-vcr/sessions lists the sessions of this run",
+            InvalidToday(_) => "send Plaid-VCR-Today: YYYY-MM-DD, e.g. 2026-03-01 (see docs/dates.md)",
             InvalidWebhook(_) => {
                 "POST {\"webhook_type\": TYPE, \"webhook_code\": CODE, \"item_id\", \"session\", \"fields\": {..}, \
                  \"url\"} to /plaid-vcr/webhooks/fire, in replay (see docs/failures.md)"
@@ -346,6 +351,7 @@ mod tests {
             },
             InvalidFaultRule("r".into()),
             InvalidWebhook("w".into()),
+            InvalidToday("tuesday".into()),
         ];
         for e in &all {
             match e {
@@ -371,7 +377,8 @@ mod tests {
                 | UnknownSession { .. }
                 | UnknownFault { .. }
                 | InvalidFaultRule(_)
-                | InvalidWebhook(_) => {}
+                | InvalidWebhook(_)
+                | InvalidToday(_) => {}
             }
         }
         all

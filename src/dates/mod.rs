@@ -19,15 +19,17 @@ const TABLE: &str = include_str!("plaid_dates.tsv");
 /// `YYYY-MM-DD`, the form every Plaid date and date-time starts with.
 const DAY: &[time::format_description::BorrowedFormatItem<'static>] = format_description!("[year]-[month]-[day]");
 
-/// The paths of the shiftable date fields of each endpoint's answer (`webhook` for webhooks).
-fn table() -> &'static HashMap<&'static str, Vec<&'static str>> {
-    static TABLE_BY_ENDPOINT: OnceLock<HashMap<&'static str, Vec<&'static str>>> = OnceLock::new();
+/// The paths of the shiftable date fields of each (endpoint, side): `response` for answers
+/// (`webhook` is the endpoint of webhooks), `request` for what the app sends.
+fn table() -> &'static HashMap<(&'static str, &'static str), Vec<&'static str>> {
+    type ByEndpoint = HashMap<(&'static str, &'static str), Vec<&'static str>>;
+    static TABLE_BY_ENDPOINT: OnceLock<ByEndpoint> = OnceLock::new();
     TABLE_BY_ENDPOINT.get_or_init(|| {
-        let mut by_endpoint: HashMap<&'static str, Vec<&'static str>> = HashMap::new();
+        let mut by_endpoint: ByEndpoint = HashMap::new();
         for line in TABLE.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
             let cells: Vec<&'static str> = line.split('\t').collect();
-            if let [endpoint, path, _format, "shift"] = cells[..] {
-                by_endpoint.entry(endpoint).or_default().push(path);
+            if let [endpoint, side, path, _format, "shift"] = cells[..] {
+                by_endpoint.entry((endpoint, side)).or_default().push(path);
             }
         }
         by_endpoint
@@ -54,7 +56,19 @@ pub fn shift_str(text: &str, days: i64) -> Option<String> {
 
 /// Moves every shiftable date field of `endpoint`'s answer `body` by `days`; how many moved.
 pub fn shift_answer(endpoint: &str, body: &mut Value, days: i64) -> usize {
-    let Some(paths) = table().get(endpoint) else { return 0 };
+    shift(endpoint, "response", body, days)
+}
+
+/// Moves every date field of a request to `endpoint` by `days` (to read it as relative to
+/// another day); how many moved.
+pub fn shift_request(endpoint: &str, body: &mut Value, days: i64) -> usize {
+    shift(endpoint, "request", body, days)
+}
+
+fn shift(endpoint: &str, side: &'static str, body: &mut Value, days: i64) -> usize {
+    let Some(paths) = table().get(&(endpoint, side)) else {
+        return 0;
+    };
     let mut moved = 0;
     for path in paths {
         let segments: Vec<&str> = path.split('.').collect();
@@ -155,7 +169,7 @@ mod tests {
         let fixed: Vec<&str> = TABLE
             .lines()
             .filter(|l| l.ends_with("\tfixed"))
-            .filter_map(|l| l.split('\t').nth(1))
+            .filter_map(|l| l.split('\t').nth(2))
             .map(|p| p.rsplit('.').next().unwrap_or(p))
             .collect();
         for field in ["date_of_birth", "issue_date", "formation_date"] {

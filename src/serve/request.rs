@@ -144,6 +144,21 @@ fn sessions_route(method: &Method, rest: &str) -> Result<Route, RequestError> {
     Ok(Route::Sessions(route))
 }
 
+/// The request header asking for replayed dates shifted to a day (`--shift-dates` for one
+/// request, with its own `--today`).
+pub const TODAY_HEADER: &str = "plaid-vcr-today";
+
+/// The day a request's `Plaid-VCR-Today` header names; `None` without one.
+pub fn today(headers: &HeaderMap) -> Result<Option<time::Date>, RequestError> {
+    let Some(value) = headers.get(TODAY_HEADER) else {
+        return Ok(None);
+    };
+    let text = String::from_utf8_lossy(value.as_bytes());
+    crate::config::parse_today(text.trim())
+        .map(Some)
+        .map_err(|_| RequestError::InvalidToday(text.into_owned()))
+}
+
 /// The session a Plaid request belongs to: the one its path names, or its
 /// `Plaid-VCR-Session` header's (both checked; if both are given they must agree).
 pub fn session(from_path: Option<String>, headers: &HeaderMap) -> Result<Option<String>, RequestError> {
@@ -192,6 +207,8 @@ pub struct PlaidRequest {
     pub body_credentials: [bool; 2],
     /// The session it belongs to (`None`: the default session); never part of the key.
     pub session: Option<String>,
+    /// The day its `Plaid-VCR-Today` header asks replayed dates to be shifted to.
+    pub today: Option<time::Date>,
 }
 
 /// Reads `request` (already routed to `endpoint`) into a [`PlaidRequest`]: what the proxy
@@ -352,6 +369,7 @@ pub fn parse(
         key,
         body_credentials,
         session: None,
+        today: None,
     })
 }
 

@@ -64,6 +64,18 @@ pub struct Session {
     pub deliveries: Arc<Counts>,
     /// Its fault rules (the config's, then its own) and what they stuck to.
     pub faults: Rules,
+    /// When the answers it replayed were recorded, and the day their dates moved to.
+    pub anchor: Mutex<Anchor>,
+}
+
+/// The dates a session's replayed answers are anchored to, so a test that prefers to freeze
+/// its own clock knows where: the earliest and latest recording time (RFC 3339) of the answers
+/// it replayed, and the day their dates were shifted to (`None`: not shifted).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Anchor {
+    pub recorded_from: Option<String>,
+    pub recorded_to: Option<String>,
+    pub shifted_to: Option<String>,
 }
 
 /// The named sessions seen in this run, by name.
@@ -118,6 +130,23 @@ impl Sessions {
 }
 
 impl Session {
+    /// Notes a replayed answer recorded at `recorded_at`, its dates shifted to `shifted_to`.
+    pub fn note_replayed(&self, recorded_at: Option<&str>, shifted_to: Option<time::Date>) {
+        let mut anchor = self.anchor.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(at) = recorded_at {
+            // RFC 3339 times in UTC, as plaid-vcr writes them, order as text.
+            if anchor.recorded_from.as_deref().is_none_or(|from| at < from) {
+                anchor.recorded_from = Some(at.to_owned());
+            }
+            if anchor.recorded_to.as_deref().is_none_or(|to| at > to) {
+                anchor.recorded_to = Some(at.to_owned());
+            }
+        }
+        if let Some(day) = shifted_to {
+            anchor.shifted_to = Some(day.to_string());
+        }
+    }
+
     /// The report of this session, given its own recordings (those under its folder).
     pub fn report(&self, own: Vec<Recorded>) -> Report {
         let summary = self.tally.summary("session", own, None);
@@ -130,6 +159,7 @@ impl Session {
             recordings: summary.recordings,
             unused: summary.unused,
             faults: summary.faults,
+            dates: self.anchor.lock().unwrap_or_else(PoisonError::into_inner).clone(),
             webhooks: WebhookCounts {
                 delivered: self.deliveries.delivered.load(Ordering::Relaxed),
                 failed: self.deliveries.failed.load(Ordering::Relaxed),

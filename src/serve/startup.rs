@@ -113,12 +113,15 @@ fn webhooks(config: &Config, mode: Mode, cassette: &Cassette) -> Result<Webhooks
     let deliveries = match mode {
         Mode::Record => None,
         Mode::Replay | Mode::ReplayRecordMissing => {
-            let deliveries = Deliveries::load(
+            let mut deliveries = Deliveries::load(
                 cassette.root(),
                 Signer::generate()?,
                 poster()?,
                 config.webhook_target.clone(),
             )?;
+            if config.shift_dates {
+                deliveries = deliveries.shifting_dates_to(config.shift_day());
+            }
             if deliveries.any() {
                 tracing::info!(kid = deliveries.kid(), "replaying webhooks, signed with this key id");
             }

@@ -287,6 +287,8 @@ pub struct Report {
     pub webhooks: WebhookCounts,
     /// The faults that fired on its requests.
     pub faults: Vec<FiredFault>,
+    /// When its replayed answers were recorded, and the day their dates moved to.
+    pub dates: crate::serve::session::Anchor,
 }
 
 /// A session's replayed webhooks.

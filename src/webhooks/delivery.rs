@@ -36,6 +36,8 @@ pub struct Recorded {
     registered_by: Option<String>,
     body: Bytes,
     label: String,
+    /// When it was recorded (RFC 3339), for `--shift-dates`.
+    recorded_at: String,
 }
 
 /// The webhooks of a cassette, the session's registered URLs, and the delivery worker.
@@ -47,6 +49,8 @@ pub struct Deliveries {
     poster: Poster,
     target: Option<String>,
     registered: Mutex<Registered>,
+    /// `--shift-dates`: the day replayed webhooks' dates move to.
+    shift_to: Option<time::Date>,
     queue: Mutex<Queue>,
     delivered_files: Mutex<HashSet<PathBuf>>,
     delivered: AtomicU64,
@@ -95,6 +99,27 @@ struct Job {
     sent: oneshot::Receiver<()>,
 }
 
+/// `webhook` with its dates moved by the days between its recording and `today`.
+fn shifted(webhook: &Arc<Recorded>, today: time::Date) -> Arc<Recorded> {
+    let days = crate::dates::days_since(&webhook.recorded_at, today).filter(|d| *d != 0);
+    let moved = days.and_then(|days| {
+        let mut body = serde_json::from_slice::<Value>(&webhook.body).ok()?;
+        (crate::dates::shift_answer(crate::privacy::rules::WEBHOOK_ENDPOINT, &mut body, days) > 0)
+            // The delivered form: compact, keys sorted (`Webhook::delivered_body`).
+            .then(|| Bytes::from(serde_json::to_vec(&body).expect("a serde_json::Value always serializes to a Vec")))
+    });
+    match moved {
+        Some(body) => Arc::new(Recorded {
+            file: webhook.file.clone(),
+            registered_by: webhook.registered_by.clone(),
+            body,
+            label: webhook.label.clone(),
+            recorded_at: webhook.recorded_at.clone(),
+        }),
+        None => webhook.clone(),
+    }
+}
+
 /// What happened to the webhooks of the cassette in this session.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct DeliveryCounts {
@@ -125,6 +150,7 @@ impl Deliveries {
                 registered_by: w.registered_by.clone(),
                 body: w.delivered_body(),
                 label,
+                recorded_at: w.recorded_at.clone(),
             }));
         }
         files.sort();
@@ -135,12 +161,19 @@ impl Deliveries {
             poster,
             target,
             registered: Mutex::new(Registered::default()),
+            shift_to: None,
             queue: Mutex::new(Queue::Idle),
             delivered_files: Mutex::new(HashSet::new()),
             delivered: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             warned_nowhere: AtomicBool::new(false),
         })
+    }
+
+    /// Replayed webhooks' dates move to `today` (`--shift-dates`), as the answers' do.
+    pub fn shifting_dates_to(mut self, today: time::Date) -> Deliveries {
+        self.shift_to = Some(today);
+        self
     }
 
     /// Whether the cassette has any webhook to deliver; without, requests cost nothing extra.
@@ -187,6 +220,10 @@ impl Deliveries {
         let webhooks = self.by_interaction.get(used)?;
         let webhooks = webhooks
             .iter()
+            .map(|w| match self.shift_to {
+                Some(today) => shifted(w, today),
+                None => w.clone(),
+            })
             .map(|w| {
                 let target = self.target.clone().or_else(|| {
                     w.registered_by
@@ -194,7 +231,7 @@ impl Deliveries {
                         .and_then(|r| registered.by_request.get(&(session.clone(), r.clone())).cloned())
                         .or_else(|| registered.latest.get(&session).cloned())
                 });
-                (w.clone(), target)
+                (w, target)
             })
             .collect();
         Some(Batch { webhooks, counts })
@@ -343,5 +380,33 @@ impl Deliveries {
                 .map(|f| f.display().to_string())
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replayed_webhook_moves_its_dates_by_the_days_since_it_was_recorded() {
+        let webhook = Arc::new(Recorded {
+            file: PathBuf::from("webhooks/x.json"),
+            registered_by: None,
+            body: Bytes::from_static(
+                br#"{"consent_expiration_time":"2025-04-01T10:00:00Z","item_id":"i","webhook_code":"PENDING_EXPIRATION","webhook_type":"ITEM"}"#,
+            ),
+            label: "ITEM PENDING_EXPIRATION".into(),
+            recorded_at: "2025-03-01T09:00:00Z".into(),
+        });
+        let day = |s| crate::dates::parse_day(s).unwrap();
+        let moved = shifted(&webhook, day("2026-03-01"));
+        assert_eq!(
+            &moved.body[..],
+            br#"{"consent_expiration_time":"2026-04-01T10:00:00Z","item_id":"i","webhook_code":"PENDING_EXPIRATION","webhook_type":"ITEM"}"#,
+            "365 days later, the time of day kept, the delivered form kept"
+        );
+        assert_eq!(moved.file, webhook.file);
+        let same_day = shifted(&webhook, day("2025-03-01"));
+        assert!(Arc::ptr_eq(&same_day, &webhook), "recorded today: sent as recorded");
     }
 }

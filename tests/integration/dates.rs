@@ -132,3 +132,177 @@ fn shifting_then_unshifting_returns_the_recorded_bytes_for_every_date_field_of_p
         })
         .unwrap();
 }
+
+/// A "last 30 days" request sends new dates every day: a year after recording, its dates read
+/// relative to today match the recording made with the same distance from its own day, and the
+/// recorded absolute dates still match too.
+#[tokio::test]
+async fn a_last_30_days_request_still_matches_a_year_later_and_a_miss_says_both_readings() {
+    let dirs = Dirs::new();
+    let fake = FakePlaid::start().await;
+    fake.reply(
+        "transactions/get",
+        Reply {
+            status: 200,
+            body: transactions(),
+        },
+    );
+    let day = |d: time::Date| d.to_string();
+    let last_30 = |today: time::Date| {
+        json!({"access_token": "access-sandbox-de3ce8ef-33f8-452c-a685-8671031fc0f6",
+               "start_date": day(today - time::Duration::days(30)), "end_date": day(today)})
+        .to_string()
+    };
+    let recorder = start(&config(&dirs, Some(&fake)), Mode::Record).await;
+    let recorded = plaid(
+        &recorder,
+        "transactions/get",
+        &last_30(time::OffsetDateTime::now_utc().date()),
+    )
+    .await;
+    recorder.stop().await.unwrap();
+    let at = recorded
+        .headers
+        .get("plaid-vcr-recorded-at")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert!(at.is_none(), "recording answers are upstream's own");
+    let recorded_on = {
+        let file = dirs
+            .cassette_files()
+            .into_iter()
+            .find(|f| f.starts_with("transactions_get"))
+            .unwrap();
+        let i: Value = serde_json::from_str(&std::fs::read_to_string(dirs.cassette().join(file)).unwrap()).unwrap();
+        plaid_vcr::testing::dates::parse_day(i["recorded_at"].as_str().unwrap()).unwrap()
+    };
+    let a_year_later = recorded_on.replace_year(recorded_on.year() + 1).unwrap();
+
+    let mut cfg = config(&dirs, None);
+    cfg.shift_dates = true;
+    cfg.today = Some(a_year_later);
+    let replay = start(&cfg, Mode::Replay).await;
+    let relative = plaid(&replay, "transactions/get", &last_30(a_year_later)).await;
+    assert_eq!(relative.outcome(), "hit", "{:?}", relative.body);
+    assert_ne!(relative.key(), recorded.key(), "its own key: other dates than recorded");
+    let absolute = plaid(&replay, "transactions/get", &last_30(recorded_on)).await;
+    assert_eq!(absolute.outcome(), "hit", "the recorded dates themselves");
+    assert_eq!(relative.body, absolute.body, "one recording, shifted the same");
+    let other = plaid(
+        &replay,
+        "transactions/get",
+        &last_30(a_year_later - time::Duration::days(3)),
+    )
+    .await;
+    assert_eq!(other.outcome(), "miss");
+    let message = other.json()["error_message"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains(&format!("read with its dates relative to today ({a_year_later})")),
+        "{message}"
+    );
+    replay.stop().await.unwrap();
+
+    // In --record-missing, the relative reading is a hit: nothing goes upstream or is recorded.
+    let mut cfg = config(&dirs, Some(&fake));
+    cfg.shift_dates = true;
+    cfg.today = Some(a_year_later);
+    let (calls, files) = (fake.total_calls(), dirs.cassette_files().len());
+    let filling = start(&cfg, Mode::ReplayRecordMissing).await;
+    let relative = plaid(&filling, "transactions/get", &last_30(a_year_later)).await;
+    assert_eq!(relative.outcome(), "hit", "{:?}", relative.body);
+    filling.stop().await.unwrap();
+    assert_eq!((fake.total_calls(), dirs.cassette_files().len()), (calls, files));
+}
+
+/// Parallel tests each pick their own day with `Plaid-VCR-Today` on one proxy started without
+/// `--shift-dates`: each gets the recording's dates moved to its day, its relative-date
+/// request matches, and its session's report names the recording time and the day.
+#[tokio::test]
+async fn each_session_shifts_to_the_day_its_header_names_and_its_report_names_the_anchor() {
+    let dirs = Dirs::new();
+    let fake = FakePlaid::start().await;
+    fake.reply(
+        "transactions/get",
+        Reply {
+            status: 200,
+            body: transactions(),
+        },
+    );
+    let recorder = start(&config(&dirs, Some(&fake)), Mode::Record).await;
+    assert_eq!(plaid(&recorder, "transactions/get", BODY).await.outcome(), "recorded");
+    recorder.stop().await.unwrap();
+
+    let replay = start(&config(&dirs, None), Mode::Replay).await;
+    let recorded = plaid(&replay, "transactions/get", BODY).await;
+    let recorded_at = recorded.headers["plaid-vcr-recorded-at"].to_str().unwrap().to_owned();
+    let recorded_on = plaid_vcr::testing::dates::parse_day(&recorded_at).unwrap();
+    assert_eq!(
+        recorded.json()["transactions"][0]["date"],
+        "2024-01-30",
+        "no header, no shift"
+    );
+
+    // The recorded request's dates, the same distance from `today` as from the recording day.
+    let relative = |today: time::Date| {
+        let d = |s: &str| plaid_vcr::testing::dates::shift_str(s, (today - recorded_on).whole_days()).unwrap();
+        json!({"access_token": TOKEN, "start_date": d("2024-01-01"), "end_date": d("2024-02-01")}).to_string()
+    };
+    const SESSIONS: i64 = 12;
+    let base = replay.base_url();
+    let tasks: Vec<_> = (0..SESSIONS)
+        .map(|i| {
+            let (base, today) = (base.clone(), recorded_on + time::Duration::days(100 + i * 37));
+            let body = relative(today);
+            tokio::spawn(async move {
+                let (name, day) = (format!("dates/t{i}"), today.to_string());
+                let mut headers = CLIENT_HEADERS.to_vec();
+                headers.extend([("plaid-vcr-session", name.as_str()), ("plaid-vcr-today", day.as_str())]);
+                let url = format!("{base}/transactions/get");
+                let mut answers = Vec::new();
+                for body in [BODY.to_owned(), body] {
+                    answers.push(send("POST", &url, &headers, body).await);
+                }
+                (today, answers)
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (today, answers) = task.await.unwrap();
+        let days = (today - recorded_on).whole_days();
+        let moved = |s: &str| plaid_vcr::testing::dates::shift_str(s, days).unwrap();
+        for answer in &answers {
+            assert_eq!(answer.outcome(), "hit", "{today}: {:?}", answer.body);
+            let body = answer.json();
+            assert_eq!(body["transactions"][0]["date"], moved("2024-01-30"), "{today}");
+            assert_eq!(body["transactions"][0]["datetime"], moved("2024-01-30T11:00:00Z"));
+            assert_eq!(body["transactions"][1]["date"], moved("2024-01-31"));
+        }
+    }
+    for i in 0..SESSIONS {
+        let today = recorded_on + time::Duration::days(100 + i * 37);
+        let report = send(
+            "GET",
+            &format!("http://{}/plaid-vcr/sessions/dates/t{i}", replay.local_addr()),
+            &[],
+            "",
+        )
+        .await
+        .json();
+        assert_eq!(report["hits"], 2, "{report}");
+        assert_eq!(report["dates"]["recorded_from"], recorded_at.as_str(), "{report}");
+        assert_eq!(report["dates"]["recorded_to"], recorded_at.as_str(), "{report}");
+        assert_eq!(report["dates"]["shifted_to"], today.to_string(), "{report}");
+    }
+
+    let mut headers = CLIENT_HEADERS.to_vec();
+    headers.push(("plaid-vcr-today", "next tuesday"));
+    let bad = send("POST", &format!("{base}/transactions/get"), &headers, BODY).await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()["error_code"], "PLAID_VCR_INVALID_TODAY");
+    assert!(bad.json()["error_message"].as_str().unwrap().contains("next tuesday"));
+    let again = plaid(&replay, "transactions/get", BODY).await;
+    assert_eq!(
+        again.body, recorded.body,
+        "a header's day never reaches the run's cache"
+    );
+    replay.stop().await.unwrap();
+}

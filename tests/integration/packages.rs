@@ -33,6 +33,26 @@ fn packages_home() -> Option<PathBuf> {
     None
 }
 
+/// The day a year after the recordings under `cassette` were made (YYYY-MM-DD).
+fn a_year_after_recording(cassette: &Path) -> String {
+    let mut stack = vec![cassette.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "json") {
+                let file: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+                if let Some(at) = file["recorded_at"].as_str() {
+                    let day = plaid_vcr::testing::dates::parse_day(at).unwrap();
+                    return day.replace_year(day.year() + 1).unwrap().to_string();
+                }
+            }
+        }
+    }
+    panic!("no recording under {}", cassette.display())
+}
+
 /// A copy of the example project `name` in a fresh directory, as a user's checkout.
 fn project(name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -120,7 +140,7 @@ async fn the_pytest_plugin_records_a_session_per_test_and_replays_offline_under_
 
     let (code, out) = pytest(&home, dir, &["-n", "4", "--plaid-vcr-mode=record", &upstream, &ca], &[]).await;
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("8 passed"), "{out}");
+    assert!(out.contains("9 passed"), "{out}");
     assert!(
         out.contains("plaid-vcr summary (record)"),
         "the summary is shown: {out}"
@@ -146,12 +166,23 @@ async fn the_pytest_plugin_records_a_session_per_test_and_replays_offline_under_
 
     let (code, out) = pytest(&home, dir, &["-n", "4"], &[]).await;
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("8 passed"), "{out}");
+    assert!(out.contains("9 passed"), "{out}");
     assert!(
         out.contains("plaid-vcr summary (replay)") && out.contains(" 0 misses"),
         "{out}"
     );
     assert_eq!(fake.total_calls(), recorded_calls, "replay is offline");
+
+    // A year later, by the app's clock and plaid-vcr's: every answer's dates shifted, and the
+    // "last 30 days" request, with new dates, still matches.
+    let later = a_year_after_recording(&dir.join("cassettes"));
+    let (shift, today) = (
+        "--plaid-vcr-arg=--shift-dates".to_owned(),
+        format!("--plaid-vcr-arg=--today={later}"),
+    );
+    let (code, out) = pytest(&home, dir, &["-n", "4", &shift, &today], &[("EXAMPLE_TODAY", &later)]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("9 passed") && out.contains(" 0 misses"), "{out}");
 
     let (code, out) = pytest(&home, dir, &["-k", "never_recorded"], &[("EXAMPLE_UNRECORDED", "1")]).await;
     assert_eq!(code, 1, "{out}");
@@ -197,14 +228,14 @@ async fn the_jest_helper_records_a_session_per_test_and_replays_offline_with_par
 
     let (code, out) = jest(&home, dir, &[("PLAID_VCR_MODE", "record"), ("PLAID_VCR_ARGS", &args)]).await;
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("Tests:       7 passed, 7 total"), "{out}");
+    assert!(out.contains("Tests:       8 passed, 8 total"), "{out}");
     assert!(
         out.contains("plaid-vcr summary (record)"),
         "the summary is shown: {out}"
     );
     assert!(
-        out.contains("Test Suites: 3 passed, 3 total"),
-        "three files, in parallel workers: {out}"
+        out.contains("Test Suites: 4 passed, 4 total"),
+        "four files, in parallel workers: {out}"
     );
     let sessions = dir.join("cassettes/plaid-vcr/sessions");
     for test in [
@@ -226,7 +257,7 @@ async fn the_jest_helper_records_a_session_per_test_and_replays_offline_with_par
 
     let (code, out) = jest(&home, dir, &[]).await;
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("Tests:       7 passed, 7 total"), "{out}");
+    assert!(out.contains("Tests:       8 passed, 8 total"), "{out}");
     assert!(
         out.contains("plaid-vcr summary (replay)") && out.contains(" 0 misses"),
         "{out}"
@@ -252,9 +283,18 @@ async fn the_jest_helper_records_a_session_per_test_and_replays_offline_with_par
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(r#"{"status":200,"outcome":"hit","hits":1}"#), "{out}");
 
+    let later = a_year_after_recording(&dir.join("cassettes/plaid-vcr"));
+    let args = format!("--shift-dates --today={later}");
+    let (code, out) = jest(&home, dir, &[("PLAID_VCR_ARGS", &args), ("EXAMPLE_TODAY", &later)]).await;
+    assert_eq!(code, 0, "a year later: {out}");
+    assert!(
+        out.contains("Tests:       8 passed, 8 total") && out.contains(" 0 misses"),
+        "{out}"
+    );
+
     let (code, out) = jest(&home, dir, &[("EXAMPLE_UNRECORDED", "1")]).await;
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("1 failed, 6 passed"), "{out}");
+    assert!(out.contains("1 failed, 7 passed"), "{out}");
     assert!(
         out.contains("plaid-vcr: 1 request(s) of this test had no recording")
             && out.contains("session accounts.test.js/a_request_never_recorded_fails_with_the_explanation")

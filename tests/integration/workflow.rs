@@ -304,6 +304,20 @@ async fn recordings_older_than_max_age_warn_at_start_and_fail_strict() {
         binary.stderr()
     );
 
+    // Answers shifted to today are still old recordings: --shift-dates hides nothing.
+    let shifted_args = serve_args(
+        "replay",
+        &dirs,
+        None,
+        &["--max-age", "30d", "--strict", "--shift-dates", "--today", "2026-01-01"],
+    );
+    let mut binary = Binary::start(&shifted_args, &[], dirs.root.path());
+    let url = format!("{}/identity/get", binary.base_url());
+    let shifted = send("POST", &url, &CLIENT_HEADERS, RECORDED).await;
+    assert_eq!(shifted.outcome(), "hit");
+    assert_eq!(binary.signal_and_wait("TERM"), Some(1), "{}", binary.stderr());
+    assert!(binary.stderr().contains("  stale identity/get"), "{}", binary.stderr());
+
     // max_age in the config file works the same.
     std::fs::write(dirs.root.path().join("plaid-vcr.toml"), "max_age = \"30d\"\n").unwrap();
     let mut binary = Binary::start(&serve_args("replay", &dirs, None, &[]), &[], dirs.root.path());

@@ -43,7 +43,7 @@ use crate::store::key;
 use crate::webhooks::delivery::{Batch, Deliveries};
 use crate::webhooks::receiver::Receiver;
 
-use crate::serve::outcome::{Handled, Reply};
+use crate::serve::outcome::{Handled, Reply, RECORDED_AT_HEADER};
 
 /// A recording of a miss in progress, which identical misses wait on instead of calling
 /// upstream again: `None` until the one upstream exchange is answered.
@@ -133,7 +133,7 @@ impl Proxy {
     pub fn new(serving: Serving, cassette: Cassette, store: Arc<Store>, redactor: Redactor, config: Config) -> Proxy {
         let cache = (!matches!(serving, Serving::Record(_)) && !config.sequences).then(Cache::default);
         let (sessions, faults) = (Sessions::new(config.faults.clone()), Rules::new(&config.faults));
-        let today = config.today.unwrap_or_else(|| time::OffsetDateTime::now_utc().date());
+        let today = config.shift_day();
         Proxy {
             serving,
             cassette,
@@ -321,10 +321,20 @@ impl Proxy {
             None => None,
         };
         let may_fault = asked.is_some() || self.fault_rules(session.as_deref()).active();
-        if !may_fault {
+        let today = match request::today(&parts.headers) {
+            Ok(today) => today,
+            Err(error) => return (failed(endpoint, error), None, session),
+        };
+        // The cache holds answers shifted to the run's day: a request asking for its own day
+        // takes the full path.
+        if !may_fault && today.is_none() {
             if let Some(hit) = self.cached(name.as_deref(), &endpoint, &parts.headers, &raw_body, limits) {
                 let named = name.as_deref().zip(session.as_deref());
                 let batch = self.answered(named, &hit.used, &raw_body);
+                if let Some(session) = &session {
+                    let recorded_at = hit.recorded_at.as_ref().and_then(|v| v.to_str().ok());
+                    session.note_replayed(recorded_at, self.shift_day(None));
+                }
                 return (Handled::Cached(hit), batch, session);
             }
         }
@@ -334,6 +344,7 @@ impl Proxy {
         let handled = match request::parse(endpoint.clone(), parts, raw_body.clone(), limits, &self.redactor) {
             Ok(mut parsed) => {
                 parsed.session = name.clone();
+                parsed.today = today;
                 let injected = match may_fault {
                     true => Box::pin(self.inject(&parsed, asked, session.as_deref())).await,
                     false => Injected::Continue { truncate: false },
@@ -356,6 +367,10 @@ impl Proxy {
             }
             Err(error) => failed(endpoint, error),
         };
+        if let (Some(session), Handled::Hit { reply, .. }) = (&session, &handled) {
+            let recorded_at = reply.headers.get(RECORDED_AT_HEADER).and_then(|v| v.to_str().ok());
+            session.note_replayed(recorded_at, self.shift_day(today));
+        }
         let batch = match &handled {
             Handled::Hit { used, .. } | Handled::Recorded { used, .. } => {
                 let named = name.as_deref().zip(session.as_deref());
@@ -364,6 +379,12 @@ impl Proxy {
             _ => None,
         };
         (handled, batch, session)
+    }
+
+    /// The day a replayed answer's dates move to: the request's `Plaid-VCR-Today`, else the
+    /// run's `--today` with `--shift-dates`; `None`: dates stay as recorded.
+    fn shift_day(&self, asked: Option<time::Date>) -> Option<time::Date> {
+        asked.or(self.config.shift_dates.then_some(self.today))
     }
 
     fn limits(&self) -> Limits<'_> {
@@ -457,6 +478,10 @@ impl Proxy {
     /// request's session only: a session's own answer must never be served to another.
     fn remember(&self, request: &PlaidRequest, reply: &Reply, used: &str) {
         let Some(cache) = &self.cache else { return };
+        if request.today.is_some() {
+            // Shifted to the request's own day; the cache answers with the run's.
+            return;
+        }
         let hit = Hit::new(
             request.session.as_deref(),
             &request.endpoint,

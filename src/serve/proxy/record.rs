@@ -54,7 +54,7 @@ impl Proxy {
                         let handled = match proxy.store.get(&index) {
                             Ok(Some(answer)) => Handled::Hit {
                                 used: index.clone(),
-                                reply: proxy.replayed(&request.endpoint, &answer),
+                                reply: proxy.replayed(&request, &answer),
                                 endpoint: request.endpoint,
                                 key: request.key,
                             },

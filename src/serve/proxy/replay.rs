@@ -11,16 +11,21 @@ use crate::serve::outcome::{Handled, Reply};
 use crate::serve::request::PlaidRequest;
 use crate::store::db::{StoreError, WithRequest};
 use crate::store::interaction::{self, index_key, Answer};
+use crate::store::key;
 use crate::store::miss;
 use bytes::Bytes;
 
 impl Proxy {
     /// A recorded answer as replay sends it: with `--shift-dates`, its dates moved by the days
     /// since it was recorded (by Plaid's schema, so the rest stays byte for byte).
-    pub(super) fn replayed(&self, endpoint: &str, answer: &Answer) -> Reply {
-        let days = dates::days_since(&answer.recorded_at, self.today).filter(|d| *d != 0);
+    pub(super) fn replayed(&self, request: &PlaidRequest, answer: &Answer) -> Reply {
+        let endpoint = &request.endpoint;
+        let days = self
+            .shift_day(request.today)
+            .and_then(|today| dates::days_since(&answer.recorded_at, today))
+            .filter(|d| *d != 0);
         let shifted = days
-            .filter(|_| self.config.shift_dates && interaction::is_json_type(&answer.content_type))
+            .filter(|_| interaction::is_json_type(&answer.content_type))
             .and_then(|days| {
                 let mut body = serde_json::from_slice::<serde_json::Value>(&answer.body).ok()?;
                 (dates::shift_answer(endpoint, &mut body, days) > 0).then(|| {
@@ -36,13 +41,59 @@ impl Proxy {
     /// Answers from the store, or `None` when nothing is recorded for the request. Past the
     /// last recorded step of a sequence, `exhaust` applies `sequence_exhausted` (replay);
     /// otherwise it is `None` too (record-missing records the next step).
+    ///
+    /// With `--shift-dates`, a request that matches nothing as sent is read a second way: its
+    /// dates as computed relative to today (`start_date` = today − 30), moved back to each day
+    /// the endpoint's recordings were made.
     pub(super) fn replay(&self, request: &PlaidRequest, step: u32, exhaust: bool) -> Option<Handled> {
-        let (endpoint, key) = (&request.endpoint, &request.key);
+        if let Some(handled) = self.replay_key(request, &request.key, step, exhaust) {
+            return Some(handled);
+        }
+        let today = self.shift_day(request.today)?;
+        self.relative_keys(request, today)
+            .into_iter()
+            .find_map(|key| self.replay_key(request, &key, step, exhaust))
+    }
+
+    /// The keys `request` has read relative to today: its date fields moved back by the days
+    /// since each day the endpoint's recordings (its session's and the default's) were made.
+    fn relative_keys(&self, request: &PlaidRequest, today: time::Date) -> Vec<String> {
+        let Ok(recordings) = self.miss_basis(&request.endpoint) else {
+            return Vec::new();
+        };
+        let mut days: Vec<i64> = recordings
+            .iter()
+            .filter(|(r, _)| {
+                let of = interaction::split_index_key(&r.index_key).0;
+                of.is_none() || of == request.session.as_deref()
+            })
+            .filter_map(|(r, _)| dates::days_since(&r.recorded_at, today))
+            .filter(|d| *d != 0)
+            .collect();
+        days.sort_unstable();
+        days.dedup();
+        days.into_iter()
+            .filter_map(|d| {
+                let mut body = serde_json::Value::Object(request.stored_body.clone());
+                if dates::shift_request(&request.endpoint, &mut body, -d) == 0 {
+                    return None;
+                }
+                let serde_json::Value::Object(body) = body else {
+                    return None;
+                };
+                Some(key::compute(&request.endpoint, request.plaid_version.as_deref(), &body))
+            })
+            .collect()
+    }
+
+    /// [`Proxy::replay`] for the request as if its matching key were `key`.
+    fn replay_key(&self, request: &PlaidRequest, key: &str, step: u32, exhaust: bool) -> Option<Handled> {
+        let endpoint = &request.endpoint;
         let hit = |reply: Reply, used: String| Handled::Hit {
             used,
             reply,
             endpoint: endpoint.clone(),
-            key: key.clone(),
+            key: request.key.clone(),
         };
         // A named session answers from its own recordings of this request when it has any,
         // else from the default session's (set-up recorded once, shared by every test).
@@ -57,7 +108,7 @@ impl Proxy {
         let index = index_key(scope, key, step);
         match self.store.get(&index) {
             Ok(Some(answer)) => {
-                let reply = self.replayed(endpoint, &answer);
+                let reply = self.replayed(request, &answer);
                 self.remember(request, &reply, &index);
                 return Some(hit(reply, index));
             }
@@ -72,19 +123,19 @@ impl Proxy {
         if self.config.sequence_exhausted == SequenceEnd::Error {
             let error = RequestError::SequenceExhausted {
                 endpoint: endpoint.clone(),
-                key: key.clone(),
+                key: key.to_owned(),
                 recorded: last,
                 call: step,
             };
             return Some(Handled::Miss {
                 endpoint: endpoint.clone(),
-                key: key.clone(),
+                key: key.to_owned(),
                 error,
             });
         }
         let last_index = index_key(scope, key, last);
         match self.store.get(&last_index) {
-            Ok(Some(answer)) => Some(hit(self.replayed(endpoint, &answer), last_index)),
+            Ok(Some(answer)) => Some(hit(self.replayed(request, &answer), last_index)),
             Ok(None) => None,
             Err(e) => Some(Handled::failed(endpoint, key, (&e).into())),
         }
@@ -114,6 +165,17 @@ impl Proxy {
             request.session.as_deref(),
             hint,
         );
+        let mut miss = miss;
+        let mut dated = serde_json::Value::Object(request.stored_body.clone());
+        if let Some(today) = self.shift_day(request.today) {
+            if dates::shift_request(&request.endpoint, &mut dated, 0) > 0 {
+                // Both readings were tried: say so, so a relative-date request is not a mystery.
+                miss.message.push_str(&format!(
+                    "; read with its dates relative to today ({today}), as of the days its endpoint was \
+                     recorded, it matches nothing either"
+                ));
+            }
+        }
         Handled::Miss {
             endpoint: request.endpoint,
             key: request.key,

@@ -323,7 +323,7 @@ async fn fake_answer(
     if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
     }
-    let Reply { status, mut body } = reply.unwrap_or_else(|| default_reply(&endpoint));
+    let Reply { status, mut body } = reply.unwrap_or_else(|| default_reply(&endpoint, &seen_body(&state)));
     if let Some(obj) = body.as_object_mut() {
         obj.insert("request_id".into(), Value::String(random_request_id()));
     }
@@ -436,7 +436,17 @@ async fn opened(gate: tokio::sync::oneshot::Receiver<()>) {
     let _ = tokio::time::timeout(Duration::from_secs(30), gate).await;
 }
 
-fn default_reply(endpoint: &str) -> Reply {
+/// The body of the last request the fake saw (the one being answered).
+fn seen_body(state: &Arc<Mutex<FakeState>>) -> Value {
+    let state = state.lock().unwrap();
+    state
+        .seen
+        .last()
+        .and_then(|s| serde_json::from_slice(&s.body).ok())
+        .unwrap_or(Value::Null)
+}
+
+fn default_reply(endpoint: &str, request: &Value) -> Reply {
     let body = match endpoint {
         "identity/get" => serde_json::from_str(IDENTITY_RESPONSE).unwrap(),
         "accounts/get" => serde_json::from_str(ACCOUNTS_RESPONSE).unwrap(),
@@ -445,6 +455,32 @@ fn default_reply(endpoint: &str) -> Reply {
             "access_token": "access-sandbox-de3ce8ef-33f8-452c-a685-8671031fc0f6",
             "item_id": "M5eVJqLnv3tbzdngLDp9FL5OlDNxlNhlE55op"
         }),
+        // The spec's example, its transactions moved into the asked-for window as the
+        // sandbox's are (the first dated the day before its end), every gap between dates kept.
+        "transactions/get" => {
+            let corpus: Value = serde_json::from_str(include_str!("../../corpus/plaid_examples.json")).unwrap();
+            let example = corpus["examples"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["endpoint"] == "transactions/get")
+                .unwrap();
+            let mut body = example["response"].clone();
+            let day = |text: &str| {
+                time::Date::parse(&text[..10], time::macros::format_description!("[year]-[month]-[day]")).unwrap()
+            };
+            let end = day(request["end_date"].as_str().unwrap_or("2023-09-29"));
+            let days = (end - day(body["transactions"][0]["date"].as_str().unwrap())).whole_days() - 1;
+            for t in body["transactions"].as_array_mut().unwrap() {
+                for field in ["date", "authorized_date", "datetime", "authorized_datetime"] {
+                    if let Some(text) = t[field].as_str() {
+                        let moved = format!("{}{}", day(text) + time::Duration::days(days), &text[10..]);
+                        t[field] = Value::String(moved);
+                    }
+                }
+            }
+            body
+        }
         // The spec's example (update mode's link token, for an existing item).
         "link/token/create" => json!({
             "link_token": "link-sandbox-af1a0311-da53-4636-b754-dd15cc058176",

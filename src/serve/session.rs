@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::config::FaultRule;
 use crate::faults::rules::Rules;
-use crate::serve::summary::{Report, Steps, Tally, WebhookCounts};
+use crate::serve::summary::{Anchor, Report, Steps, Tally, WebhookCounts};
 use crate::store::db::Recorded;
 use crate::webhooks::delivery::Counts;
 
@@ -66,16 +66,6 @@ pub struct Session {
     pub faults: Rules,
     /// When the answers it replayed were recorded, and the day their dates moved to.
     pub anchor: Mutex<Anchor>,
-}
-
-/// The dates a session's replayed answers are anchored to, so a test that prefers to freeze
-/// its own clock knows where: the earliest and latest recording time (RFC 3339) of the answers
-/// it replayed, and the day their dates were shifted to (`None`: not shifted).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Anchor {
-    pub recorded_from: Option<String>,
-    pub recorded_to: Option<String>,
-    pub shifted_to: Option<String>,
 }
 
 /// The named sessions seen in this run, by name.

@@ -288,7 +288,17 @@ pub struct Report {
     /// The faults that fired on its requests.
     pub faults: Vec<FiredFault>,
     /// When its replayed answers were recorded, and the day their dates moved to.
-    pub dates: crate::serve::session::Anchor,
+    pub dates: Anchor,
+}
+
+/// The dates a session's replayed answers are anchored to, so a test that prefers to freeze
+/// its own clock knows where: the earliest and latest recording time (RFC 3339) of the answers
+/// it replayed, and the day their dates were shifted to (`None`: not shifted).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Anchor {
+    pub recorded_from: Option<String>,
+    pub recorded_to: Option<String>,
+    pub shifted_to: Option<String>,
 }
 
 /// A session's replayed webhooks.

@@ -306,3 +306,64 @@ async fn each_session_shifts_to_the_day_its_header_names_and_its_report_names_th
     );
     replay.stop().await.unwrap();
 }
+
+/// A polled endpoint recorded as a sequence answers its steps in order to a relative-date
+/// request a year later, as it does to the recorded dates.
+#[tokio::test]
+async fn a_sequence_answers_its_steps_in_order_to_a_relative_date_request() {
+    let dirs = Dirs::new();
+    let fake = FakePlaid::start().await;
+    fake.reply(
+        "transactions/get",
+        Reply {
+            status: 200,
+            body: transactions(),
+        },
+    );
+    let last_30 = |today: time::Date| {
+        json!({"access_token": TOKEN, "start_date": (today - time::Duration::days(30)).to_string(),
+               "end_date": today.to_string()})
+        .to_string()
+    };
+    let mut cfg = config(&dirs, Some(&fake));
+    cfg.sequences = true;
+    let recorder = start(&cfg, Mode::Record).await;
+    let today = time::OffsetDateTime::now_utc().date();
+    let mut steps = Vec::new();
+    for _ in 0..2 {
+        let answer = plaid(&recorder, "transactions/get", &last_30(today)).await;
+        assert_eq!(answer.outcome(), "recorded");
+        steps.push(answer.json()["request_id"].clone());
+    }
+    recorder.stop().await.unwrap();
+    assert_ne!(steps[0], steps[1], "two steps, two answers");
+    let recorded_at = plaid_vcr::testing::dates::parse_day(
+        &serde_json::from_str::<Value>(
+            &std::fs::read_to_string(dirs.cassette().join(&dirs.cassette_files()[0])).unwrap(),
+        )
+        .unwrap()["recorded_at"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    )
+    .unwrap();
+    let a_year_later = recorded_at.replace_year(recorded_at.year() + 1).unwrap();
+
+    let mut cfg = config(&dirs, None);
+    cfg.sequences = true;
+    cfg.shift_dates = true;
+    cfg.today = Some(a_year_later);
+    let replay = start(&cfg, Mode::Replay).await;
+    let mut answered = Vec::new();
+    for _ in 0..3 {
+        let answer = plaid(&replay, "transactions/get", &last_30(a_year_later)).await;
+        assert_eq!(answer.outcome(), "hit", "{:?}", answer.body);
+        answered.push(answer.json()["request_id"].clone());
+    }
+    replay.stop().await.unwrap();
+    assert_eq!(
+        answered,
+        [steps[0].clone(), steps[1].clone(), steps[1].clone()],
+        "in order, then the last"
+    );
+}

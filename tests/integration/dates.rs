@@ -337,16 +337,9 @@ async fn a_sequence_answers_its_steps_in_order_to_a_relative_date_request() {
     }
     recorder.stop().await.unwrap();
     assert_ne!(steps[0], steps[1], "two steps, two answers");
-    let recorded_at = plaid_vcr::testing::dates::parse_day(
-        &serde_json::from_str::<Value>(
-            &std::fs::read_to_string(dirs.cassette().join(&dirs.cassette_files()[0])).unwrap(),
-        )
-        .unwrap()["recorded_at"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-    )
-    .unwrap();
+    let file = dirs.cassette().join(&dirs.cassette_files()[0]);
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    let recorded_at = plaid_vcr::testing::dates::parse_day(file["recorded_at"].as_str().unwrap()).unwrap();
     let a_year_later = recorded_at.replace_year(recorded_at.year() + 1).unwrap();
 
     let mut cfg = config(&dirs, None);

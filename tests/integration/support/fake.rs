@@ -365,8 +365,9 @@ fn webhook_reaction(
         "sandbox/item/fire_webhook" => {
             let code = request["webhook_code"].as_str().unwrap_or("DEFAULT_UPDATE");
             let fired = if code == "DEFAULT_UPDATE" {
+                // A date-time too (Plaid's webhooks have some), for `--shift-dates`.
                 json!({"webhook_type": "TRANSACTIONS", "webhook_code": code, "item_id": ITEM_ID, "new_transactions": 3,
-                       "error": null, "environment": "sandbox"})
+                       "error": null, "environment": "sandbox", "consent_expiration_time": "2030-01-01T00:00:00Z"})
             } else {
                 json!({"webhook_type": request["webhook_type"].as_str().unwrap_or("ITEM"), "webhook_code": code,
                        "item_id": ITEM_ID, "environment": "sandbox"})

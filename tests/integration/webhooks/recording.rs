@@ -107,6 +107,32 @@ async fn webhooks_are_recorded_live_and_replayed_signed_after_the_answers_that_c
         );
     }
     assert_eq!(runs[0], runs[1]);
+
+    // --shift-dates: a replayed webhook's dates move by the days since its recording, as the
+    // answers' do; every other byte stays.
+    let recorded_on = time::OffsetDateTime::now_utc().date();
+    let today = (recorded_on + time::Duration::days(365)).to_string();
+    let args = serve_args("replay", &dirs, None, &["--shift-dates", "--today", &today]);
+    let mut replay = Binary::start(&args, &[], dirs.root.path());
+    let app = App::start(replay.base_url()).await;
+    let item = flow(&replay.base_url(), &app).await;
+    let shifted = assert_seen(&app, &item);
+    assert_eq!(replay.signal_and_wait("TERM"), Some(0), "{}", replay.stderr());
+    let text = |b: &Bytes| String::from_utf8(b.to_vec()).unwrap();
+    let (before, after): (Vec<_>, Vec<_>) = (runs[0].iter().map(text).collect(), shifted.iter().map(text).collect());
+    let moved = plaid_vcr::testing::dates::shift_str("2030-01-01T00:00:00Z", 365).unwrap();
+    assert_eq!(
+        before.iter().filter(|b| b.contains("\"2030-01-01T00:00:00Z\"")).count(),
+        1,
+        "{before:?}"
+    );
+    for (before, after) in before.iter().zip(&after) {
+        assert_eq!(
+            after,
+            &before.replace("2030-01-01T00:00:00Z", &moved),
+            "only the date moved"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

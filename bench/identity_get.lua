@@ -7,6 +7,11 @@ wrk.headers["PLAID-SECRET"] = "bench-secret"
 wrk.headers["Plaid-Version"] = "2020-09-14"
 -- SESSION=NAME bench/load.sh: the same request in session NAME (the Plaid-VCR-Session header).
 local session = os.getenv("SESSION")
-if session then
+if session and session ~= "" then
   wrk.headers["Plaid-VCR-Session"] = session
+end
+-- TODAY=YYYY-MM-DD bench/load.sh: dates shifted to that day per request (Plaid-VCR-Today).
+local today = os.getenv("TODAY")
+if today and today ~= "" then
+  wrk.headers["Plaid-VCR-Today"] = today
 end

@@ -11,6 +11,9 @@
 #   SESSION=tests/a bench/load.sh                    # the requests in a session (Plaid-VCR-Session)
 #   COMPARE=/path/to/other/plaid-vcr bench/load.sh   # side by side: bare, this build, the other,
 #                                                    # alternated each round; this/other at the end
+#   ARGS="--shift-dates" COMPARE=./target/release/plaid-vcr bench/load.sh
+#                                  # extra arguments for this build only (the cost of an option)
+#   TODAY=2027-12-01 bench/load.sh # the Plaid-VCR-Today header on every request (no exact cache)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROUNDS=${ROUNDS:-5} DURATION=${DURATION:-10s} CONNS=${CONNS:-32} THREADS=${THREADS:-1}
@@ -25,7 +28,8 @@ trap cleanup EXIT
 
 . bench/lib.sh
 
-"$BIN" replay --cassette cassettes/demo --store "$tmp/store" --listen 127.0.0.1:0 \
+# shellcheck disable=SC2086 # ARGS is a list of arguments
+"$BIN" replay --cassette cassettes/demo --store "$tmp/store" --listen 127.0.0.1:0 ${ARGS:-} \
   >"$tmp/vcr.out" 2>"$tmp/vcr.log" & pids+=($!)
 ./target/release/examples/bare_hyper >"$tmp/bare.out" & pids+=($!)
 vcr="$(first_url "$tmp/vcr.out")/plaid-compatible/identity/get"

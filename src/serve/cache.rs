@@ -31,6 +31,8 @@ pub struct Hit {
     /// The session it was answered in (`None`: the default session): a session's own
     /// recording must never answer another session's request.
     session: Option<String>,
+    /// The day its `Plaid-VCR-Today` header shifted it to (`None`: the run's dates).
+    today: Option<time::Date>,
     endpoint: String,
     plaid_version: Option<String>,
     request: Bytes,
@@ -54,7 +56,7 @@ impl Hit {
     /// bytes).
     #[allow(clippy::too_many_arguments)] // one per part of the request and the answer
     pub fn new(
-        session: Option<&str>,
+        (session, today): (Option<&str>, Option<time::Date>),
         endpoint: &str,
         plaid_version: Option<&str>,
         request: Bytes,
@@ -68,6 +70,7 @@ impl Hit {
     ) -> Option<Hit> {
         Some(Hit {
             session: session.map(str::to_owned),
+            today,
             endpoint: endpoint.to_owned(),
             plaid_version: plaid_version.map(str::to_owned),
             request,
@@ -96,7 +99,7 @@ impl Hit {
     }
 }
 
-/// The cache: hash of (session, endpoint, version, body) → the hit with exactly those.
+/// The cache: hash of (session, day, endpoint, version, body) → the hit with exactly those.
 #[derive(Debug, Default)]
 pub struct Cache {
     hasher: RandomState,
@@ -132,29 +135,31 @@ impl Hasher for Prehashed {
 }
 
 impl Cache {
-    /// The hit remembered for exactly this request of `session`, if any.
+    /// The hit remembered for exactly this request of `session`, shifted to `today` (its
+    /// `Plaid-VCR-Today`), if any.
     pub fn get(
         &self,
-        session: Option<&str>,
+        (session, today): (Option<&str>, Option<time::Date>),
         endpoint: &str,
         plaid_version: Option<&str>,
         request: &[u8],
     ) -> Option<Arc<Hit>> {
-        let hash = self.hash(session, endpoint, plaid_version, request);
+        let hash = self.hash((session, today), endpoint, plaid_version, request);
         let entries = self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         let hit = entries.by_hash.get(&hash)?;
-        // The hash only finds the entry; equality of all four decides.
+        // The hash only finds the entry; equality of all five decides.
         (hit.request == request
             && hit.endpoint == endpoint
             && hit.plaid_version.as_deref() == plaid_version
-            && hit.session.as_deref() == session)
+            && hit.session.as_deref() == session
+            && hit.today == today)
             .then(|| hit.clone())
     }
 
     /// Remembers `hit`, unless the cache is full or another request has the same hash.
     pub fn insert(&self, hit: Hit) {
         let hash = self.hash(
-            hit.session.as_deref(),
+            (hit.session.as_deref(), hit.today),
             &hit.endpoint,
             hit.plaid_version.as_deref(),
             &hit.request,
@@ -183,8 +188,14 @@ impl Cache {
         !hit.counted.swap(true, Ordering::Relaxed)
     }
 
-    fn hash(&self, session: Option<&str>, endpoint: &str, plaid_version: Option<&str>, request: &[u8]) -> u64 {
-        self.hasher.hash_one((session, endpoint, plaid_version, request))
+    fn hash(
+        &self,
+        scope: (Option<&str>, Option<time::Date>),
+        endpoint: &str,
+        plaid_version: Option<&str>,
+        request: &[u8],
+    ) -> u64 {
+        self.hasher.hash_one((scope, endpoint, plaid_version, request))
     }
 }
 
@@ -194,7 +205,7 @@ mod tests {
 
     fn hit(body: &'static str, version: Option<&str>) -> Hit {
         Hit::new(
-            None,
+            (None, None),
             "identity/get",
             version,
             Bytes::from_static(body.as_bytes()),
@@ -214,27 +225,34 @@ mod tests {
         let cache = Cache::default();
         cache.insert(hit("{\"a\":1}", Some("2020-09-14")));
         assert!(cache
-            .get(None, "identity/get", Some("2020-09-14"), b"{\"a\":1}")
+            .get((None, None), "identity/get", Some("2020-09-14"), b"{\"a\":1}")
             .is_some());
         assert!(
             cache
-                .get(Some("t"), "identity/get", Some("2020-09-14"), b"{\"a\":1}")
+                .get((Some("t"), None), "identity/get", Some("2020-09-14"), b"{\"a\":1}")
                 .is_none(),
             "another session"
         );
+        let day = time::Date::from_calendar_date(2027, time::Month::March, 1).unwrap();
         assert!(
-            cache.get(None, "identity/get", None, b"{\"a\":1}").is_none(),
+            cache
+                .get((None, Some(day)), "identity/get", Some("2020-09-14"), b"{\"a\":1}")
+                .is_none(),
+            "shifted to another day (Plaid-VCR-Today)"
+        );
+        assert!(
+            cache.get((None, None), "identity/get", None, b"{\"a\":1}").is_none(),
             "another version"
         );
         assert!(
             cache
-                .get(None, "identity/get", Some("2020-09-14"), b"{\"a\": 1}")
+                .get((None, None), "identity/get", Some("2020-09-14"), b"{\"a\": 1}")
                 .is_none(),
             "other bytes"
         );
         assert!(
             cache
-                .get(None, "accounts/get", Some("2020-09-14"), b"{\"a\":1}")
+                .get((None, None), "accounts/get", Some("2020-09-14"), b"{\"a\":1}")
                 .is_none(),
             "another endpoint"
         );

@@ -325,15 +325,14 @@ impl Proxy {
             Ok(today) => today,
             Err(error) => return (failed(endpoint, error), None, session),
         };
-        // The cache holds answers shifted to the run's day: a request asking for its own day
-        // takes the full path.
-        if !may_fault && today.is_none() {
-            if let Some(hit) = self.cached(name.as_deref(), &endpoint, &parts.headers, &raw_body, limits) {
+        if !may_fault {
+            let scope = (name.as_deref(), today);
+            if let Some(hit) = self.cached(scope, &endpoint, &parts.headers, &raw_body, limits) {
                 let named = name.as_deref().zip(session.as_deref());
                 let batch = self.answered(named, &hit.used, &raw_body);
                 if let Some(session) = &session {
                     let recorded_at = hit.recorded_at.as_ref().and_then(|v| v.to_str().ok());
-                    session.note_replayed(recorded_at, self.shift_day(None));
+                    session.note_replayed(recorded_at, self.shift_day(today));
                 }
                 return (Handled::Cached(hit), batch, session);
             }
@@ -459,7 +458,7 @@ impl Proxy {
     /// (JSON content type, a text Plaid-Version, credentials); otherwise the full path decides.
     fn cached(
         &self,
-        session: Option<&str>,
+        scope: (Option<&str>, Option<time::Date>),
         endpoint: &str,
         headers: &HeaderMap,
         raw_body: &Bytes,
@@ -470,7 +469,7 @@ impl Proxy {
             return None;
         }
         let version = request::plaid_version_str(headers).ok()?;
-        let hit = cache.get(session, endpoint, version, raw_body)?;
+        let hit = cache.get(scope, endpoint, version, raw_body)?;
         request::credentials_present(headers, limits, hit.body_credentials).then_some(hit)
     }
 
@@ -478,12 +477,8 @@ impl Proxy {
     /// request's session only: a session's own answer must never be served to another.
     fn remember(&self, request: &PlaidRequest, reply: &Reply, used: &str) {
         let Some(cache) = &self.cache else { return };
-        if request.today.is_some() {
-            // Shifted to the request's own day; the cache answers with the run's.
-            return;
-        }
         let hit = Hit::new(
-            request.session.as_deref(),
+            (request.session.as_deref(), request.today),
             &request.endpoint,
             request.plaid_version.as_deref(),
             request.raw_body.clone(),

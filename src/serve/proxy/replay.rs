@@ -50,17 +50,19 @@ impl Proxy {
             return Some(handled);
         }
         let today = self.shift_day(request.today)?;
-        self.relative_keys(request, today)
-            .into_iter()
-            .find_map(|key| self.replay_key(request, &key, step, exhaust))
+        match self.relative_keys(request, today) {
+            Ok(keys) => keys
+                .into_iter()
+                .find_map(|key| self.replay_key(request, &key, step, exhaust)),
+            // A store that cannot be read must not read as "nothing recorded".
+            Err(e) => Some(Handled::failed(&request.endpoint, &request.key, (&e).into())),
+        }
     }
 
     /// The keys `request` has read relative to today: its date fields moved back by the days
     /// since each day the endpoint's recordings (its session's and the default's) were made.
-    fn relative_keys(&self, request: &PlaidRequest, today: time::Date) -> Vec<String> {
-        let Ok(recordings) = self.miss_basis(&request.endpoint) else {
-            return Vec::new();
-        };
+    fn relative_keys(&self, request: &PlaidRequest, today: time::Date) -> Result<Vec<String>, StoreError> {
+        let recordings = self.miss_basis(&request.endpoint)?;
         let mut days: Vec<i64> = recordings
             .iter()
             .filter(|(r, _)| {
@@ -72,7 +74,8 @@ impl Proxy {
             .collect();
         days.sort_unstable();
         days.dedup();
-        days.into_iter()
+        Ok(days
+            .into_iter()
             .filter_map(|d| {
                 let mut body = serde_json::Value::Object(request.stored_body.clone());
                 if dates::shift_request(&request.endpoint, &mut body, -d) == 0 {
@@ -83,7 +86,7 @@ impl Proxy {
                 };
                 Some(key::compute(&request.endpoint, request.plaid_version.as_deref(), &body))
             })
-            .collect()
+            .collect())
     }
 
     /// [`Proxy::replay`] for the request as if its matching key were `key`.
@@ -183,8 +186,10 @@ impl Proxy {
         }
     }
 
-    /// The recordings of `endpoint` with their requests, read once per run (misses only happen
-    /// in replay, which never records). Two first misses at once may both read; one is kept.
+    /// The recordings of `endpoint` with their requests, read once per run: replay never
+    /// records, and in `--record-missing` what it records is from today, which the relative
+    /// reading never needs (it moves dates by the days since a recording; today's is 0). Two
+    /// first misses at once may both read; one is kept.
     fn miss_basis(&self, endpoint: &str) -> Result<Arc<Vec<WithRequest>>, StoreError> {
         let cached = self
             .miss_basis

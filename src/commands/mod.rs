@@ -37,3 +37,26 @@ fn json(report: &impl serde::Serialize, what: &str) -> String {
         Err(e) => unreachable!("a {what} report always serializes: {e}"),
     }
 }
+
+/// POSTs the JSON `body` to `url` on plaid-vcr (plain HTTP) and returns the
+/// answer's status and JSON body; `Err` says why no JSON answer came (`sandbox-token`,
+/// `webhook fire`).
+async fn post_json(url: &str, body: &serde_json::Value) -> Result<(http::StatusCode, serde_json::Value), String> {
+    use http_body_util::{BodyExt, Full};
+    let client: hyper_util::client::legacy::Client<_, Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let request = http::Request::post(url)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(bytes::Bytes::from(body.to_string())))
+        .map_err(|e| e.to_string())?;
+    let answer = client.request(request).await.map_err(|e| e.to_string())?;
+    let status = answer.status();
+    let bytes = answer
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    let value = serde_json::from_slice(&bytes).map_err(|e| format!("answer is not JSON: {e}"))?;
+    Ok((status, value))
+}

@@ -6,10 +6,6 @@
 //! the cassette, redacted like any other recording. The raw token is returned to the caller
 //! only, never stored or logged.
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 
 use crate::config::{Config, Secret};
@@ -107,21 +103,9 @@ fn token_in(answer: &Value, endpoint: &'static str, field: &'static str) -> Resu
 /// POSTs `body` without credentials (the proxy adds the configured ones) and returns the JSON
 /// answer, or Plaid's error.
 async fn post(base: &str, endpoint: &'static str, body: &Value) -> Result<Value, SandboxError> {
-    let transport = |reason: String| SandboxError::Transport { endpoint, reason };
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let request = http::Request::post(format!("{base}/{endpoint}"))
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .map_err(|e| transport(e.to_string()))?;
-    let response = client.request(request).await.map_err(|e| transport(e.to_string()))?;
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
+    let (status, value) = super::post_json(&format!("{base}/{endpoint}"), body)
         .await
-        .map_err(|e| transport(e.to_string()))?
-        .to_bytes();
-    let value: Value = serde_json::from_slice(&bytes).map_err(|e| transport(format!("answer is not JSON: {e}")))?;
+        .map_err(|reason| SandboxError::Transport { endpoint, reason })?;
     if !status.is_success() {
         let text = |k: &str| value[k].as_str().unwrap_or("").to_owned();
         return Err(SandboxError::Plaid {

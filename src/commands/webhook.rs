@@ -1,10 +1,6 @@
 //! `plaid-vcr webhook fire`: asks a running plaid-vcr (replaying) to send the app a signed
 //! webhook of Plaid's spec, as `POST /plaid-vcr/webhooks/fire` does for tests over HTTP.
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{Map, Value};
 
 use super::Output;
@@ -44,24 +40,12 @@ pub async fn fire(fire: &Fire) -> Result<Output, Error> {
         "url": fire.to,
     });
     let url = format!("{}/plaid-vcr/webhooks/fire", fire.vcr.trim_end_matches('/'));
-    let unreachable = |reason: String| Error::Unreachable {
-        url: url.clone(),
-        reason,
-    };
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let request = http::Request::post(&url)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .map_err(|e| unreachable(e.to_string()))?;
-    let answer = client.request(request).await.map_err(|e| unreachable(e.to_string()))?;
-    let status = answer.status();
-    let bytes = answer
-        .into_body()
-        .collect()
+    let (status, answer) = super::post_json(&url, &body)
         .await
-        .map_err(|e| unreachable(e.to_string()))?
-        .to_bytes();
-    let answer: Value = serde_json::from_slice(&bytes).map_err(|e| unreachable(format!("answer is not JSON: {e}")))?;
+        .map_err(|reason| Error::Unreachable {
+            url: url.clone(),
+            reason,
+        })?;
     if !status.is_success() {
         let text = |k: &str| answer[k].as_str().unwrap_or("").to_owned();
         return Err(Error::Usage {

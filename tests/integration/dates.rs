@@ -23,9 +23,8 @@ fn transactions() -> Value {
     })
 }
 
-#[tokio::test]
-async fn replayed_dates_move_to_today_by_the_schema_and_the_answer_says_when_it_was_recorded() {
-    let dirs = Dirs::new();
+/// A fake Plaid answering `/transactions/get` with [`transactions`].
+async fn fake_answering_transactions() -> FakePlaid {
     let fake = FakePlaid::start().await;
     fake.reply(
         "transactions/get",
@@ -34,6 +33,24 @@ async fn replayed_dates_move_to_today_by_the_schema_and_the_answer_says_when_it_
             body: transactions(),
         },
     );
+    fake
+}
+
+/// The day the cassette's `/transactions/get` recording was made (its file's `recorded_at`).
+fn recorded_day(dirs: &Dirs) -> time::Date {
+    let file = dirs
+        .cassette_files()
+        .into_iter()
+        .find(|f| f.starts_with("transactions_get"))
+        .unwrap();
+    let i: Value = serde_json::from_str(&std::fs::read_to_string(dirs.cassette().join(file)).unwrap()).unwrap();
+    plaid_vcr::testing::dates::parse_day(i["recorded_at"].as_str().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn replayed_dates_move_to_today_by_the_schema_and_the_answer_says_when_it_was_recorded() {
+    let dirs = Dirs::new();
+    let fake = fake_answering_transactions().await;
     let recorder = start(&config(&dirs, Some(&fake)), Mode::Record).await;
     let recorded = plaid(&recorder, "transactions/get", BODY).await;
     assert_eq!(recorded.outcome(), "recorded");
@@ -139,14 +156,7 @@ fn shifting_then_unshifting_returns_the_recorded_bytes_for_every_date_field_of_p
 #[tokio::test]
 async fn a_last_30_days_request_still_matches_a_year_later_and_a_miss_says_both_readings() {
     let dirs = Dirs::new();
-    let fake = FakePlaid::start().await;
-    fake.reply(
-        "transactions/get",
-        Reply {
-            status: 200,
-            body: transactions(),
-        },
-    );
+    let fake = fake_answering_transactions().await;
     let day = |d: time::Date| d.to_string();
     let last_30 = |today: time::Date| {
         json!({"access_token": "access-sandbox-de3ce8ef-33f8-452c-a685-8671031fc0f6",
@@ -166,15 +176,7 @@ async fn a_last_30_days_request_still_matches_a_year_later_and_a_miss_says_both_
         .get("plaid-vcr-recorded-at")
         .map(|v| v.to_str().unwrap().to_owned());
     assert!(at.is_none(), "recording answers are upstream's own");
-    let recorded_on = {
-        let file = dirs
-            .cassette_files()
-            .into_iter()
-            .find(|f| f.starts_with("transactions_get"))
-            .unwrap();
-        let i: Value = serde_json::from_str(&std::fs::read_to_string(dirs.cassette().join(file)).unwrap()).unwrap();
-        plaid_vcr::testing::dates::parse_day(i["recorded_at"].as_str().unwrap()).unwrap()
-    };
+    let recorded_on = recorded_day(&dirs);
     let a_year_later = recorded_on.replace_year(recorded_on.year() + 1).unwrap();
 
     let mut cfg = config(&dirs, None);
@@ -219,14 +221,7 @@ async fn a_last_30_days_request_still_matches_a_year_later_and_a_miss_says_both_
 #[tokio::test]
 async fn each_session_shifts_to_the_day_its_header_names_and_its_report_names_the_anchor() {
     let dirs = Dirs::new();
-    let fake = FakePlaid::start().await;
-    fake.reply(
-        "transactions/get",
-        Reply {
-            status: 200,
-            body: transactions(),
-        },
-    );
+    let fake = fake_answering_transactions().await;
     let recorder = start(&config(&dirs, Some(&fake)), Mode::Record).await;
     assert_eq!(plaid(&recorder, "transactions/get", BODY).await.outcome(), "recorded");
     recorder.stop().await.unwrap();
@@ -313,14 +308,7 @@ async fn each_session_shifts_to_the_day_its_header_names_and_its_report_names_th
 #[tokio::test]
 async fn a_sequence_answers_its_steps_in_order_to_a_relative_date_request() {
     let dirs = Dirs::new();
-    let fake = FakePlaid::start().await;
-    fake.reply(
-        "transactions/get",
-        Reply {
-            status: 200,
-            body: transactions(),
-        },
-    );
+    let fake = fake_answering_transactions().await;
     let last_30 = |today: time::Date| {
         json!({"access_token": TOKEN, "start_date": (today - time::Duration::days(30)).to_string(),
                "end_date": today.to_string()})
@@ -338,9 +326,7 @@ async fn a_sequence_answers_its_steps_in_order_to_a_relative_date_request() {
     }
     recorder.stop().await.unwrap();
     assert_ne!(steps[0], steps[1], "two steps, two answers");
-    let file = dirs.cassette().join(&dirs.cassette_files()[0]);
-    let file: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
-    let recorded_at = plaid_vcr::testing::dates::parse_day(file["recorded_at"].as_str().unwrap()).unwrap();
+    let recorded_at = recorded_day(&dirs);
     let a_year_later = recorded_at.replace_year(recorded_at.year() + 1).unwrap();
 
     let mut cfg = config(&dirs, None);

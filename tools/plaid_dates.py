@@ -18,7 +18,7 @@ import sys
 import yaml
 
 sys.path.insert(0, os.path.dirname(__file__))
-from plaid_pii import SPEC_COMMIT, Walker, is_container  # noqa: E402
+from plaid_pii import SPEC_COMMIT, Walker  # noqa: E402
 
 # Fields that are facts about the past: never shifted (a document's issue date, a birth date, a
 # company's formation), by name.
@@ -26,22 +26,11 @@ FIXED = {"date_of_birth", "dob", "birth_date", "issue_date", "issued_date", "for
 
 
 class DateWalker(Walker):
-    def field(self, schema, path, field, owner, stack, depth):
-        resolved, _ = self.deref(schema)
-        items = None
-        if resolved.get("type") == "array" and "items" in resolved:
-            items, _ = self.deref(resolved["items"])
-        target = items if items is not None else resolved
-        if is_container(target):
-            inner = resolved["items"] if items is not None else schema
-            inner_path = path[:-1] + [path[-1] + "[]"] if items is not None else path
-            yield from self.visit(inner, inner_path, owner, stack, depth)
-            return
+    def leaf(self, target, leaf, field, owner):
+        """The row of a date field: (path, format, shift|fixed)."""
         fmt = target.get("format")
         if target.get("type") == "string" and fmt in ("date", "date-time"):
-            leaf = ".".join(path) + ("[]" if items is not None else "")
-            fixed = field.lower() in FIXED
-            yield leaf, fmt, "fixed" if fixed else "shift"
+            yield leaf, fmt, "fixed" if field.lower() in FIXED else "shift"
 
 
 def main(spec_path):

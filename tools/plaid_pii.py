@@ -168,11 +168,14 @@ class Walker:
             inner_path = path[:-1] + [path[-1] + "[]"] if items is not None else path
             yield from self.visit(inner, inner_path, owner, stack, depth)
             return
+        yield from self.leaf(target, ".".join(path) + ("[]" if items is not None else ""), field, owner)
+
+    def leaf(self, target, leaf, field, owner):
+        """The rows of one field that holds no object: (path, kind, owner) of a personal string."""
         if target.get("enum") or target.get("type") not in ("string", None):
             return
         kind = classify(field, owner or "")
         if kind:
-            leaf = ".".join(path) + ("[]" if items is not None else "")
             yield leaf, kind, owner or "-"
 
 

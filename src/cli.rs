@@ -44,6 +44,9 @@ pub enum Command {
     Ls(LsArgs),
     /// Validate a cassette for CI (parses, keys, duplicates, orphans, leaks): exit 0, 1 or 2
     Check(CheckArgs),
+    /// Check recorded requests, answers and webhooks against Plaid's OpenAPI spec: exit 0 valid,
+    /// 1 findings, 2 error
+    Validate(ValidateArgs),
     /// Compare two cassettes of the same flow by response schema (did Plaid change?): exit 0
     /// nothing breaking, 1 breaking drift, 2 error
     Diff(DiffArgs),
@@ -239,6 +242,26 @@ pub struct ScanArgs {
     pub format: Format,
 
     /// Config file with [redact] rules and the [scan] allowlist [default: ./plaid-vcr.toml if it exists]
+    #[arg(long, value_name = "FILE", env = "PLAID_VCR_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// Options of `validate`.
+#[derive(Debug, Clone, Args)]
+pub struct ValidateArgs {
+    /// Cassette directories to validate [default: the configured cassette, ./cassettes]
+    #[arg(value_name = "CASSETTE")]
+    pub dirs: Vec<PathBuf>,
+
+    /// A plaid-openapi spec file (YAML or JSON) instead of the one built in (2020-09-14_1.697.4)
+    #[arg(long, value_name = "FILE", env = "PLAID_VCR_SPEC")]
+    pub spec: Option<PathBuf>,
+
+    /// Output format: text lines, or one JSON object with every finding
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+
+    /// Config file naming the cassette [default: ./plaid-vcr.toml if it exists]
     #[arg(long, value_name = "FILE", env = "PLAID_VCR_CONFIG")]
     pub config: Option<PathBuf>,
 }

@@ -29,6 +29,8 @@ pub enum Error {
     #[error(transparent)]
     Rules(#[from] RuleError),
     #[error(transparent)]
+    Contract(#[from] crate::contract::ContractError),
+    #[error(transparent)]
     Signer(#[from] crate::webhooks::signer::SignerError),
     #[error("cannot reach plaid-vcr at {url}: {reason}; start it (plaid-vcr replay) or pass --vcr URL")]
     Unreachable { url: String, reason: String },

@@ -53,6 +53,7 @@
 mod body;
 pub mod commands;
 pub mod config;
+mod contract;
 mod dates;
 mod error;
 mod faults;

@@ -50,6 +50,17 @@ fn main() -> ExitCode {
             .and_then(|config| commands::inspect::run_check(&args.dir, &config, args.format.is_json()))
             .and_then(answer)
             .map_err(Failure::from),
+        Command::Validate(args) => file_config(args.config.clone(), None)
+            .and_then(|config| {
+                let dirs = if args.dirs.is_empty() {
+                    vec![config.cassette.clone()]
+                } else {
+                    args.dirs.clone()
+                };
+                commands::validate::run(&dirs, args.spec.as_deref(), args.format.is_json())
+            })
+            .and_then(answer)
+            .map_err(Failure::from),
         Command::Diff(args) => commands::diff::run(&args.old, &args.new, args.format.is_json())
             .and_then(answer)
             .map_err(Failure::from),

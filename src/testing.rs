@@ -7,6 +7,7 @@
 //!   for property tests of pure functions: formats kept, redaction idempotent, no leak found;
 //! - the matching [`key`], to show what does and does not change it;
 //! - the [`dates`] shift, to hold it to Plaid's examples;
+//! - the [`contract`], to hold Plaid's examples and their redaction to Plaid's spec;
 //! - the working [`Store`], opened directly to see what survived a kill, and [`store_doctor`]
 //!   to damage or downgrade it as a bad disk or an older plaid-vcr would;
 //! - the [`Proxy`] without a socket ([`open_proxy`]), for fuzzing requests by the thousand;
@@ -23,4 +24,9 @@ pub use crate::webhooks::signer::Signer;
 /// The dates shift (`replay --shift-dates`).
 pub mod dates {
     pub use crate::dates::{days_since, parse_day, shift_answer, shift_str};
+}
+
+/// Plaid's contract (`plaid-vcr validate`).
+pub mod contract {
+    pub use crate::contract::{Contract, Part, Severity, Violation};
 }

@@ -1,6 +1,6 @@
 //! The commands that read or rewrite a cassette without serving it: `ls` and `check`
 //! ([`inspect`]), `scan` ([`scan`]), `redact` ([`redact`]), `diff` ([`diff`]: has Plaid's
-//! schema drifted between two recordings) and `sandbox-token` ([`sandbox`]).
+//! schema drifted between two recordings), `validate` ([`validate`]: does it fit Plaid's spec) and `sandbox-token` ([`sandbox`]).
 //!
 //! The top of the house: may use every folder. Each command returns an [`Output`], the text
 //! and the verdict; printing it and the exit code are `main`'s.
@@ -10,6 +10,7 @@ pub mod inspect;
 pub mod redact;
 pub mod sandbox;
 pub mod scan;
+pub mod validate;
 pub mod webhook;
 
 /// What a command answers: the text for stdout, and whether its answer is "yes" (exit 0)

@@ -5,6 +5,7 @@ mod binary;
 mod cli;
 mod clients;
 mod connections;
+mod contract;
 mod corpus;
 mod credentials;
 mod dates;

@@ -33,7 +33,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Forward every request upstream and record each 2xx/4xx answer (overwriting earlier ones)
-    Record(ServeArgs),
+    Record(RecordArgs),
     /// Answer from the cassette only, never opening a connection; unrecorded requests get an error
     Replay(ReplayArgs),
     /// Redact an existing cassette directory in place (atomic per file, idempotent)
@@ -356,6 +356,20 @@ pub struct ServeArgs {
     /// Replay: deliver recorded webhooks to URL instead of the URL the app registered
     #[arg(long, value_name = "URL", env = "PLAID_VCR_WEBHOOK_TARGET")]
     pub webhook_target: Option<String>,
+
+    /// Check replayed requests and answers against Plaid's spec too (recording always checks
+    /// what goes to Plaid and comes back); findings go to the log, the summary and the
+    /// Plaid-VCR-Violations header. Replay then skips its exact-request cache
+    #[arg(long, env = "PLAID_VCR_VALIDATE", value_parser = FalseyValueParser::new(), conflicts_with = "no_validate")]
+    pub validate: bool,
+
+    /// Check nothing against Plaid's spec, not even while recording
+    #[arg(long)]
+    pub no_validate: bool,
+
+    /// A plaid-openapi spec file (YAML or JSON) to check against instead of the one built in
+    #[arg(long, value_name = "FILE", env = "PLAID_VCR_SPEC")]
+    pub spec: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -375,9 +389,26 @@ impl ServeArgs {
             max_age: self.max_age,
             webhook_public_url: self.webhook_public_url.clone(),
             webhook_target: self.webhook_target.clone(),
+            validate: match (self.validate, self.no_validate) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            },
+            spec: self.spec.clone(),
             ..self.common.layer()
         }
     }
+}
+
+/// Options of `record`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RecordArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+
+    /// Exit 1 at shutdown if a request the app sent broke Plaid's spec
+    #[arg(long, env = "PLAID_VCR_STRICT", value_parser = FalseyValueParser::new())]
+    pub strict: bool,
 }
 
 /// Options of `replay`.
@@ -390,7 +421,8 @@ pub struct ReplayArgs {
     #[arg(long, env = "PLAID_VCR_RECORD_MISSING", value_parser = FalseyValueParser::new())]
     pub record_missing: bool,
 
-    /// Exit 1 at shutdown if any request had no recording, or (with max_age) a recording is too old
+    /// Exit 1 at shutdown if any request had no recording, broke Plaid's spec (when checked),
+    /// or (with max_age) a recording is too old
     #[arg(long, env = "PLAID_VCR_STRICT", value_parser = FalseyValueParser::new())]
     pub strict: bool,
 

@@ -136,6 +136,10 @@ pub struct Config {
     pub webhook_target: Option<String>,
     /// Fault rules every session starts with (`[[faults]]`; see docs/failures.md).
     pub faults: Vec<FaultRule>,
+    /// Check traffic against Plaid's spec as it passes; `None`: while recording, not replaying.
+    pub validate: Option<bool>,
+    /// A plaid-openapi file to check against instead of the spec built in.
+    pub spec: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -166,6 +170,8 @@ impl Default for Config {
             secret: None,
             webhook_public_url: None,
             webhook_target: None,
+            validate: None,
+            spec: None,
         }
     }
 }
@@ -196,6 +202,8 @@ pub struct Layer {
     pub max_age: Option<Duration>,
     pub webhook_public_url: Option<String>,
     pub webhook_target: Option<String>,
+    pub validate: Option<bool>,
+    pub spec: Option<PathBuf>,
 }
 
 /// The config file's keys, all optional (see config.example.toml).
@@ -226,6 +234,8 @@ struct FileConfig {
     webhook_public_url: Option<String>,
     webhook_target: Option<String>,
     faults: Option<Vec<FaultRule>>,
+    validate: Option<bool>,
+    spec: Option<PathBuf>,
 }
 
 /// An absolute `http://` or `https://` URL without a query, or why not.
@@ -300,6 +310,8 @@ impl Config {
             secret: env_secret(SECRET_ENV).or(file.plaid_secret),
             webhook_public_url: args.webhook_public_url.clone().or(file.webhook_public_url),
             webhook_target: args.webhook_target.clone().or(file.webhook_target),
+            validate: args.validate.or(file.validate),
+            spec: args.spec.clone().or(from_file(file.spec)),
             faults: file
                 .faults
                 .unwrap_or_default()

@@ -26,7 +26,7 @@ enum Failure {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Record(args) => serve(Mode::Record, args, false, false),
+        Command::Record(args) => serve(Mode::Record, &args.serve, args.strict, false),
         Command::Replay(args) => {
             let mode = if args.record_missing {
                 Mode::ReplayRecordMissing

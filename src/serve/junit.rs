@@ -5,6 +5,7 @@
 
 use std::fmt::Write as _;
 
+use crate::contract::{Part, Severity};
 use crate::serve::summary::{Entry, Report, Summary};
 use crate::store::key;
 
@@ -65,6 +66,16 @@ fn problems(report: &Report, strict: bool) -> Vec<String> {
         }
         if report.webhooks.failed > 0 {
             out.push(format!("{} webhook deliveries failed", report.webhooks.failed));
+        }
+        for v in report
+            .violations
+            .iter()
+            .filter(|v| v.part == Part::Request && v.severity == Severity::Error)
+        {
+            out.push(format!(
+                "request {} breaks Plaid's spec at {:?}: {} (expected {})",
+                v.endpoint, v.path, v.rule, v.expected
+            ));
         }
     }
     out

@@ -149,6 +149,7 @@ impl Session {
             recordings: summary.recordings,
             unused: summary.unused,
             faults: summary.faults,
+            violations: summary.violations,
             dates: self.anchor.lock().unwrap_or_else(PoisonError::into_inner).clone(),
             webhooks: WebhookCounts {
                 delivered: self.deliveries.delivered.load(Ordering::Relaxed),

@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::config::Config;
+use crate::contract::Contract;
 use crate::error::Error;
 use crate::privacy::redact::{self, Redactor};
 use crate::privacy::rules;
 use crate::serve::mode::{Mode, Recorder, Serving};
-use crate::serve::proxy::Proxy;
 use crate::serve::proxy::Webhooks;
+use crate::serve::proxy::{Checking, Proxy};
 use crate::store::cassette::{Cassette, CassetteError};
 use crate::store::db::Store;
 use crate::store::writer::Writer;
@@ -88,7 +89,29 @@ pub fn open(config: &Config, mode: Mode) -> Result<Proxy, Error> {
         }
     };
     let webhooks = webhooks(config, mode, &cassette)?;
-    Ok(Proxy::new(serving, cassette, store, redactor, config.clone()).with_webhooks(webhooks))
+    let checking = checking(config, mode)?;
+    Ok(Proxy::new(serving, cassette, store, redactor, config.clone())
+        .with_webhooks(webhooks)
+        .with_checking(checking))
+}
+
+/// The live check against Plaid's spec: on while recording unless `validate = false`, on for
+/// replayed answers too with `validate = true` (`--validate`); the spec `--spec` names, else
+/// the one built in.
+fn checking(config: &Config, mode: Mode) -> Result<Option<Checking>, Error> {
+    let on = config.validate.unwrap_or(mode != Mode::Replay);
+    if !on {
+        return Ok(None);
+    }
+    let contract = match &config.spec {
+        Some(path) => Contract::from_file(path)?,
+        None => Contract::builtin(),
+    };
+    tracing::info!(spec = contract.version(), "checking traffic against Plaid's spec");
+    Ok(Some(Checking {
+        contract: Arc::new(contract),
+        hits: config.validate == Some(true),
+    }))
 }
 
 /// The webhook side of `mode`: the receiver when recording with `--webhook-public-url`, the

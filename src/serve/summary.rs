@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::serve::violations::{self, Seen, Violations};
 use crate::store::db::Recorded;
 use crate::store::interaction::split_index_key;
 use crate::store::key;
@@ -26,6 +27,8 @@ pub struct Tally {
     forwarded: AtomicU64,
     webhooks_recorded: AtomicU64,
     lists: Mutex<Lists>,
+    /// What the live contract check found.
+    pub violations: Violations,
 }
 
 #[derive(Debug, Default)]
@@ -213,6 +216,7 @@ impl Tally {
             },
             sessions: BTreeMap::new(),
             faults: lists.faults.clone(),
+            violations: self.violations.list(),
         }
     }
 }
@@ -267,6 +271,8 @@ pub struct Summary {
     pub sessions: BTreeMap<String, Report>,
     /// The faults that fired, in order (see docs/failures.md).
     pub faults: Vec<FiredFault>,
+    /// What the live check against Plaid's spec found (see docs/contract.md).
+    pub violations: Vec<Seen>,
 }
 
 /// What one named session did (see `serve::session`): the `sessions` entries of `--report`
@@ -287,6 +293,8 @@ pub struct Report {
     pub webhooks: WebhookCounts,
     /// The faults that fired on its requests.
     pub faults: Vec<FiredFault>,
+    /// What the live check against Plaid's spec found in its exchanges.
+    pub violations: Vec<Seen>,
     /// When its replayed answers were recorded, and the day their dates moved to.
     pub dates: Anchor,
 }
@@ -355,6 +363,12 @@ impl Summary {
                 self.stale.len()
             ));
         }
+        let broken = violations::request_errors(&self.violations);
+        if strict && broken > 0 {
+            out.push(format!(
+                "{broken} violations of Plaid's spec in requests the app sent (--strict)"
+            ));
+        }
         if strict && self.webhooks.failed > 0 {
             out.push(format!("{} webhook deliveries failed (--strict)", self.webhooks.failed));
         }
@@ -411,6 +425,7 @@ impl Summary {
                 self.faults.len() - 20
             ));
         }
+        out.push_str(&violations::lines(&self.violations));
         for (name, report) in self.sessions.iter().filter(|(_, r)| r.has_problems()) {
             out.push_str(&format!(
                 "session {name}: {} requests, {} misses, {} of {} recordings unused{}\n",

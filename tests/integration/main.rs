@@ -26,5 +26,6 @@ mod replay;
 mod sessions;
 mod store;
 mod support;
+mod violations;
 mod webhooks;
 mod workflow;

@@ -27,11 +27,13 @@ use crate::serve::cache::{Cache, Hit};
 use crate::serve::mode::Serving;
 use crate::serve::request::{self, Limits, PlaidRequest, Route};
 
+mod contract;
 mod faults;
 mod record;
 mod replay;
 mod sessions;
 
+pub use contract::Checking;
 use faults::Injected;
 
 use crate::faults::rules::Rules;
@@ -83,6 +85,9 @@ pub struct Proxy {
     faults: Rules,
     /// The day `--shift-dates` moves answers' dates to (`--today`, else today when it started).
     today: time::Date,
+    /// The live check against Plaid's spec; `None` with `--no-validate` (or replaying without
+    /// `--validate`).
+    checking: Option<Checking>,
 }
 
 /// Counts what happened to a request in `tally` (the run's, or a session's too); `first_use`
@@ -150,7 +155,17 @@ impl Proxy {
             sessions,
             faults,
             today,
+            checking: None,
         }
+    }
+
+    /// The proxy checking traffic against Plaid's spec as `checking` says.
+    pub fn with_checking(mut self, checking: Option<Checking>) -> Proxy {
+        if checking.as_ref().is_some_and(|c| c.hits) {
+            self.cache = None;
+        }
+        self.checking = checking;
+        self
     }
 
     /// The proxy with its webhook receiver and deliveries.
@@ -351,7 +366,8 @@ impl Proxy {
                 match injected {
                     Injected::Answer(handled) => return (*handled, None, session),
                     Injected::Continue { truncate } => {
-                        let handled = Box::pin(self.dispatch(parsed, session.as_deref())).await;
+                        let mut handled = Box::pin(self.dispatch(parsed, session.as_deref())).await;
+                        self.check_contract(&raw_body, &mut handled, session.as_deref());
                         if endpoint == "item/public_token/exchange" {
                             if let Handled::Hit { reply, .. } | Handled::Recorded { reply, .. } = &handled {
                                 self.learn_item(session.as_deref(), &reply.body);

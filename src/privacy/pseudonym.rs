@@ -173,6 +173,14 @@ impl Pseudonymizer {
     }
 }
 
+/// Whether redaction changes `raw` as `kind`: the one test of a leak, for redaction and `scan`
+/// alike ([`crate::privacy::verdict`]). The same under every secret: a keyed pseudonym always
+/// differs from a value that is not one yet, and what is not keyed (masks, ids) is the same
+/// for all; a property test holds it to two secrets.
+pub fn changes(kind: Kind, raw: &str) -> bool {
+    Pseudonymizer::new(b"").pseudonymize(kind, raw) != raw
+}
+
 /// Whether `value` is already a pseudonym of `kind` (or a mask, or a request placeholder).
 pub fn is_pseudonym(kind: Kind, value: &str) -> bool {
     if is_masked(value) || is_placeholder(value) {

@@ -2,9 +2,10 @@
 //!
 //! The proxy calls [`Redactor::request`] before computing the key and [`Redactor::response`]
 //! before writing anything, so whatever reaches the sled store, a cassette file or a key has
-//! been through here. Credentials are dropped; tokens, identifiers and personal data are
-//! replaced by pseudonyms ([`crate::privacy::pseudonym`]) according to [`Rule`]s; strings no rule covers
-//! go through the generic detectors ([`crate::privacy::detect`]). It never adds a field, changes a JSON
+//! been through here. Credentials are dropped; what the one verdict
+//! ([`crate::privacy::verdict`]: [`Rule`]s, field names, the detectors) names as personal or
+//! secret is replaced by its pseudonym ([`crate::privacy::pseudonym`]) or masked, everywhere it
+//! appears in the body. It never adds a field, changes a JSON
 //! type, an array length or a null, and never touches numbers or booleans.
 //!
 //! Requests are redacted without the redaction secret by default (personal data becomes a fixed
@@ -16,9 +17,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::privacy::detect;
 use crate::privacy::pseudonym::{self, Kind, Pseudonymizer};
-use crate::privacy::rules::{self, last_key, Action, Rule, RuleConfig, RuleError, Seg, Side};
+use crate::privacy::rules::{self, Rule, RuleConfig, RuleError, Side};
+use crate::privacy::verdict::{self, Change, Piece};
 
 /// Environment variable holding the redaction secret (any string; share it to get the same
 /// pseudonyms of personal data on every machine). Named `_KEY` for compatibility.
@@ -142,37 +143,47 @@ impl Redactor {
         changed
     }
 
-    /// Redacts `value` in place; returns how many values changed.
+    /// Redacts `value` in place; returns how many values changed. What changes is what the
+    /// one [`verdict`] names (so `scan` finds nothing after), echoes of a leak included.
     pub fn redact(&self, endpoint: &str, side: Side, value: &mut Value) -> usize {
         if self.raw {
             return 0;
         }
         let rules = rules::applicable(&self.rules, endpoint, side);
-        rules::walk(&rules, value, &mut Vec::new(), &mut |path, action, s| {
-            self.leaf(side, path, action, s)
-        })
+        verdict::body(
+            &rules,
+            value,
+            &mut Vec::new(),
+            side == Side::Response,
+            &mut |_, s, pieces| self.rewrite(side, s, pieces),
+        )
     }
 
-    /// Rewrites one string as the action governing it says; 1 if it changed.
-    fn leaf(&self, side: Side, path: &[Seg], action: Option<Action>, s: &mut String) -> usize {
-        let new = match action {
-            Some(Action::Keep | Action::Drop) => None,
-            Some(Action::Mask) => Some(pseudonym::mask(s)),
-            Some(Action::Pseudonymize(kind)) => Some(self.pseudonym(side, kind, s)),
-            // What the field's name says (a date of birth, an SSN, an `api_key`), else the
-            // detectors over the text.
-            None => match detect::by_name(last_key(path), s) {
-                Some(kind) => Some(self.pseudonym(side, kind, s)),
-                None => self.detect(side, last_key(path), s),
-            },
-        };
-        match new.filter(|new| new != s) {
-            Some(new) => {
-                *s = new;
-                1
-            }
-            None => 0,
+    /// Rewrites the pieces of one string the verdict covers; 1 if it changed. A piece that is
+    /// no leak comes out as it was, but for personal data in a request, which becomes its
+    /// placeholder whatever it is, so that its key is the same on every machine.
+    fn rewrite(&self, side: Side, s: &mut String, pieces: &[Piece]) -> usize {
+        if pieces.is_empty() {
+            return 0;
         }
+        let mut out = String::with_capacity(s.len());
+        let mut last = 0;
+        for piece in pieces {
+            let text = &s[piece.range.clone()];
+            let new = match piece.change {
+                Change::Pseudonym(kind) => self.pseudonym(side, kind, text),
+                Change::Mask => pseudonym::mask(text),
+            };
+            out.push_str(&s[last..piece.range.start]);
+            out.push_str(&new);
+            last = piece.range.end;
+        }
+        out.push_str(&s[last..]);
+        if out == *s {
+            return 0;
+        }
+        *s = out;
+        1
     }
 
     fn pseudonym(&self, side: Side, kind: Kind, raw: &str) -> String {
@@ -184,28 +195,6 @@ impl Redactor {
             return pseudonym::placeholder(kind);
         }
         self.pseudonymizer.pseudonymize(kind, raw)
-    }
-
-    /// Replaces what the generic detectors find in a string no rule covers.
-    fn detect(&self, side: Side, field: &str, text: &str) -> Option<String> {
-        let found = detect::find_in(field, text);
-        if found.is_empty() {
-            return None;
-        }
-        let mut out = String::with_capacity(text.len());
-        let mut last = 0;
-        for (detector, range) in found {
-            let piece = &text[range.clone()];
-            let replacement = match detector.kind() {
-                Some(kind) => self.pseudonym(side, kind, piece),
-                None => pseudonym::mask(piece),
-            };
-            out.push_str(&text[last..range.start]);
-            out.push_str(&replacement);
-            last = range.end;
-        }
-        out.push_str(&text[last..]);
-        Some(out)
     }
 }
 

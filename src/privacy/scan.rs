@@ -1,9 +1,10 @@
 //! The leak verdict on a written file: what `plaid-vcr scan` and `check` report.
 //!
-//! [`Scanner::file`] reports, per JSON path of one cassette file: values at known personal-data paths that are not in
-//! pseudonym form, emails/phones/SSN-like/street-like text and Plaid tokens anywhere,
-//! credential fields, high-entropy strings under secret-like keys, and files recorded with
-//! `--no-redact`. Findings show the value masked, never whole. Reads nothing itself: the
+//! [`Scanner::file`] reports, per JSON path of one cassette file, what the one redaction
+//! verdict ([`crate::privacy::verdict`]) names as a leak (values at known personal-data paths
+//! that are not in pseudonym form, emails/phones/SSN-like/street-like text and Plaid tokens
+//! anywhere, high-entropy strings under secret-like keys, echoes of any of them), credential
+//! fields, and files recorded with `--no-redact`. Findings show the value masked, never whole. Reads nothing itself: the
 //! directory walk is [`crate::commands::scan`]'s.
 
 use std::path::{Path, PathBuf};
@@ -11,9 +12,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::privacy::detect;
 use crate::privacy::pseudonym::{self, Kind};
-use crate::privacy::rules::{self, last_key, path_text, Action, Rule, Seg, Side};
+use crate::privacy::rules::{self, last_key, path_text, Rule, Seg, Side};
+use crate::privacy::verdict::{self, Piece};
 
 /// The `[scan]` section of the config file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -82,7 +83,7 @@ impl<'a> Scanner<'a> {
             Err(_) => {
                 let text = String::from_utf8_lossy(bytes);
                 scan.report("-", "not-json", &text);
-                scan.text(&|| "-".to_owned(), "", &text);
+                scan.leaks("-", &text, &verdict::judge(&[], None, &text));
             }
         }
         scan.findings
@@ -98,10 +99,9 @@ struct FileScan<'a> {
 }
 
 impl FileScan<'_> {
-    /// The request and response bodies are walked with the redaction rules for their side,
-    /// through the same visitor redaction uses ([`rules::walk`]), so a value is judged by the
-    /// action that governed it when it was redacted; the rest of the file (endpoint, key, …)
-    /// has no rules and meets the detectors only.
+    /// The request and response bodies are judged with the redaction rules for their side, by
+    /// the verdict redaction rewrites by ([`verdict::body`]), echoes included; the rest of the
+    /// file (endpoint, key, …) has no rules and meets the detectors only.
     fn scan_file(&mut self, mut file: Value) {
         if file.get("unredacted").and_then(Value::as_bool) == Some(true) {
             self.report("unredacted", "unredacted-file", "true");
@@ -134,13 +134,19 @@ impl FileScan<'_> {
             let applicable = rules::applicable(rules, endpoint, side);
             // Rules match below the prefix; findings name the whole path in the file.
             let mut prefix = vec![Seg::Key(half.to_owned()), Seg::Key("body".to_owned())];
-            rules::walk(&applicable, &mut body, &mut prefix, &mut |path, action, s| {
-                self.leaf(path, action, s);
-                0
-            });
+            verdict::body(
+                &applicable,
+                &mut body,
+                &mut prefix,
+                side == Side::Response,
+                &mut |path, s, pieces| {
+                    self.value(path, s, pieces);
+                    0
+                },
+            );
         }
-        rules::walk(&[], &mut file, &mut Vec::new(), &mut |path, action, s| {
-            self.leaf(path, action, s);
+        verdict::body(&[], &mut file, &mut Vec::new(), false, &mut |path, s, pieces| {
+            self.value(path, s, pieces);
             0
         });
     }
@@ -150,7 +156,8 @@ impl FileScan<'_> {
         self.config.allow.iter().any(|a| a == value) || self.allow_paths.iter().any(|r| r.matches(path))
     }
 
-    fn leaf(&mut self, path: &[Seg], action: Option<Action>, value: &str) {
+    /// Reports one value: a credential unless hidden, else the leaks the verdict names in it.
+    fn value(&mut self, path: &[Seg], value: &str, pieces: &[Piece]) {
         if value.is_empty() || self.allowed(path, value) {
             return;
         }
@@ -161,58 +168,27 @@ impl FileScan<'_> {
         {
             return;
         }
-        // The path as text only when there is something to report.
-        let text = || path_text(path);
-        let field = last_key(path);
         // A credential is a leak unless redaction hid it (nested ones become id pseudonyms;
         // top-level request ones are dropped, so any left there is raw).
         let top_level_request =
             matches!(path, [Seg::Key(h), Seg::Key(b), Seg::Key(_)] if h == "request" && b == "body");
-        if rules::is_credential(field) {
+        if rules::is_credential(last_key(path)) {
             if top_level_request || !pseudonym::is_pseudonym(Kind::Id, value) {
-                self.report(&text(), "credential", value);
+                self.report(&path_text(path), "credential", value);
             }
             return;
         }
-        match action {
-            Some(Action::Keep | Action::Drop) => return,
-            Some(Action::Pseudonymize(kind)) if !pseudonym::is_pseudonym(kind, value) => {
-                self.report(&text(), &format!("pii:{}", kind.as_str()), value);
-                return;
-            }
-            Some(Action::Mask) if pseudonym::mask(value) != value => {
-                self.report(&text(), "pii:mask", value);
-                return;
-            }
-            Some(_) => return,
-            None => {}
-        }
-        match detect::by_name(field, value) {
-            Some(Kind::Id) if !pseudonym::is_any_pseudonym(value) => self.report(&text(), "high-entropy", value),
-            Some(kind) if !pseudonym::is_pseudonym(kind, value) => {
-                self.report(&text(), &format!("pii:{}", kind.as_str()), value)
-            }
-            Some(_) => {}
-            None => self.text(&text, field, value),
+        if pieces.iter().any(|p| p.leak) {
+            self.leaks(&path_text(path), value, pieces);
         }
     }
 
-    /// Runs the pattern detectors over free text.
-    fn text(&mut self, path: &dyn Fn() -> String, field: &str, value: &str) {
-        let found = detect::find_in(field, value);
-        if found.is_empty() {
-            return;
-        }
-        let path = path();
-        for (detector, range) in found {
-            let piece = &value[range];
-            // The same decision redaction made: the detector's kind, or a mask.
-            let redacted = match detector.kind() {
-                Some(kind) => pseudonym::is_pseudonym(kind, piece),
-                None => pseudonym::mask(piece) == piece,
-            };
-            if !redacted && !self.config.allow.iter().any(|a| a == piece) {
-                self.report(&path, detector.as_str(), piece);
+    /// Reports the pieces of `value` that are leaks, but those the allowlist names.
+    fn leaks(&mut self, path: &str, value: &str, pieces: &[Piece]) {
+        for piece in pieces.iter().filter(|p| p.leak) {
+            let text = &value[piece.range.clone()];
+            if !self.config.allow.iter().any(|a| a == text) {
+                self.report(path, piece.label, text);
             }
         }
     }

@@ -26,6 +26,7 @@ mod replay;
 mod sessions;
 mod store;
 mod support;
+mod verdict;
 mod violations;
 mod webhooks;
 mod workflow;

@@ -439,7 +439,9 @@ mod tests {
         let example = example
             .replace("# upstream_ca = ", "upstream_ca = ")
             .replace("# webhook_public_url = ", "webhook_public_url = ")
-            .replace("# webhook_target = ", "webhook_target = ");
+            .replace("# webhook_target = ", "webhook_target = ")
+            .replace("# validate = ", "validate = ")
+            .replace("# spec = ", "spec = ");
         let (_dir, path) = write_config(&example);
         let c = Config::resolve(&Layer {
             config: Some(path.clone()),
@@ -454,6 +456,8 @@ mod tests {
             store: base.join(&defaults.store),
             webhook_public_url: Some("https://my-tunnel.example.com".into()),
             webhook_target: Some("http://127.0.0.1:3000/plaid/webhook".into()),
+            validate: Some(true),
+            spec: Some(base.join("plaid-openapi/2020-09-14.yml")),
             ..defaults
         };
         assert_eq!(c, expected);

@@ -30,9 +30,25 @@ REQUESTS = "tests/corpus/plaid_requests.json"
 
 # The keywords of an OpenAPI 3.0 schema object that decide validity.
 VALUE_KEYS = {
-    "type", "required", "enum", "nullable", "format", "pattern", "minLength", "maxLength",
-    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minItems",
-    "maxItems", "uniqueItems", "minProperties", "maxProperties", "$ref",
+    "type",
+    "required",
+    "enum",
+    "nullable",
+    "format",
+    "pattern",
+    "minLength",
+    "maxLength",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "minItems",
+    "maxItems",
+    "uniqueItems",
+    "minProperties",
+    "maxProperties",
+    "$ref",
 }
 SCHEMA_KEYS = {"items", "not"}
 LIST_KEYS = {"allOf", "oneOf", "anyOf"}
@@ -64,42 +80,50 @@ def json_schema(content):
     return strip(media["schema"]) if media and "schema" in media else None
 
 
-def minimal(schema, schemas, depth=0):
-    """The smallest value the schema accepts, as a mock of Plaid's spec would send it."""
+def resolve(schema, schemas):
     while "$ref" in schema:
         schema = schemas[schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+def merged(schema, schemas):
+    """One schema for an allOf (all of it) or a oneOf/anyOf (its first branch)."""
     for key in ("allOf", "oneOf", "anyOf"):
-        if key in schema:
-            merged = {k: v for k, v in schema.items() if k != key}
-            for branch in schema[key][:1] if key != "allOf" else schema[key]:
-                while "$ref" in branch:
-                    branch = schemas[branch["$ref"].rsplit("/", 1)[1]]
-                for k, v in branch.items():
-                    if k == "properties":
-                        merged.setdefault("properties", {}).update(v)
-                    elif k == "required":
-                        merged["required"] = merged.get("required", []) + v
-                    else:
-                        merged.setdefault(k, v)
-            return minimal(merged, schemas, depth)
-    if "enum" in schema:
-        return next(v for v in schema["enum"] if v is not None)
+        if key not in schema:
+            continue
+        out = {k: v for k, v in schema.items() if k != key}
+        for branch in schema[key] if key == "allOf" else schema[key][:1]:
+            for k, v in resolve(branch, schemas).items():
+                if k == "properties":
+                    out.setdefault("properties", {}).update(v)
+                elif k == "required":
+                    out["required"] = out.get("required", []) + v
+                else:
+                    out.setdefault(k, v)
+        return merged(out, schemas)
+    return schema
+
+
+SCALARS = {"integer": 1, "number": 1, "boolean": False}
+FORMATS = {"date": "2020-01-01", "date-time": "2020-01-01T00:00:00Z"}
+
+
+def minimal(schema, schemas):
+    """The smallest value the schema accepts, as a mock of Plaid's spec would send it."""
+    schema = merged(resolve(schema, schemas), schemas)
     kind = schema.get("type", "object")
-    if kind == "object":
+    if "enum" in schema:
+        value = next(v for v in schema["enum"] if v is not None)
+    elif kind == "object":
         props = schema.get("properties", {})
-        return {name: minimal(props.get(name, {}), schemas, depth + 1) for name in schema.get("required", [])}
-    if kind == "array":
-        return [minimal(schema.get("items", {}), schemas, depth + 1) for _ in range(schema.get("minItems", 0))]
-    if kind in ("integer", "number"):
-        return schema.get("minimum", 1)
-    if kind == "boolean":
-        return False
-    fmt = schema.get("format")
-    if fmt == "date":
-        return "2020-01-01"
-    if fmt == "date-time":
-        return "2020-01-01T00:00:00Z"
-    return "string".ljust(schema.get("minLength", 0), "x")
+        value = {name: minimal(props.get(name, {}), schemas) for name in schema.get("required", [])}
+    elif kind == "array":
+        value = [minimal(schema.get("items", {}), schemas) for _ in range(schema.get("minItems", 0))]
+    elif kind in SCALARS:
+        value = schema.get("minimum", SCALARS[kind])
+    else:
+        value = FORMATS.get(schema.get("format"), "string".ljust(schema.get("minLength", 0), "x"))
+    return value
 
 
 def requests_of(spec):
@@ -107,7 +131,8 @@ def requests_of(spec):
     schemas = spec["components"]["schemas"]
     out = {}
     for name, item in sorted(spec["paths"].items()):
-        media = (((item.get("post") or {}).get("requestBody") or {}).get("content") or {}).get("application/json")
+        body = (item.get("post") or {}).get("requestBody") or {}
+        media = (body.get("content") or {}).get("application/json")
         if not media or "schema" not in media:
             continue
         examples = media.get("examples") or {}

@@ -20,6 +20,8 @@ use bytes::Bytes;
 use http::header::HeaderValue;
 use http::StatusCode;
 
+use crate::serve::violations::Found;
+
 /// Most requests remembered.
 const MAX_ENTRIES: usize = 100_000;
 /// Most bytes of request and answer bodies remembered (answers are shared with nothing else).
@@ -49,6 +51,8 @@ pub struct Hit {
     /// `Plaid-VCR-Recorded-At`.
     pub recorded_at: Option<HeaderValue>,
     pub body: Bytes,
+    /// What `--validate` found in the exchange, answered and counted with every repeat.
+    pub checked: Option<Arc<Found>>,
 }
 
 impl Hit {
@@ -82,7 +86,14 @@ impl Hit {
             content_type,
             recorded_at,
             body,
+            checked: None,
         })
+    }
+
+    /// The hit with what `--validate` found in its exchange.
+    pub fn with_checked(mut self, checked: Option<Arc<Found>>) -> Hit {
+        self.checked = checked;
+        self
     }
 
     /// The endpoint of the request this answers.

@@ -11,6 +11,7 @@ use http::{Response, StatusCode};
 
 use crate::plaid_error::RequestError;
 use crate::serve::cache::Hit;
+use crate::serve::violations::{Found, VIOLATIONS_HEADER};
 use crate::store::interaction::Answer;
 
 /// Response header naming what plaid-vcr did with a request (hit, miss, recorded, ...).
@@ -28,6 +29,7 @@ pub(crate) struct ResetConnection;
 
 const OUTCOME: header::HeaderName = header::HeaderName::from_static(OUTCOME_HEADER);
 const KEY: header::HeaderName = header::HeaderName::from_static(KEY_HEADER);
+const VIOLATIONS: header::HeaderName = header::HeaderName::from_static(VIOLATIONS_HEADER);
 
 /// An HTTP answer before it becomes a hyper response: status, headers, body bytes. Cloneable,
 /// so that identical misses in flight can share one upstream answer.
@@ -69,12 +71,14 @@ pub(crate) enum Handled {
     Health(Reply),
     /// Answered from the exact cache ([`crate::serve::cache`]): a hit without the full pipeline.
     Cached(Arc<Hit>),
-    /// Answered from the recording `used` (an index key).
+    /// Answered from the recording `used` (an index key); `checked`: what `--validate` found
+    /// in the exchange (its header already in `reply`).
     Hit {
         endpoint: String,
         key: String,
         used: String,
         reply: Reply,
+        checked: Option<Arc<Found>>,
     },
     /// No recording: answered with why.
     Miss {
@@ -180,6 +184,9 @@ impl Handled {
             }
             if let Some(at) = &hit.recorded_at {
                 headers.insert(RECORDED_AT_HEADER, at.clone());
+            }
+            if let Some(checked) = &hit.checked {
+                headers.insert(VIOLATIONS, checked.header.clone());
             }
             headers.insert(OUTCOME, HeaderValue::from_static("hit"));
             headers.insert(KEY, hit.key.clone());

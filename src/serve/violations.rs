@@ -17,6 +17,15 @@ pub const VIOLATIONS_HEADER: &str = "plaid-vcr-violations";
 /// The most violations one header lists; the rest are in the summary.
 pub const HEADER_MAX: usize = 20;
 
+/// What the check found in one exchange: kept with a replayed answer in the exact cache, so a
+/// repeat is answered with its header and counted without being checked again.
+#[derive(Debug)]
+pub struct Found {
+    pub endpoint: String,
+    pub list: Vec<Violation>,
+    pub header: HeaderValue,
+}
+
 /// One kind of violation and how often it was seen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Seen {

@@ -105,7 +105,16 @@ fn help_lists_the_commands_and_every_serving_flag_the_docs_document() {
     let dirs = Dirs::new();
     let (code, stdout, _) = run_binary(&["--help"], dirs.root.path());
     assert_eq!(code, 0);
-    for command in ["record", "replay", "redact", "scan", "ls", "check", "sandbox-token"] {
+    for command in [
+        "record",
+        "replay",
+        "redact",
+        "scan",
+        "ls",
+        "check",
+        "validate",
+        "sandbox-token",
+    ] {
         assert!(stdout.contains(command), "{command} missing from --help:\n{stdout}");
     }
     let (_, help, _) = run_binary(&["replay", "--help"], dirs.root.path());

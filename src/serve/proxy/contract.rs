@@ -12,8 +12,10 @@ use serde_json::Value;
 
 use crate::contract::{Contract, Part, Severity, Violation};
 use crate::serve::outcome::{Handled, Reply};
+use crate::serve::request::PlaidRequest;
 use crate::serve::session::Session;
-use crate::serve::violations::{self, VIOLATIONS_HEADER};
+use crate::serve::violations::{self, Found, VIOLATIONS_HEADER};
+use crate::store::interaction::Answer;
 
 use super::Proxy;
 
@@ -23,53 +25,75 @@ const HEADER: HeaderName = HeaderName::from_static(VIOLATIONS_HEADER);
 #[derive(Debug)]
 pub struct Checking {
     pub contract: Arc<Contract>,
-    /// `--validate` in a replay mode: hits are checked too (and skip the exact cache, which
-    /// would answer them without the check).
+    /// `--validate` in a replay mode: hits are checked too (once per exact request: the exact
+    /// cache keeps what was found with the answer).
     pub hits: bool,
 }
 
 impl Proxy {
     /// Checks the exchange `handled` answered `raw_request` with, if checking is on for it, and
-    /// puts what it found in the answer's header, the log and the tallies.
+    /// puts what it found in the answer's header, the log and the tallies. A replayed answer
+    /// was checked where it was read ([`Proxy::replayed_checked`]): only counted here.
     pub(super) fn check_contract(&self, raw_request: &[u8], handled: &mut Handled, session: Option<&Session>) {
-        let Some(checking) = &self.checking else { return };
-        let (endpoint, reply) = match handled {
-            Handled::Recorded { endpoint, reply, .. } | Handled::Forwarded { endpoint, reply, .. } => (endpoint, reply),
-            Handled::Hit { endpoint, reply, .. } if checking.hits => (endpoint, reply),
-            _ => return,
+        if self.checking.is_none() {
+            return;
+        }
+        let found = match handled {
+            Handled::Recorded { endpoint, reply, .. } | Handled::Forwarded { endpoint, reply, .. } => {
+                self.check_reply(endpoint, raw_request, reply)
+            }
+            Handled::Hit { checked, .. } => checked.clone(),
+            Handled::Cached(hit) => hit.checked.clone(),
+            _ => None,
         };
-        let mut found = Vec::new();
+        if let Some(found) = found {
+            self.note_found(&found, session);
+        }
+    }
+
+    /// A replayed answer for `request`, checked with it under `--validate`.
+    pub(super) fn replayed_checked(&self, request: &PlaidRequest, answer: &Answer) -> (Reply, Option<Arc<Found>>) {
+        let mut reply = self.replayed(request, answer);
+        let checked = match &self.checking {
+            Some(checking) if checking.hits => self.check_reply(&request.endpoint, &request.raw_body, &mut reply),
+            _ => None,
+        };
+        (reply, checked)
+    }
+
+    /// Checks a request and its answer, and puts what it found in the answer's header.
+    fn check_reply(&self, endpoint: &str, raw_request: &[u8], reply: &mut Reply) -> Option<Arc<Found>> {
+        let checking = self.checking.as_ref()?;
+        let mut list = Vec::new();
         if let Ok(request @ Value::Object(_)) = serde_json::from_slice::<Value>(raw_request) {
-            found.extend(self.checked(&checking.contract, endpoint, Part::Request, 0, &request));
+            list.extend(self.checked(&checking.contract, endpoint, Part::Request, 0, &request));
         }
         if let Some(answer) = json_answer(reply) {
             let status = reply.status.as_u16();
-            found.extend(self.checked(&checking.contract, endpoint, Part::Response, status, &answer));
+            list.extend(self.checked(&checking.contract, endpoint, Part::Response, status, &answer));
         }
-        if found.is_empty() {
-            return;
-        }
-        for v in &found {
+        let header = violations::header(&list)?;
+        reply.headers.insert(HEADER, header.clone());
+        Some(Arc::new(Found {
+            endpoint: endpoint.to_owned(),
+            list,
+            header,
+        }))
+    }
+
+    /// Logs what was found in one exchange and counts it, for the run and the session.
+    fn note_found(&self, found: &Found, session: Option<&Session>) {
+        let endpoint = found.endpoint.as_str();
+        for v in &found.list {
             let (part, path, rule) = (v.part.as_str(), v.path.as_str(), v.rule.as_str());
             match v.severity {
-                Severity::Error => {
-                    tracing::warn!(endpoint = endpoint.as_str(), part, path, rule, "breaks Plaid's spec")
-                }
-                Severity::Warning => tracing::info!(
-                    endpoint = endpoint.as_str(),
-                    part,
-                    path,
-                    rule,
-                    "known quirk or drift of Plaid's spec"
-                ),
+                Severity::Error => tracing::warn!(endpoint, part, path, rule, "breaks Plaid's spec"),
+                Severity::Warning => tracing::info!(endpoint, part, path, rule, "known quirk or drift of Plaid's spec"),
             }
         }
-        self.tally.violations.note(endpoint, &found);
+        self.tally.violations.note(endpoint, &found.list);
         if let Some(session) = session {
-            session.tally.violations.note(endpoint, &found);
-        }
-        if let Some(value) = violations::header(&found) {
-            reply.headers.insert(HEADER, value);
+            session.tally.violations.note(endpoint, &found.list);
         }
     }
 

@@ -39,6 +39,7 @@ use faults::Injected;
 use crate::faults::rules::Rules;
 use crate::serve::session::{Session, Sessions};
 use crate::serve::summary::{Steps, Summary, Tally};
+use crate::serve::violations::Found;
 use crate::store::cassette::Cassette;
 use crate::store::db::{Store, WithRequest};
 use crate::store::key;
@@ -161,9 +162,6 @@ impl Proxy {
 
     /// The proxy checking traffic against Plaid's spec as `checking` says.
     pub fn with_checking(mut self, checking: Option<Checking>) -> Proxy {
-        if checking.as_ref().is_some_and(|c| c.hits) {
-            self.cache = None;
-        }
         self.checking = checking;
         self
     }
@@ -349,7 +347,9 @@ impl Proxy {
                     let recorded_at = hit.recorded_at.as_ref().and_then(|v| v.to_str().ok());
                     session.note_replayed(recorded_at, self.shift_day(today));
                 }
-                return (Handled::Cached(hit), batch, session);
+                let mut handled = Handled::Cached(hit);
+                self.check_contract(&raw_body, &mut handled, session.as_deref());
+                return (handled, batch, session);
             }
         }
         if let Some(own) = self.own_key(&endpoint, &raw_body) {
@@ -491,7 +491,7 @@ impl Proxy {
 
     /// Remembers a hit of the full path, answered with `reply`, in the exact cache, for the
     /// request's session only: a session's own answer must never be served to another.
-    fn remember(&self, request: &PlaidRequest, reply: &Reply, used: &str) {
+    fn remember(&self, request: &PlaidRequest, reply: &Reply, used: &str, checked: Option<Arc<Found>>) {
         let Some(cache) = &self.cache else { return };
         let hit = Hit::new(
             (request.session.as_deref(), request.today),
@@ -507,7 +507,7 @@ impl Proxy {
             reply.body.clone(),
         );
         if let Some(hit) = hit {
-            cache.insert(hit);
+            cache.insert(hit.with_checked(checked));
         }
     }
 

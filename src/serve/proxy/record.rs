@@ -52,12 +52,16 @@ impl Proxy {
                         };
                         // A recording may have landed between our lookup and this flight.
                         let handled = match proxy.store.get(&index) {
-                            Ok(Some(answer)) => Handled::Hit {
-                                used: index.clone(),
-                                reply: proxy.replayed(&request, &answer),
-                                endpoint: request.endpoint,
-                                key: request.key,
-                            },
+                            Ok(Some(answer)) => {
+                                let (reply, checked) = proxy.replayed_checked(&request, &answer);
+                                Handled::Hit {
+                                    used: index.clone(),
+                                    reply,
+                                    endpoint: request.endpoint,
+                                    key: request.key,
+                                    checked,
+                                }
+                            }
                             Ok(None) => proxy.record(&recorder, request, step).await,
                             Err(e) => Handled::failed(&request.endpoint, &request.key, (&e).into()),
                         };

@@ -92,11 +92,12 @@ impl Proxy {
     /// [`Proxy::replay`] for the request as if its matching key were `key`.
     fn replay_key(&self, request: &PlaidRequest, key: &str, step: u32, exhaust: bool) -> Option<Handled> {
         let endpoint = &request.endpoint;
-        let hit = |reply: Reply, used: String| Handled::Hit {
+        let hit = |(reply, checked): (Reply, _), used: String| Handled::Hit {
             used,
             reply,
             endpoint: endpoint.clone(),
             key: request.key.clone(),
+            checked,
         };
         // A named session answers from its own recordings of this request when it has any,
         // else from the default session's (set-up recorded once, shared by every test).
@@ -111,9 +112,9 @@ impl Proxy {
         let index = index_key(scope, key, step);
         match self.store.get(&index) {
             Ok(Some(answer)) => {
-                let reply = self.replayed(request, &answer);
-                self.remember(request, &reply, &index);
-                return Some(hit(reply, index));
+                let (reply, checked) = self.replayed_checked(request, &answer);
+                self.remember(request, &reply, &index, checked.clone());
+                return Some(hit((reply, checked), index));
             }
             Ok(None) => {}
             Err(e) => return Some(Handled::failed(endpoint, key, (&e).into())),
@@ -138,7 +139,7 @@ impl Proxy {
         }
         let last_index = index_key(scope, key, last);
         match self.store.get(&last_index) {
-            Ok(Some(answer)) => Some(hit(self.replayed(request, &answer), last_index)),
+            Ok(Some(answer)) => Some(hit(self.replayed_checked(request, &answer), last_index)),
             Ok(None) => None,
             Err(e) => Some(Handled::failed(endpoint, key, (&e).into())),
         }

@@ -14,7 +14,7 @@ use plaid_vcr::Mode;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-use crate::contract::examples;
+use crate::contract::{examples, record_examples};
 use crate::support::*;
 
 /// Values of every sort: personal, pseudonyms already, placeholders, bare words, echo-shaped.
@@ -168,45 +168,25 @@ async fn an_echoed_personal_value_is_redacted_everywhere_in_a_recorded_answer() 
 /// for `scan` as `record` wrote it, and `redact` has nothing left to change.
 #[tokio::test]
 async fn a_cassette_record_wrote_from_plaids_examples_is_clean_for_scan_and_redact() {
-    let fake = FakePlaid::start().await;
-    let examples = examples();
-    for (endpoint, _, answer) in &examples {
-        fake.reply(
-            endpoint,
-            Reply {
-                status: 200,
-                body: answer.clone(),
-            },
-        );
-    }
     let dirs = Dirs::new();
-    let proxy = start(&config(&dirs, Some(&fake)), Mode::Record).await;
-    for (endpoint, request, _) in &examples {
-        assert_eq!(
-            plaid(&proxy, endpoint, &request.to_string()).await.outcome(),
-            "recorded"
-        );
-    }
-    proxy.stop().await.unwrap();
+    record_examples(&dirs).await;
     let cassette = dirs.cassette();
     let cassette = cassette.to_str().unwrap();
     let (code, out, _) = run_binary(&["scan", cassette], dirs.root.path());
     assert_eq!(code, 0, "{out}");
-    let before: Vec<Vec<u8>> = dirs
-        .cassette_files()
-        .iter()
-        .map(|f| std::fs::read(dirs.cassette().join(f)).unwrap())
-        .collect();
+    let contents = || -> Vec<Vec<u8>> {
+        let files = dirs.cassette_files();
+        files
+            .iter()
+            .map(|f| std::fs::read(dirs.cassette().join(f)).unwrap())
+            .collect()
+    };
+    let before = contents();
     let store = dirs.store();
     let (code, out, err) = run_binary(
         &["redact", cassette, "--store", store.to_str().unwrap()],
         dirs.root.path(),
     );
     assert_eq!(code, 0, "{out}{err}");
-    let after: Vec<Vec<u8>> = dirs
-        .cassette_files()
-        .iter()
-        .map(|f| std::fs::read(dirs.cassette().join(f)).unwrap())
-        .collect();
-    assert!(before == after, "redact changed a file record wrote: {out}");
+    assert!(before == contents(), "redact changed a file record wrote: {out}");
 }

@@ -111,7 +111,7 @@ pub type Act<'a> = dyn FnMut(&[Seg], &mut String, &[Piece]) -> usize + 'a;
 /// Judges every string of `body` (which sits at `path`; `rules` apply below it) and calls `act`
 /// on each with its pieces. Fields a `drop` governs are removed first. With `echoes` (answers
 /// and webhooks: what Plaid sends back), a string equal to a piece that is a leak elsewhere in
-/// the body is a leak too, masked ([`echo`]), if it has the shape of something personal
+/// the body is a leak too, masked (see `echo`), if it has the shape of something personal
 /// ([`echoable`]). Returns the drops plus what `act` returned.
 ///
 /// Requests have no echoes: their personal data becomes a placeholder for the key's sake, and

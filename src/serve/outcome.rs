@@ -86,12 +86,14 @@ pub(crate) enum Handled {
         key: String,
         error: RequestError,
     },
-    /// Forwarded upstream and recorded as `used`.
+    /// Forwarded upstream and recorded as `used`; `checked`: what the check against Plaid's
+    /// spec found in the exchange (its header already in `reply`).
     Recorded {
         endpoint: String,
         key: String,
         used: String,
         reply: Reply,
+        checked: Option<Arc<Found>>,
     },
     /// Forwarded upstream, passed through, not recorded (5xx, 429, a JSON answer that is not JSON).
     Forwarded {

@@ -32,17 +32,16 @@ pub struct Checking {
 
 impl Proxy {
     /// Checks the exchange `handled` answered `raw_request` with, if checking is on for it, and
-    /// puts what it found in the answer's header, the log and the tallies. A replayed answer
-    /// was checked where it was read ([`Proxy::replayed_checked`]): only counted here.
+    /// puts what it found in the answer's header, the log and the tallies. A recorded answer
+    /// was checked where it was parsed (`record`), a replayed one where it was read
+    /// ([`Proxy::replayed_checked`]): those are only counted here.
     pub(super) fn check_contract(&self, raw_request: &[u8], handled: &mut Handled, session: Option<&Session>) {
         if self.checking.is_none() {
             return;
         }
         let found = match handled {
-            Handled::Recorded { endpoint, reply, .. } | Handled::Forwarded { endpoint, reply, .. } => {
-                self.check_reply(endpoint, raw_request, reply)
-            }
-            Handled::Hit { checked, .. } => checked.clone(),
+            Handled::Forwarded { endpoint, reply, .. } => self.check_reply(endpoint, raw_request, reply),
+            Handled::Recorded { checked, .. } | Handled::Hit { checked, .. } => checked.clone(),
             Handled::Cached(hit) => hit.checked.clone(),
             _ => None,
         };
@@ -63,14 +62,28 @@ impl Proxy {
 
     /// Checks a request and its answer, and puts what it found in the answer's header.
     fn check_reply(&self, endpoint: &str, raw_request: &[u8], reply: &mut Reply) -> Option<Arc<Found>> {
+        self.checking.as_ref()?;
+        let answer = json_answer(reply);
+        self.check_exchange(endpoint, raw_request, answer.as_ref(), reply)
+    }
+
+    /// Checks a request and its answer (`None`: not JSON), already parsed, and puts what it
+    /// found in the answer's header; nothing when checking is off.
+    pub(super) fn check_exchange(
+        &self,
+        endpoint: &str,
+        raw_request: &[u8],
+        answer: Option<&Value>,
+        reply: &mut Reply,
+    ) -> Option<Arc<Found>> {
         let checking = self.checking.as_ref()?;
         let mut list = Vec::new();
         if let Ok(request @ Value::Object(_)) = serde_json::from_slice::<Value>(raw_request) {
             list.extend(self.checked(&checking.contract, endpoint, Part::Request, 0, &request));
         }
-        if let Some(answer) = json_answer(reply) {
+        if let Some(answer) = answer {
             let status = reply.status.as_u16();
-            list.extend(self.checked(&checking.contract, endpoint, Part::Response, status, &answer));
+            list.extend(self.checked(&checking.contract, endpoint, Part::Response, status, answer));
         }
         let header = violations::header(&list)?;
         reply.headers.insert(HEADER, header.clone());

@@ -98,6 +98,8 @@ impl Proxy {
             ..
         } = request;
         let index = index_key(session.as_deref(), &key, step);
+        // The app's request as sent, for the check against Plaid's spec (a shared buffer).
+        let sent = raw_body.clone();
         let upstream_body = match &self.webhooks.receiver {
             Some(receiver) => receiver.register(&raw_body, &index).unwrap_or(raw_body),
             None => {
@@ -122,7 +124,7 @@ impl Proxy {
         };
         let status = answer.status;
         let content_type = answer.content_type.unwrap_or_else(|| "application/json".into());
-        let reply = Reply::new(status, &content_type, answer.body.clone());
+        let mut reply = Reply::new(status, &content_type, answer.body.clone());
 
         let recordable = (status.is_success() || status.is_client_error()) && status != StatusCode::TOO_MANY_REQUESTS;
         if !recordable {
@@ -132,11 +134,15 @@ impl Proxy {
         // Not JSON (a PDF, a zip): recorded byte for byte, in a file of its own. It cannot be
         // redacted; `scan` lists it.
         let binary = !interaction::is_json_type(&content_type);
-        let body = if binary {
-            Value::Null
+        let (body, checked) = if binary {
+            (Value::Null, self.check_exchange(&endpoint, &sent, None, &mut reply))
         } else {
             match serde_json::from_slice::<Value>(&answer.body) {
-                Ok(body) => self.redactor.response(&endpoint, body),
+                Ok(body) => {
+                    // Checked as Plaid sent it, parsed once for the check and the redaction.
+                    let checked = self.check_exchange(&endpoint, &sent, Some(&body), &mut reply);
+                    (self.redactor.response(&endpoint, body), checked)
+                }
                 Err(_) => {
                     tracing::warn!(endpoint = %endpoint, status = status.as_u16(), "upstream answer says JSON but is not; passed through, not recorded");
                     return Handled::Forwarded { endpoint, key, reply };
@@ -174,6 +180,7 @@ impl Proxy {
             key,
             used,
             reply,
+            checked,
         }
     }
 }

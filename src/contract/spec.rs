@@ -21,11 +21,15 @@ const DEFINITION_REF: &str = "#/definitions/";
 /// A spec that cannot be read or understood.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    #[error("cannot read the spec {path}: {source}")]
+    #[error(
+        "cannot read the spec {path}: {source}; pass a plaid-openapi file, or leave out --spec for the one built in"
+    )]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("the spec {path} is neither JSON nor YAML: {message}")]
+    #[error("the spec {path} is neither JSON nor YAML: {message}; pass a plaid-openapi file such as 2020-09-14.yml")]
     Parse { path: PathBuf, message: String },
-    #[error("the spec {path} is not an OpenAPI 3.0 document: {message}")]
+    #[error(
+        "the spec {path} is not an OpenAPI 3.0 document: {message}; pass a plaid-openapi file such as 2020-09-14.yml"
+    )]
     Shape { path: PathBuf, message: String },
 }
 

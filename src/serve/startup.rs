@@ -27,6 +27,8 @@ use crate::webhooks::signer::Signer;
 /// builds an upstream client; the recording modes create the directory, lock it, sweep what an
 /// interrupted recording left, and start the writer.
 pub fn open(config: &Config, mode: Mode) -> Result<Proxy, Error> {
+    // First: a `--spec` that cannot be read stops the start before anything is locked or logged.
+    let checking = checking(config, mode)?;
     let cassette = Cassette::new(&config.cassette);
     // What recording needs, built together: a recording mode without both cannot be expressed.
     let recording = match mode {
@@ -89,7 +91,6 @@ pub fn open(config: &Config, mode: Mode) -> Result<Proxy, Error> {
         }
     };
     let webhooks = webhooks(config, mode, &cassette)?;
-    let checking = checking(config, mode)?;
     Ok(Proxy::new(serving, cassette, store, redactor, config.clone())
         .with_webhooks(webhooks)
         .with_checking(checking))

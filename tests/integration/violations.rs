@@ -151,6 +151,18 @@ async fn record_strict_fails_on_a_bad_request_and_the_log_never_shows_the_value(
     );
     assert!(violations(&post(&recorder.base_url(), "identity/get", BAD_REQUEST).await).is_empty());
     assert_eq!(recorder.signal_and_wait("TERM"), Some(0));
+
+    // A spec that cannot be read stops the start, with what to do.
+    let (code, _, stderr) = run_binary(
+        &serve_args("record", &dirs, Some(&fake), &["--spec", "nowhere.yml"]),
+        dirs.root.path(),
+    );
+    assert_eq!(code, 2);
+    assert!(
+        stderr.starts_with("plaid-vcr: cannot read the spec nowhere.yml"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,8 +2,9 @@
 # How start-up, memory and scan grow with the cassette: for N interactions (default 1,000,
 # 10,000 and 50,000, made once with examples/gen_cassette.rs under $BENCH_DIR), the median of
 # RUNS of: a replay start with a fresh store (every file parsed: each CI checkout) and with the
-# store already built, each to ready and back (bench/startup.sh), with their peak RSS; and
-# `plaid-vcr scan` of the cassette. "ready" is launch to the first stdout line (cassette
+# store already built, each to ready and back (bench/startup.sh), with their peak RSS;
+# `plaid-vcr scan` of the cassette; and `plaid-vcr validate` of a cassette of as many of
+# Plaid's examples for every endpoint (gen_cassette --corpus): the whole spec loaded each time. "ready" is launch to the first stdout line (cassette
 # loaded, port bound: tests can start); "round" adds the SIGTERM and the exit with its summary.
 #   bench/scale.sh                         # N = 1000 10000 50000, 3 runs each
 #   SIZES="10000" RUNS=5 bench/scale.sh
@@ -24,8 +25,8 @@ timed() { /usr/bin/time -f '%e %M' -o "$BENCH_DIR/time" "$@" >/dev/null 2>&1; ca
 # Median of a file of millisecond figures, in seconds.
 median_ms() { sort -n "$1" | awk '{v[NR] = $1} END {printf "%.3f", v[int((NR + 1) / 2)] / 1000}'; }
 
-printf '%8s %10s %14s %9s %10s %14s %9s %10s\n' interactions "cold ready" "cold round s" "peak MiB" \
-  "warm ready" "warm round s" "peak MiB" "scan s"
+printf '%8s %10s %14s %9s %10s %14s %9s %10s %11s\n' interactions "cold ready" "cold round s" "peak MiB" \
+  "warm ready" "warm round s" "peak MiB" "scan s" "validate s"
 for n in $SIZES; do
   cassette="$BENCH_DIR/cassette-$n" store="$BENCH_DIR/store-$n"
   [ -d "$cassette" ] || ./target/release/examples/gen_cassette "$n" "$cassette" >/dev/null
@@ -33,6 +34,9 @@ for n in $SIZES; do
   cold=$(for _ in $(seq "$RUNS"); do READY_OUT="$BENCH_DIR/ready-cold" timed bash bench/startup.sh "$cassette" "$store" cold; done | median)
   warm=$(for _ in $(seq "$RUNS"); do READY_OUT="$BENCH_DIR/ready-warm" timed bash bench/startup.sh "$cassette" "$store"; done | median)
   scan=$(for _ in $(seq "$RUNS"); do timed "$BIN" scan "$cassette"; done | median)
-  printf '%8s %10s %14s %9s %10s %14s %9s %10s\n' "$n" "$(median_ms "$BENCH_DIR/ready-cold")" ${cold% *} ${cold#* } \
-    "$(median_ms "$BENCH_DIR/ready-warm")" ${warm% *} ${warm#* } ${scan% *}
+  corpus="$BENCH_DIR/corpus-$n"
+  [ -d "$corpus" ] || ./target/release/examples/gen_cassette "$n" "$corpus" --corpus >/dev/null
+  validate=$(for _ in $(seq "$RUNS"); do timed "$BIN" validate "$corpus"; done | median)
+  printf '%8s %10s %14s %9s %10s %14s %9s %10s %11s\n' "$n" "$(median_ms "$BENCH_DIR/ready-cold")" ${cold% *} ${cold#* } \
+    "$(median_ms "$BENCH_DIR/ready-warm")" ${warm% *} ${warm#* } ${scan% *} ${validate% *}
 done

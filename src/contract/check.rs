@@ -305,6 +305,7 @@ fn is_uuid(text: &str) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::path::Path;
 
     fn contract() -> Contract {
         Contract::builtin()
@@ -362,6 +363,59 @@ mod tests {
         let hook = json!({"webhook_type": "NOPE", "webhook_code": "X"});
         let wh = c.check("webhook", Part::Webhook, 0, &hook).unwrap();
         assert_eq!((wh[0].rule.as_str(), wh[0].found.as_str()), ("webhook", "NOPE X"));
+    }
+
+    /// Every OpenAPI 3.0 rule a spec can use, each planted once and named.
+    #[test]
+    fn each_openapi_rule_planted_is_named_at_its_path() {
+        let spec = json!({
+            "openapi": "3.0.0", "info": {"version": "t"},
+            "paths": {"/x/get": {"post": {"responses": {"200": {"content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/X"}}}}}}}},
+            "components": {"schemas": {
+                "X": {"type": "object", "additionalProperties": false, "required": ["id"], "properties": {
+                    "id": {"type": "string", "format": "uuid"},
+                    "mask": {"type": "string", "pattern": "^[0-9]{4}$", "nullable": true},
+                    "name": {"type": "string", "minLength": 2, "maxLength": 4},
+                    "email": {"type": "string", "format": "email"},
+                    "day": {"type": "string", "format": "date"},
+                    "tags": {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/Tag"}},
+                    "owner": {"allOf": [{"$ref": "#/components/schemas/Owner"}], "nullable": true},
+                    "amount": {"type": "number", "minimum": 0},
+                    "either": {"oneOf": [{"type": "integer"}, {"type": "boolean"}]}
+                }},
+                "Tag": {"type": "string", "enum": ["a", "b"]},
+                "Owner": {"type": "object", "required": ["names"], "properties": {"names": {"type": "array", "items": {"type": "string"}}}}
+            }}
+        });
+        let c = Contract::new(Spec::from_text(Path::new("t.json"), &spec.to_string()).unwrap());
+        let good = json!({"id": "123e4567-e89b-12d3-a456-426614174000", "mask": null, "owner": null, "tags": ["a"]});
+        assert_eq!(c.check("x/get", Part::Response, 200, &good).unwrap(), vec![]);
+        let bad = json!({"id": "nope", "mask": "12a4", "name": "abcdef", "email": "not-an-email", "day": "2020-02-30",
+            "tags": [], "owner": {"names": "x"}, "amount": -1, "either": "s", "extra": 1});
+        let found: Vec<(String, String)> = c
+            .check("x/get", Part::Response, 200, &bad)
+            .unwrap()
+            .into_iter()
+            .map(|v| (v.path, v.rule))
+            .collect();
+        for (path, rule) in [
+            ("id", "format"),
+            ("mask", "pattern"),
+            ("name", "maxLength"),
+            ("email", "format"),
+            ("day", "format"),
+            ("tags", "minItems"),
+            ("owner.names", "type"),
+            ("amount", "minimum"),
+            ("either", "type"),
+            ("", "additionalProperties"),
+        ] {
+            assert!(
+                found.contains(&(path.to_owned(), rule.to_owned())),
+                "{path} {rule} not in {found:?}"
+            );
+        }
     }
 
     #[test]

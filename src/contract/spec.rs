@@ -71,7 +71,7 @@ impl Spec {
         Spec::from_text(path, &text)
     }
 
-    fn from_text(path: &Path, text: &str) -> Result<Spec, SpecError> {
+    pub(super) fn from_text(path: &Path, text: &str) -> Result<Spec, SpecError> {
         let document: Value = match serde_json::from_str(text) {
             Ok(value) => value,
             Err(_) => serde_yaml_ng::from_str(text).map_err(|e| SpecError::Parse {

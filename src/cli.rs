@@ -249,11 +249,12 @@ pub struct ScanArgs {
 /// Options of `validate`.
 #[derive(Debug, Clone, Args)]
 pub struct ValidateArgs {
-    /// Cassette directories to validate [default: the configured cassette, ./cassettes]
+    /// Cassette directories to validate [default: the configured cassette, cassettes/default]
     #[arg(value_name = "CASSETTE")]
     pub dirs: Vec<PathBuf>,
 
     /// A plaid-openapi spec file (YAML or JSON) instead of the one built in (2020-09-14_1.697.4)
+    /// [default: the config's `spec`]
     #[arg(long, value_name = "FILE", env = "PLAID_VCR_SPEC")]
     pub spec: Option<PathBuf>,
 
@@ -261,7 +262,7 @@ pub struct ValidateArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 
-    /// Config file naming the cassette [default: ./plaid-vcr.toml if it exists]
+    /// Config file naming the cassette and the spec [default: ./plaid-vcr.toml if it exists]
     #[arg(long, value_name = "FILE", env = "PLAID_VCR_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -329,7 +330,8 @@ pub struct ServeArgs {
     pub report: Option<PathBuf>,
 
     /// At shutdown, also write JUnit XML to FILE: a test case per session, failed by its misses
-    /// (and under --strict by its unused recordings and failed webhook deliveries)
+    /// (and under --strict by its unused recordings, failed webhook deliveries and requests that
+    /// break Plaid's spec)
     #[arg(long, value_name = "FILE", env = "PLAID_VCR_JUNIT")]
     pub junit: Option<PathBuf>,
 
@@ -359,7 +361,7 @@ pub struct ServeArgs {
 
     /// Check replayed requests and answers against Plaid's spec too (recording always checks
     /// what goes to Plaid and comes back); findings go to the log, the summary and the
-    /// Plaid-VCR-Violations header. Replay then skips its exact-request cache
+    /// Plaid-VCR-Violations header
     #[arg(long, env = "PLAID_VCR_VALIDATE", value_parser = FalseyValueParser::new(), conflicts_with = "no_validate")]
     pub validate: bool,
 

@@ -57,7 +57,8 @@ fn main() -> ExitCode {
                 } else {
                     args.dirs.clone()
                 };
-                commands::validate::run(&dirs, args.spec.as_deref(), args.format.is_json())
+                let spec = args.spec.clone().or(config.spec);
+                commands::validate::run(&dirs, spec.as_deref(), args.format.is_json())
             })
             .and_then(answer)
             .map_err(Failure::from),

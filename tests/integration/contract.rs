@@ -251,6 +251,11 @@ async fn a_spec_file_in_yaml_replaces_the_builtin_one_and_bad_input_exits_2() {
     assert_eq!(code, 1, "{report}");
     assert_eq!(report["spec"], "2020-09-14_0.1");
     assert_eq!(report["findings"][0]["expected"], "the field owners_total");
+    // The config file's `spec` does the same.
+    std::fs::write(dirs.root.path().join("plaid-vcr.toml"), "spec = \"spec.yml\"\n").unwrap();
+    let (code, report) = validate(&[cassette.to_str().unwrap()], dirs.root.path());
+    assert_eq!((code, report["spec"].as_str()), (1, Some("2020-09-14_0.1")));
+    std::fs::remove_file(dirs.root.path().join("plaid-vcr.toml")).unwrap();
 
     let (code, _, stderr) = run_binary(&["validate", "nowhere"], dirs.root.path());
     assert_eq!(code, 2);

@@ -1,9 +1,10 @@
 //! The live contract check: each request and answer held against Plaid's spec as it passes
 //! ([`crate::contract::Contract`]). On by default while recording (the exchanges that go to
-//! Plaid and come back), on for replayed answers with `--validate` (a hand-edited cassette),
-//! off with `--no-validate`. What it finds is logged (endpoint, part, path and rule; never a
-//! value), counted for the summary and the session's report, and sent to the client in the
-//! `Plaid-VCR-Violations` header. It never changes an answer's status or body.
+//! Plaid and come back, and the webhooks it sends), on for replayed answers with `--validate`
+//! (a hand-edited cassette), off with `--no-validate`. What it finds is logged (endpoint, part,
+//! path and rule; never a value), counted for the summary and the session's report, and sent
+//! to the client in the `Plaid-VCR-Violations` header. It never changes an answer's status or
+//! body.
 
 use std::sync::Arc;
 
@@ -46,8 +47,19 @@ impl Proxy {
             _ => None,
         };
         if let Some(found) = found {
-            self.note_found(&found, session);
+            self.note_found(&found.endpoint, &found.list, session);
         }
+    }
+
+    /// Checks a webhook upstream sent while recording: logged and counted (upstream is not
+    /// told; it is Plaid).
+    pub(super) fn check_webhook(&self, body: &[u8]) {
+        let Some(checking) = &self.checking else { return };
+        let Ok(body @ Value::Object(_)) = serde_json::from_slice::<Value>(body) else {
+            return;
+        };
+        let list = self.checked(&checking.contract, "webhook", Part::Webhook, 0, &body);
+        self.note_found("webhook", &list, None);
     }
 
     /// A replayed answer for `request`, checked with it under `--validate`.
@@ -95,18 +107,17 @@ impl Proxy {
     }
 
     /// Logs what was found in one exchange and counts it, for the run and the session.
-    fn note_found(&self, found: &Found, session: Option<&Session>) {
-        let endpoint = found.endpoint.as_str();
-        for v in &found.list {
+    fn note_found(&self, endpoint: &str, list: &[Violation], session: Option<&Session>) {
+        for v in list {
             let (part, path, rule) = (v.part.as_str(), v.path.as_str(), v.rule.as_str());
             match v.severity {
                 Severity::Error => tracing::warn!(endpoint, part, path, rule, "breaks Plaid's spec"),
                 Severity::Warning => tracing::info!(endpoint, part, path, rule, "known quirk or drift of Plaid's spec"),
             }
         }
-        self.tally.violations.note(endpoint, &found.list);
+        self.tally.violations.note(endpoint, list);
         if let Some(session) = session {
-            session.tally.violations.note(endpoint, &found.list);
+            session.tally.violations.note(endpoint, list);
         }
     }
 

@@ -453,6 +453,7 @@ impl Proxy {
             Ok(collected) => collected,
             Err(error) => return failed(error),
         };
+        self.check_webhook(&body);
         match receiver.receive(token, &parts.headers, body, &self.redactor).await {
             Ok(received) => match received.app_status {
                 Ok(status) => Handled::Webhook {

@@ -339,3 +339,33 @@ async fn record_missing_records_live_webhooks_and_delivers_recorded_ones_on_hits
     // The app's key fetches (plaid-vcr's own key id) are answered by plaid-vcr itself.
     assert_eq!(fake.total_calls(), calls, "every request was a hit");
 }
+
+/// The live check against Plaid's spec covers what upstream sends too: the fake's webhooks of
+/// the spec pass, and one the spec does not describe is drift, counted in the summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_checked_against_plaids_spec_as_they_arrive() {
+    let dirs = Dirs::new();
+    let fake = FakePlaid::start().await;
+    fake.send_webhooks();
+    let (mut recorder, _) = recorder(&dirs, &fake, &[]);
+    let app = App::start(recorder.base_url()).await;
+    flow(&recorder.base_url(), &app).await;
+    let fired = post(
+        &recorder.base_url(),
+        "sandbox/item/fire_webhook",
+        &json!({"access_token": TOKEN, "webhook_type": "TELEPATHY", "webhook_code": "NOT_A_CODE"}).to_string(),
+    )
+    .await;
+    assert_eq!(fired.status, 200);
+    app.wait_for(4).await;
+    assert_eq!(app.webhooks().len(), 4);
+    drop(app);
+    assert_eq!(recorder.signal_and_wait("TERM"), Some(0));
+    let stderr = recorder.stderr();
+    assert!(
+        stderr.contains("warning webhook webhook (body): webhook (expected a webhook of the spec) ×1"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("violation webhook"), "{stderr}");
+    fake.stop();
+}

@@ -64,11 +64,6 @@ impl Contract {
         &self.spec.version
     }
 
-    /// How many quirks of the allow-list apply to this spec.
-    pub fn quirk_count(&self) -> usize {
-        self.quirks.len()
-    }
-
     /// The violations of `body`, the `part` of an interaction with `endpoint` (its answer's
     /// HTTP `status` picks the 200 schema or `PlaidError`; webhooks ignore both).
     pub fn check(

@@ -72,11 +72,6 @@ impl Quirks {
             .map(|(e, _)| e.reason.as_str())
     }
 
-    /// How many quirks apply.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
     /// Whether no quirk applies.
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
@@ -96,5 +91,6 @@ mod tests {
             assert!(!e.specs.is_empty(), "{e:?}");
         }
         assert!(Quirks::for_version("1999-01-01").is_empty());
+        assert_eq!(Quirks::for_version("2020-09-14_1.697.4").entries.len(), file.quirk.len());
     }
 }

@@ -91,6 +91,9 @@ mod tests {
             assert!(!e.specs.is_empty(), "{e:?}");
         }
         assert!(Quirks::for_version("1999-01-01").is_empty());
-        assert_eq!(Quirks::for_version("2020-09-14_1.697.4").entries.len(), file.quirk.len());
+        assert_eq!(
+            Quirks::for_version("2020-09-14_1.697.4").entries.len(),
+            file.quirk.len()
+        );
     }
 }

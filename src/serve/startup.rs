@@ -91,6 +91,13 @@ pub fn open(config: &Config, mode: Mode) -> Result<Proxy, Error> {
         }
     };
     let webhooks = webhooks(config, mode, &cassette)?;
+    // Said once the start has succeeded: a failed start is one line on stderr.
+    if let Some(checking) = &checking {
+        tracing::info!(
+            spec = checking.contract.version(),
+            "checking traffic against Plaid's spec"
+        );
+    }
     Ok(Proxy::new(serving, cassette, store, redactor, config.clone())
         .with_webhooks(webhooks)
         .with_checking(checking))
@@ -108,7 +115,6 @@ fn checking(config: &Config, mode: Mode) -> Result<Option<Checking>, Error> {
         Some(path) => Contract::from_file(path)?,
         None => Contract::builtin(),
     };
-    tracing::info!(spec = contract.version(), "checking traffic against Plaid's spec");
     Ok(Some(Checking {
         contract: Arc::new(contract),
         hits: config.validate == Some(true),

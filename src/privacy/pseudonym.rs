@@ -230,25 +230,6 @@ fn iban(raw: &str, bytes: Bytes) -> Option<String> {
     Some(format!("{country}{check}{bban}"))
 }
 
-/// Whether `value` is a pseudonym of any kind: what `scan` accepts as redacted.
-pub fn is_any_pseudonym(value: &str) -> bool {
-    [
-        Kind::Token,
-        Kind::Email,
-        Kind::Phone,
-        Kind::Name,
-        Kind::Street,
-        Kind::City,
-        Kind::Url,
-        Kind::Id,
-        Kind::Dob,
-        Kind::Ip,
-        Kind::Iban,
-    ]
-    .into_iter()
-    .any(|kind| is_pseudonym(kind, value))
-}
-
 /// Masks a value: every digit becomes `0`, every letter `x` (`X` if upper case); length and
 /// punctuation stay. Idempotent by construction.
 pub fn mask(value: &str) -> String {

@@ -2,12 +2,12 @@
 //!
 //! It owns the path language (`accounts[].owners[].names[]`, `**.email`), [`Rule`], the
 //! [`Action`]s and the one list of credential field names (the built-in table of rules is
-//! `privacy::builtin`'s), and walks JSON with [`walk`], the single visitor both
-//! [`crate::privacy::redact`] (which rewrites what a rule covers) and [`crate::privacy::scan`]
-//! (which reports what was not rewritten) go through. Because both ask
-//! [`walk`] which action governs a value, "redact, then scan is clean" holds by construction:
-//! a `keep` on an object keeps, and exempts from scanning, everything under it in both.
-//! No I/O and no pseudonyms here: rules decide, others act.
+//! `privacy::builtin`'s), and walks JSON with [`walk`], the single visitor the one verdict
+//! ([`crate::privacy::verdict`]) goes through for [`crate::privacy::redact`] (which rewrites
+//! what it names) and [`crate::privacy::scan`] (which reports it) alike. Because both ask
+//! [`walk`] which action governs a value, a `keep` on an object keeps, and exempts from
+//! scanning, everything under it in both. No I/O and no pseudonyms here: rules decide, others
+//! act.
 
 use serde::Deserialize;
 use serde_json::Value;

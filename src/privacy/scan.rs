@@ -4,8 +4,8 @@
 //! verdict ([`crate::privacy::verdict`]) names as a leak (values at known personal-data paths
 //! that are not in pseudonym form, emails/phones/SSN-like/street-like text and Plaid tokens
 //! anywhere, high-entropy strings under secret-like keys, echoes of any of them), credential
-//! fields, and files recorded with `--no-redact`. Findings show the value masked, never whole. Reads nothing itself: the
-//! directory walk is [`crate::commands::scan`]'s.
+//! fields, and files recorded with `--no-redact`. Findings show the value masked, never whole.
+//! Reads nothing itself: the directory walk is [`crate::commands::scan`]'s.
 
 use std::path::{Path, PathBuf};
 

@@ -2,9 +2,9 @@
 //! ([`crate::serve::mode`]) in one place.
 //!
 //! request → route → [`crate::serve::request`] (limit, parse, credentials, redact, key) → dispatch on
-//! the mode → store or upstream → redact → [`crate::store::writer`] → response. A stage never reaches
-//! back into an earlier one, and only the output of [`crate::privacy::redact::Redactor`] is keyed or
-//! written. Logs carry mode, endpoint, outcome, status, latency and key prefix; never bodies,
+//! the mode → store or upstream → the check against Plaid's spec ([`contract`]) → redact →
+//! [`crate::store::writer`] → response. A stage never reaches back into an earlier one, and only
+//! the output of [`crate::privacy::redact::Redactor`] is keyed or written. Logs carry mode, endpoint, outcome, status, latency and key prefix; never bodies,
 //! credentials or tokens. Building a proxy is [`crate::serve::startup`]'s job.
 
 use std::collections::{BTreeMap, HashMap};

@@ -144,7 +144,7 @@ impl Rules {
         self.check_new(endpoint, access_token).map(|(fault, _)| fault)
     }
 
-    /// [`Rules::check`], and whether the fault just put an item into `ITEM_LOGIN_REQUIRED`
+    /// What `Rules::check` (tests) answers, and whether the fault just put an item into `ITEM_LOGIN_REQUIRED`
     /// (Plaid tells the app so once, with an `ITEM` `ERROR` webhook).
     pub fn check_new(&self, endpoint: &str, access_token: Option<&str>) -> Option<(Fault, bool)> {
         let mut state = self.state();

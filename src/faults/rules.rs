@@ -144,8 +144,8 @@ impl Rules {
         self.check_new(endpoint, access_token).map(|(fault, _)| fault)
     }
 
-    /// What `Rules::check` (tests) answers, and whether the fault just put an item into `ITEM_LOGIN_REQUIRED`
-    /// (Plaid tells the app so once, with an `ITEM` `ERROR` webhook).
+    /// What `Rules::check` (tests) answers, and whether the fault just put an item into
+    /// `ITEM_LOGIN_REQUIRED` (Plaid tells the app so once, with an `ITEM` `ERROR` webhook).
     pub fn check_new(&self, endpoint: &str, access_token: Option<&str>) -> Option<(Fault, bool)> {
         let mut state = self.state();
         let stuck = access_token.is_some_and(|t| state.stuck.contains(t));

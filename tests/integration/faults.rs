@@ -19,6 +19,11 @@ async fn ask(base: &str, session: Option<&str>, endpoint: &str, body: &str, extr
     send("POST", &format!("{base}/{endpoint}"), &headers, body.to_string()).await
 }
 
+/// POSTs `BODY` to `endpoint` with a `Plaid-VCR-Fault: fault` header, in no session.
+async fn with_fault(base: &str, endpoint: &str, fault: &str) -> Resp {
+    ask(base, None, endpoint, BODY, &[("plaid-vcr-fault", fault)]).await
+}
+
 /// A replay of `identity/get` and `accounts/get` recorded through the fake.
 async fn replaying(dirs: &Dirs) -> plaid_vcr::RunningServer {
     record_into(dirs, &[("identity/get", BODY), ("accounts/get", BODY)]).await;
@@ -54,14 +59,7 @@ async fn a_fault_header_answers_plaids_own_error_and_unknown_ones_name_the_close
     let dirs = Dirs::new();
     let replay = replaying(&dirs).await;
     let base = replay.base_url();
-    let login = ask(
-        &base,
-        None,
-        "accounts/get",
-        BODY,
-        &[("plaid-vcr-fault", "ITEM_LOGIN_REQUIRED")],
-    )
-    .await;
+    let login = with_fault(&base, "accounts/get", "ITEM_LOGIN_REQUIRED").await;
     assert_eq!((login.status, login.outcome()), (400, "fault"));
     let body = login.json();
     assert_plaid_error(&body);
@@ -70,49 +68,21 @@ async fn a_fault_header_answers_plaids_own_error_and_unknown_ones_name_the_close
         (Some("ITEM_ERROR"), Some("ITEM_LOGIN_REQUIRED"))
     );
     assert!(body["display_message"].is_null());
-    let again = ask(
-        &base,
-        None,
-        "accounts/get",
-        BODY,
-        &[("plaid-vcr-fault", "ITEM_LOGIN_REQUIRED")],
-    )
-    .await;
+    let again = with_fault(&base, "accounts/get", "ITEM_LOGIN_REQUIRED").await;
     assert_ne!(again.json()["request_id"], body["request_id"], "a fresh request_id");
 
-    let limited = ask(
-        &base,
-        None,
-        "accounts/get",
-        BODY,
-        &[("plaid-vcr-fault", "RATE_LIMIT_EXCEEDED")],
-    )
-    .await;
+    let limited = with_fault(&base, "accounts/get", "RATE_LIMIT_EXCEEDED").await;
     assert_eq!(
         (limited.status, limited.json()["error_code"].as_str()),
         (429, Some("ACCOUNTS_LIMIT"))
     );
-    let down = ask(
-        &base,
-        None,
-        "identity/get",
-        BODY,
-        &[("plaid-vcr-fault", "INTERNAL_SERVER_ERROR")],
-    )
-    .await;
+    let down = with_fault(&base, "identity/get", "INTERNAL_SERVER_ERROR").await;
     assert_eq!(
         (down.status, down.json()["error_type"].as_str()),
         (500, Some("API_ERROR"))
     );
 
-    let unknown = ask(
-        &base,
-        None,
-        "identity/get",
-        BODY,
-        &[("plaid-vcr-fault", "ITEM_LOGIN_REQIRED")],
-    )
-    .await;
+    let unknown = with_fault(&base, "identity/get", "ITEM_LOGIN_REQIRED").await;
     assert_eq!(unknown.status, 400);
     assert_eq!(unknown.json()["error_code"], "PLAID_VCR_UNKNOWN_FAULT");
     assert!(unknown.json()["error_message"]
@@ -122,14 +92,7 @@ async fn a_fault_header_answers_plaids_own_error_and_unknown_ones_name_the_close
     // A cached hit of the same request is not what a fault header gets.
     assert_eq!(ask(&base, None, "identity/get", BODY, &[]).await.outcome(), "hit");
     assert_eq!(ask(&base, None, "identity/get", BODY, &[]).await.outcome(), "hit");
-    let faulted = ask(
-        &base,
-        None,
-        "identity/get",
-        BODY,
-        &[("plaid-vcr-fault", "PRODUCT_NOT_READY")],
-    )
-    .await;
+    let faulted = with_fault(&base, "identity/get", "PRODUCT_NOT_READY").await;
     assert_eq!(faulted.json()["error_code"], "PRODUCT_NOT_READY");
 
     let summary = replay.stop().await.unwrap();
@@ -289,7 +252,7 @@ async fn network_faults_delay_reset_truncate_and_time_out() {
     cfg.client_timeout = std::time::Duration::from_millis(500);
     let replay = start(&cfg, Mode::Replay).await;
     let base = replay.base_url();
-    let delayed = ask(&base, None, "identity/get", BODY, &[("plaid-vcr-fault", "delay=50")]).await;
+    let delayed = with_fault(&base, "identity/get", "delay=50").await;
     assert_eq!(
         (delayed.status, delayed.outcome()),
         (200, "hit"),
@@ -328,14 +291,7 @@ async fn in_record_a_faulted_request_never_reaches_upstream_and_nothing_is_recor
         vec![serde_json::from_value(json!({"error_code": "PRODUCT_NOT_READY", "endpoint": "accounts/get"})).unwrap()];
     let recorder = start(&cfg, Mode::Record).await;
     let base = recorder.base_url();
-    let faulted = ask(
-        &base,
-        None,
-        "identity/get",
-        BODY,
-        &[("plaid-vcr-fault", "INSTITUTION_DOWN")],
-    )
-    .await;
+    let faulted = with_fault(&base, "identity/get", "INSTITUTION_DOWN").await;
     assert_eq!((faulted.status, faulted.outcome()), (400, "fault"));
     for session in [None, Some("cfg/a"), Some("cfg/b")] {
         let first = ask(&base, session, "accounts/get", BODY, &[]).await;
@@ -363,23 +319,9 @@ async fn in_record_missing_a_faulted_miss_is_not_recorded_and_a_faulted_hit_not_
     let calls = fake.total_calls();
     let proxy = start(&config(&dirs, Some(&fake)), Mode::ReplayRecordMissing).await;
     let base = proxy.base_url();
-    let hit = ask(
-        &base,
-        None,
-        "identity/get",
-        BODY,
-        &[("plaid-vcr-fault", "INSTITUTION_DOWN")],
-    )
-    .await;
+    let hit = with_fault(&base, "identity/get", "INSTITUTION_DOWN").await;
     assert_eq!((hit.status, hit.outcome()), (400, "fault"));
-    let miss = ask(
-        &base,
-        None,
-        "accounts/get",
-        BODY,
-        &[("plaid-vcr-fault", "PRODUCT_NOT_READY")],
-    )
-    .await;
+    let miss = with_fault(&base, "accounts/get", "PRODUCT_NOT_READY").await;
     assert_eq!(
         (miss.status, miss.json()["error_code"].as_str()),
         (400, Some("PRODUCT_NOT_READY"))

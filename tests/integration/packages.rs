@@ -109,6 +109,15 @@ async fn run_in(mut command: Command, project: &Path, env: &[(&str, &str)]) -> (
         .unwrap()
 }
 
+/// Asserts that the example test `test` recorded its item in a session of its own under
+/// `sessions` (`out`: the run's output, for the message).
+fn assert_own_session(sessions: &Path, test: &str, out: &str) {
+    assert!(
+        sessions.join(test).join("item_public_token_exchange").is_dir(),
+        "{test} recorded in its own session: {out}"
+    );
+}
+
 async fn pytest(home: &Path, project: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     let mut command = Command::new(home.join("venv/bin/python"));
     command.args(["-m", "pytest", "-p", "no:cacheprovider"]).args(args);
@@ -156,10 +165,7 @@ async fn the_pytest_plugin_records_a_session_per_test_and_replays_offline_under_
         "../test_failures.py/test_login_required_sends_the_user_through_update_mode",
         "../test_failures.py/test_rate_limits_are_retried_with_back_off",
     ] {
-        assert!(
-            sessions.join(test).join("item_public_token_exchange").is_dir(),
-            "{test} recorded in its own session: {out}"
-        );
+        assert_own_session(&sessions, test, &out);
     }
     let recorded_calls = fake.total_calls();
     fake.stop();
@@ -247,10 +253,7 @@ async fn the_jest_helper_records_a_session_per_test_and_replays_offline_with_par
         "failures.test.js/login_required_sends_the_user_through_update_mode",
         "failures.test.js/rate_limits_are_retried_with_back-off",
     ] {
-        assert!(
-            sessions.join(test).join("item_public_token_exchange").is_dir(),
-            "{test} recorded in its own session: {out}"
-        );
+        assert_own_session(&sessions, test, &out);
     }
     let recorded_calls = fake.total_calls();
     fake.stop();

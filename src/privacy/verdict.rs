@@ -117,6 +117,13 @@ pub type Act<'a> = dyn FnMut(&[Seg], &mut String, &[Piece]) -> usize + 'a;
 /// Requests have no echoes: their personal data becomes a placeholder for the key's sake, and
 /// chasing it into other fields would change the keys of what is already recorded.
 pub fn body(rules: &[&Rule], body: &mut Value, path: &mut Vec<Seg>, echoes: bool, act: &mut Act<'_>) -> usize {
+    if !echoes {
+        // Nothing to learn from the rest of the body first: judge and act in one walk.
+        return rules::walk(rules, body, path, &mut |at, action, s| {
+            let pieces = judge(at, action, s);
+            act(at, s, &pieces)
+        });
+    }
     // First the verdict on every string as it is, in the walk's order; nothing rewritten yet.
     let mut judged: Vec<Vec<Piece>> = Vec::new();
     let mut leaked: HashMap<String, Piece> = HashMap::new();
@@ -124,7 +131,7 @@ pub fn body(rules: &[&Rule], body: &mut Value, path: &mut Vec<Seg>, echoes: bool
         let pieces = judge(at, action, s);
         for piece in pieces
             .iter()
-            .filter(|p| echoes && p.leak && echoable(p.change, &s[p.range.clone()]))
+            .filter(|p| p.leak && echoable(p.change, &s[p.range.clone()]))
         {
             leaked
                 .entry(s[piece.range.clone()].to_owned())

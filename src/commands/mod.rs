@@ -13,6 +13,8 @@ pub mod scan;
 pub mod validate;
 pub mod webhook;
 
+use crate::store::cassette::{Cassette, CassetteError};
+
 /// What a command answers: the text for stdout, and whether its answer is "yes" (exit 0)
 /// or "no" (exit 1: leaks found, problems found, breaking drift).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +30,24 @@ impl Output {
     fn done(text: String) -> Output {
         Output { text, clean: true }
     }
+}
+
+/// Every interaction and webhook file of the cassette at `dir`, relative to it: what `scan`
+/// and `validate` read. The directory must exist.
+fn cassette_files(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, CassetteError> {
+    let cassette = Cassette::new(dir);
+    cassette.require_exists()?;
+    let mut files = cassette.list()?;
+    files.extend(crate::webhooks::webhook::list(dir)?);
+    Ok(files)
+}
+
+/// The bytes of one cassette file.
+fn read_file(path: &std::path::Path) -> Result<Vec<u8>, CassetteError> {
+    std::fs::read(path).map_err(|source| CassetteError::Read {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// A report as pretty JSON; `what` names it in the invariant.

@@ -11,20 +11,16 @@ use crate::privacy::rules;
 
 use crate::privacy::rules::Rule;
 use crate::privacy::scan::{ScanConfig, ScanReport, Scanner};
-use crate::store::cassette::{Cassette, CassetteError};
+use crate::store::cassette::CassetteError;
 use crate::store::parallel::parallel_map;
 
 /// Scans every interaction file under `dir`.
 pub fn scan_dir(dir: &Path, rules: &[Rule], config: &ScanConfig) -> Result<ScanReport, CassetteError> {
-    let cassette = Cassette::new(dir);
-    cassette.require_exists()?;
+    let files = super::cassette_files(dir)?;
     let scanner = Scanner::new(rules, config);
-    let mut files = cassette.list()?;
-    files.extend(crate::webhooks::webhook::list(dir)?);
     // Every core reads and scans its share; findings come back in file order.
     let scanned = parallel_map(&files, |relative| {
-        let path = dir.join(relative);
-        let bytes = std::fs::read(&path).map_err(|source| CassetteError::Read { path, source })?;
+        let bytes = super::read_file(&dir.join(relative))?;
         Ok::<_, CassetteError>(scanner.file(relative, &bytes))
     });
     let mut report = ScanReport {

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::Output;
 use crate::contract::{Contract, Part, Severity, Violation};
 use crate::error::Error;
-use crate::store::cassette::{Cassette, CassetteError};
+use crate::store::cassette::CassetteError;
 use crate::store::parallel::parallel_map;
 
 /// One violation, where it is.
@@ -43,18 +43,12 @@ pub struct ValidateReport {
 pub fn validate_dirs(dirs: &[PathBuf], contract: &Contract) -> Result<ValidateReport, Error> {
     let mut files = Vec::new();
     for dir in dirs {
-        let cassette = Cassette::new(dir);
-        cassette.require_exists()?;
-        let mut listed = cassette.list()?;
-        listed.extend(crate::webhooks::webhook::list(dir)?);
+        let listed = super::cassette_files(dir)?;
         files.extend(listed.into_iter().map(|relative| (dir.clone(), relative)));
     }
     let checked = parallel_map(&files, |(dir, relative)| {
         let path = dir.join(relative);
-        let bytes = std::fs::read(&path).map_err(|source| CassetteError::Read {
-            path: path.clone(),
-            source,
-        })?;
+        let bytes = super::read_file(&path)?;
         let file: Value = serde_json::from_slice(&bytes).map_err(|source| CassetteError::Parse {
             path: path.clone(),
             source,
